@@ -1,0 +1,1 @@
+"""The Docker Engine REST API front end."""

@@ -1,0 +1,1 @@
+"""Cgroup managers: v1, v2 (and later systemd) backends behind one protocol."""

@@ -1,0 +1,1 @@
+"""The docker-compatible `dockyard` command line."""

@@ -1,0 +1,1 @@
+"""Containers, images, networks, volumes and pods over one SQLite database."""

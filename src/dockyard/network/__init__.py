@@ -1,0 +1,1 @@
+"""Bridge networking, IPAM, port publishing and DNS."""

@@ -1,0 +1,1 @@
+"""The OCI runtime: bundles, lifecycle verbs and the runc-compatible command line."""
