@@ -8,6 +8,7 @@ categories to exit codes, HTTP statuses or gRPC codes. This module imports nothi
 from __future__ import annotations
 
 import errno as _errno
+import os as _os
 
 
 class DockyardError(Exception):
@@ -66,10 +67,4 @@ class SyscallError(DockyardError):
         where = f" {path}" if path else ""
         extra = f" ({detail})" if detail else ""
         super().__init__(f"{op}{where}: {_errno.errorcode.get(err, str(err))}: "
-                         f"{_strerror(err)}{extra}")
-
-
-def _strerror(err: int) -> str:
-    import os
-
-    return os.strerror(err)
+                         f"{_os.strerror(err)}{extra}")

@@ -1,0 +1,236 @@
+"""The OCI runtime specification's config.json as frozen dataclasses.
+
+JSON is parsed into these at the edge (:func:`parse_spec`); nothing past the edge sees a raw
+dict. Fields the runtime does not act on yet are still parsed so that a typo or a wrong type is
+reported with its JSON path instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dockyard.errors import InvalidArgument
+
+NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    uid: int = 0
+    gid: int = 0
+    additional_gids: tuple[int, ...] = ()
+    umask: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    bounding: tuple[str, ...] = ()
+    effective: tuple[str, ...] = ()
+    inheritable: tuple[str, ...] = ()
+    permitted: tuple[str, ...] = ()
+    ambient: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Rlimit:
+    type: str
+    hard: int
+    soft: int
+
+
+@dataclass(frozen=True, slots=True)
+class Process:
+    args: tuple[str, ...]
+    cwd: str = "/"
+    env: tuple[str, ...] = ()
+    terminal: bool = False
+    user: User = field(default_factory=User)
+    capabilities: Capabilities | None = None
+    rlimits: tuple[Rlimit, ...] = ()
+    no_new_privileges: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Root:
+    path: str
+    readonly: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    destination: str
+    type: str | None = None
+    source: str | None = None
+    options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    type: str
+    path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Linux:
+    namespaces: tuple[Namespace, ...] = ()
+    masked_paths: tuple[str, ...] = ()
+    readonly_paths: tuple[str, ...] = ()
+    sysctl: tuple[tuple[str, str], ...] = ()
+    rootfs_propagation: str | None = None
+    cgroups_path: str | None = None
+
+    def namespace(self, ns_type: str) -> Namespace | None:
+        for ns in self.namespaces:
+            if ns.type == ns_type:
+                return ns
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    oci_version: str
+    root: Root
+    process: Process | None = None
+    hostname: str | None = None
+    domainname: str | None = None
+    mounts: tuple[Mount, ...] = ()
+    linux: Linux = field(default_factory=Linux)
+    annotations: tuple[tuple[str, str], ...] = ()
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+class _Reader:
+    """Typed access to one JSON object, reporting errors with their JSON path."""
+
+    def __init__(self, data: object, path: str) -> None:
+        if not isinstance(data, Mapping):
+            raise InvalidArgument(f"config.json: {path} must be an object")
+        self.data: Mapping[str, Any] = data
+        self.path = path
+
+    def _bad(self, key: str, what: str) -> InvalidArgument:
+        return InvalidArgument(f"config.json: {self.path}.{key} must be {what}")
+
+    def opt_str(self, key: str, default: str | None = None) -> str | None:
+        v = self.data.get(key, default)
+        if v is not None and not isinstance(v, str):
+            raise self._bad(key, "a string")
+        return v
+
+    def req_str(self, key: str) -> str:
+        v = self.opt_str(key)
+        if v is None:
+            raise InvalidArgument(f"config.json: {self.path}.{key} is required")
+        return v
+
+    def flag(self, key: str) -> bool:
+        v = self.data.get(key, False)
+        if not isinstance(v, bool):
+            raise self._bad(key, "true or false")
+        return v
+
+    def opt_int(self, key: str, default: int | None = None) -> int | None:
+        v = self.data.get(key, default)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+            raise self._bad(key, "an integer")
+        return v
+
+    def strs(self, key: str) -> tuple[str, ...]:
+        v = self.data.get(key) or []
+        if not isinstance(v, list) or not all(isinstance(s, str) for s in v):
+            raise self._bad(key, "an array of strings")
+        return tuple(v)
+
+    def objs(self, key: str) -> list[_Reader]:
+        v = self.data.get(key) or []
+        if not isinstance(v, list):
+            raise self._bad(key, "an array")
+        return [_Reader(o, f"{self.path}.{key}[{i}]") for i, o in enumerate(v)]
+
+    def obj(self, key: str) -> _Reader | None:
+        v = self.data.get(key)
+        return None if v is None else _Reader(v, f"{self.path}.{key}")
+
+    def str_map(self, key: str) -> tuple[tuple[str, str], ...]:
+        v = self.data.get(key) or {}
+        if not isinstance(v, Mapping) or not all(isinstance(x, str) for x in v.values()):
+            raise self._bad(key, "an object of strings")
+        return tuple(sorted(v.items()))
+
+
+def _user(r: _Reader | None) -> User:
+    if r is None:
+        return User()
+    gids = r.data.get("additionalGids") or []
+    if not isinstance(gids, list) or not all(isinstance(g, int) for g in gids):
+        raise InvalidArgument(f"config.json: {r.path}.additionalGids must be integers")
+    return User(uid=r.opt_int("uid", 0) or 0, gid=r.opt_int("gid", 0) or 0,
+                additional_gids=tuple(gids), umask=r.opt_int("umask"))
+
+
+def _process(r: _Reader) -> Process:
+    args = r.strs("args")
+    if not args:
+        raise InvalidArgument("config.json: process.args must name the program to run")
+    caps_r = r.obj("capabilities")
+    caps = None
+    if caps_r is not None:
+        caps = Capabilities(bounding=caps_r.strs("bounding"), effective=caps_r.strs("effective"),
+                            inheritable=caps_r.strs("inheritable"),
+                            permitted=caps_r.strs("permitted"), ambient=caps_r.strs("ambient"))
+    rlimits = tuple(Rlimit(type=o.req_str("type"), hard=o.opt_int("hard", 0) or 0,
+                           soft=o.opt_int("soft", 0) or 0) for o in r.objs("rlimits"))
+    cwd = r.opt_str("cwd", "/") or "/"
+    if not cwd.startswith("/"):
+        raise InvalidArgument("config.json: process.cwd must be an absolute path")
+    return Process(args=args, cwd=cwd, env=r.strs("env"), terminal=r.flag("terminal"),
+                   user=_user(r.obj("user")), capabilities=caps, rlimits=rlimits,
+                   no_new_privileges=r.flag("noNewPrivileges"))
+
+
+def _linux(r: _Reader | None) -> Linux:
+    if r is None:
+        return Linux()
+    namespaces = []
+    seen = set()
+    for o in r.objs("namespaces"):
+        ns_type = o.req_str("type")
+        if ns_type not in NAMESPACE_TYPES:
+            raise InvalidArgument(f"config.json: {o.path}.type: unknown namespace {ns_type!r}")
+        if ns_type in seen:
+            raise InvalidArgument(f"config.json: namespace {ns_type!r} is listed twice")
+        seen.add(ns_type)
+        namespaces.append(Namespace(type=ns_type, path=o.opt_str("path")))
+    return Linux(namespaces=tuple(namespaces), masked_paths=r.strs("maskedPaths"),
+                 readonly_paths=r.strs("readonlyPaths"), sysctl=r.str_map("sysctl"),
+                 rootfs_propagation=r.opt_str("rootfsPropagation"),
+                 cgroups_path=r.opt_str("cgroupsPath"))
+
+
+def parse_spec(data: object) -> Spec:
+    """Parse a decoded config.json; raise InvalidArgument naming the offending field."""
+    r = _Reader(data, "$")
+    root_r = r.obj("root")
+    if root_r is None:
+        raise InvalidArgument("config.json: root is required")
+    proc_r = r.obj("process")
+    mounts = []
+    for o in r.objs("mounts"):
+        dest = o.req_str("destination")
+        if not dest.startswith("/"):
+            raise InvalidArgument(f"config.json: {o.path}.destination must be absolute")
+        mounts.append(Mount(destination=dest, type=o.opt_str("type"), source=o.opt_str("source"),
+                            options=o.strs("options")))
+    return Spec(
+        oci_version=r.req_str("ociVersion"),
+        root=Root(path=root_r.req_str("path"), readonly=root_r.flag("readonly")),
+        process=None if proc_r is None else _process(proc_r),
+        hostname=r.opt_str("hostname"),
+        domainname=r.opt_str("domainname"),
+        mounts=tuple(mounts),
+        linux=_linux(r.obj("linux")),
+        annotations=r.str_map("annotations"),
+    )

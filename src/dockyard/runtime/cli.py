@@ -1,0 +1,176 @@
+"""``dockyard-runc``: runc's command line over the runtime library.
+
+Errors are printed the way runc (logrus, text format) prints them, ``time=... level=error
+msg=...`` on stderr with exit status 1, so engines that parse runc's errors can parse ours.
+Imports stay lazy: this module is on the path of every container start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+from pathlib import Path
+
+from dockyard import OCI_SPEC_VERSION, __version__
+from dockyard.errors import DockyardError
+
+PROG = "dockyard-runc"
+
+
+def _version() -> str:
+    py = ".".join(map(str, sys.version_info[:3]))
+    return f"{PROG} version {__version__}\nspec: {OCI_SPEC_VERSION}\npython: {py}"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="An OCI runtime (runc-compatible).")
+    p.add_argument("-v", "--version", action="store_true", help="print the version")
+    p.add_argument("--root", default=os.environ.get("DOCKYARD_RUNC_ROOT", "/run/dockyard-runc"),
+                   help="where container state is kept")
+    p.add_argument("--log", default=None, help="write errors to this file instead of stderr")
+    p.add_argument("--log-format", choices=("text", "json"), default="text")
+    p.add_argument("--debug", action="store_true")
+    p.add_argument("--systemd-cgroup", action="store_true")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def cmd(name: str, help_text: str, container: bool = True) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help_text)
+        if container:
+            c.add_argument("id")
+        return c
+
+    def create_flags(c: argparse.ArgumentParser) -> None:
+        c.add_argument("-b", "--bundle", default=".")
+        c.add_argument("--console-socket")
+        c.add_argument("--pid-file")
+        c.add_argument("--no-pivot", action="store_true")
+        c.add_argument("--no-new-keyring", action="store_true")
+        c.add_argument("--preserve-fds", type=int, default=0)
+
+    c = cmd("spec", "write a default config.json into the bundle", container=False)
+    c.add_argument("-b", "--bundle", default=".")
+    c.add_argument("--rootless", action="store_true")
+    create_flags(cmd("create", "create a container"))
+    cmd("start", "start a created container")
+    c = cmd("run", "create and start a container")
+    create_flags(c)
+    c.add_argument("-d", "--detach", action="store_true")
+    cmd("state", "print a container's state as JSON")
+    c = cmd("list", "list containers", container=False)
+    c.add_argument("-f", "--format", choices=("table", "json"), default="table")
+    c.add_argument("-q", "--quiet", action="store_true")
+    c = cmd("kill", "send a signal to a container's init")
+    c.add_argument("signal", nargs="?", default="SIGTERM")
+    c.add_argument("-a", "--all", action="store_true")
+    c = cmd("delete", "delete a container")
+    c.add_argument("-f", "--force", action="store_true")
+    return p
+
+
+def _table(rows: list[list[str]]) -> str:
+    """Go's tabwriter as runc configures it: min width 12, padding 3, last column unpadded."""
+    widths = [max(12, max(len(r[i]) for r in rows) + 3) for i in range(len(rows[0]) - 1)]
+    return "".join("".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False))
+                   + r[-1] + "\n" for r in rows)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from dockyard.runtime import state
+
+    root = Path(args.root)
+    command = args.command
+    if command == "spec":
+        from dockyard.runtime.specgen import default_spec
+
+        if args.rootless:
+            raise DockyardError("spec --rootless: user namespaces are not supported yet")
+        target = Path(args.bundle) / "config.json"
+        if target.exists():
+            raise DockyardError("File config.json exists. Remove it first")
+        target.write_text(json.dumps(default_spec(), indent="\t") + "\n")
+        return 0
+    if command in ("create", "run"):
+        if args.console_socket:
+            raise DockyardError("--console-socket is not supported yet")
+        pid_file = Path(args.pid_file).absolute() if args.pid_file else None
+        if command == "create":
+            from dockyard.runtime.create import create
+
+            create(root, args.id, Path(args.bundle), pid_file=pid_file,
+                   no_pivot=args.no_pivot, preserve_fds=args.preserve_fds)
+            return 0
+        from dockyard.runtime.run import run
+
+        return run(root, args.id, Path(args.bundle), detach=args.detach, pid_file=pid_file,
+                   no_pivot=args.no_pivot, preserve_fds=args.preserve_fds)
+    if command == "start":
+        from dockyard.runtime.start import start
+
+        start(root, args.id)
+        return 0
+    if command == "state":
+        rec = state.load(root, args.id)
+        print(json.dumps(state.to_oci_state(root, rec), indent=2))
+        return 0
+    if command == "list":
+        docs = [state.to_oci_state(root, state.load(root, i)) for i in state.list_ids(root)]
+        if args.quiet:
+            sys.stdout.write("".join(f"{d['id']}\n" for d in docs))
+        elif args.format == "json":
+            print(json.dumps(docs))
+        else:
+            rows = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]]
+            rows += [[str(d["id"]), str(d["pid"]), str(d["status"]), str(d["bundle"]),
+                      str(d["created"]), str(d["owner"]) or "root"] for d in docs]
+            sys.stdout.write(_table(rows))
+        return 0
+    if command == "kill":
+        from dockyard.runtime.kill import kill
+
+        kill(root, args.id, state.parse_signal(args.signal), all_processes=args.all)
+        return 0
+    if command == "delete":
+        from dockyard.runtime.delete import delete
+
+        delete(root, args.id, force=args.force)
+        return 0
+    raise DockyardError(f"unknown command {command!r}")
+
+
+def _log_error(args: argparse.Namespace | None, message: str) -> None:
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    fmt = getattr(args, "log_format", "text")
+    if fmt == "json":
+        line = json.dumps({"level": "error", "msg": message, "time": now})
+    else:
+        line = f'time="{now}" level=error msg={json.dumps(message)}'
+    log = getattr(args, "log", None)
+    if log:
+        with open(log, "a") as f:
+            f.write(line + "\n")
+    sys.stderr.write((line if not log else message) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        print(_version())
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return _dispatch(args)
+    except DockyardError as exc:
+        _log_error(args, str(exc))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

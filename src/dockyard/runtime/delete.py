@@ -1,0 +1,47 @@
+"""``delete``: remove a stopped (or, forced, any) container and its state."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import shutil
+import signal
+from pathlib import Path
+
+from dockyard.errors import FailedPrecondition, NotFound
+from dockyard.runtime import state
+
+_KILL_WAIT_MS = 10_000
+
+
+def _kill_and_wait(pid: int) -> None:
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        select.select([pidfd], [], [], _KILL_WAIT_MS / 1000)
+    finally:
+        os.close(pidfd)
+
+
+def delete(root: Path, container_id: str, *, force: bool = False) -> None:
+    d = state.container_dir(root, container_id)
+    try:
+        rec = state.load(root, container_id)
+    except NotFound:
+        if d.is_dir():  # a create that crashed half-way: nothing runs, clean it up
+            shutil.rmtree(d, ignore_errors=True)
+            return
+        raise
+    status = state.status_of(root, rec)
+    if status is state.Status.CREATED or (force and status.can_kill):
+        _kill_and_wait(rec.pid)
+    elif not status.can_delete:
+        raise FailedPrecondition(
+            f"cannot delete container {container_id} that is not stopped: {status.value}",
+            hint="stop it first, or use delete --force")
+    shutil.rmtree(d, ignore_errors=True)

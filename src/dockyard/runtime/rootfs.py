@@ -1,0 +1,217 @@
+"""The container's root filesystem: from the spec to a list of steps, then the steps applied.
+
+:func:`plan` is pure (unit-tested without root); :func:`apply` runs the steps in the container's
+new mount namespace before ``pivot_root``, through ``linux/``. Every target is resolved with
+:func:`~dockyard.linux.paths.secure_join` at the moment it is used, because an earlier mount may
+have changed what a path points at.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+
+from dockyard.errors import InvalidArgument
+from dockyard.linux import libc as k
+from dockyard.linux.cgroupfs import Hierarchy, host_hierarchies, is_pure_v2
+from dockyard.linux.paths import secure_join
+from dockyard.model.oci import Mount, Spec
+from dockyard.runtime.mountopts import parse_options
+
+
+@dataclass(frozen=True, slots=True)
+class MountStep:
+    destination: str              # inside the container
+    source: str | None
+    fstype: str | None
+    flags: int
+    data: str
+    propagation: tuple[int, ...] = ()
+    bind: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStep:
+    path: str
+    major: int
+    minor: int
+    mode: int = 0o666
+
+
+@dataclass(frozen=True, slots=True)
+class SymlinkStep:
+    path: str
+    target: str
+
+
+Step = MountStep | DeviceStep | SymlinkStep
+
+# The devices every container gets (OCI runtime spec, "Default Devices").
+DEFAULT_DEVICES = (
+    DeviceStep("/dev/null", 1, 3), DeviceStep("/dev/zero", 1, 5), DeviceStep("/dev/full", 1, 7),
+    DeviceStep("/dev/random", 1, 8), DeviceStep("/dev/urandom", 1, 9),
+    DeviceStep("/dev/tty", 5, 0),
+)
+DEFAULT_LINKS = (
+    SymlinkStep("/dev/fd", "/proc/self/fd"), SymlinkStep("/dev/stdin", "/proc/self/fd/0"),
+    SymlinkStep("/dev/stdout", "/proc/self/fd/1"), SymlinkStep("/dev/stderr", "/proc/self/fd/2"),
+)
+
+
+def _mount_steps(m: Mount, hierarchies: tuple[Hierarchy, ...]) -> list[MountStep]:
+    opts = parse_options(m.options)
+    fstype = m.type
+    if fstype in ("bind", "rbind", None, "none") and not opts.is_bind:
+        if fstype in ("bind", "rbind"):
+            opts = parse_options((*m.options, fstype))
+        else:
+            raise InvalidArgument(f"mount {m.destination}: no type and no bind option")
+    if opts.is_bind:
+        if not m.source:
+            raise InvalidArgument(f"mount {m.destination}: a bind mount needs a source")
+        return [MountStep(m.destination, m.source, None, opts.flags, "", opts.propagation,
+                          bind=True)]
+    if fstype in {"cgroup", "cgroup2"}:
+        return _cgroup_steps(m.destination, opts.flags | k.MS_NOSUID | k.MS_NODEV | k.MS_NOEXEC,
+                             hierarchies)
+    return [MountStep(m.destination, m.source or fstype, fstype, opts.flags, opts.data,
+                      opts.propagation)]
+
+
+def _cgroup_steps(dest: str, flags: int, hierarchies: tuple[Hierarchy, ...]) -> list[MountStep]:
+    """A read-only view of the host's cgroup hierarchies: cgroup2 alone on a pure v2 host;
+    a tmpfs with one mount per v1 hierarchy (and the unified one) on a v1 or hybrid host."""
+    if is_pure_v2(hierarchies):
+        return [MountStep(dest, "cgroup2", "cgroup2", flags, "")]
+    steps = [MountStep(dest, "tmpfs", "tmpfs", k.MS_NOSUID | k.MS_NODEV | k.MS_NOEXEC,
+                       "mode=755")]
+    for h in hierarchies:
+        base = h.mountpoint.rstrip("/").rsplit("/", 1)[-1]
+        steps.append(MountStep(f"{dest.rstrip('/')}/{base}", "cgroup", h.fstype, flags,
+                               h.options if h.fstype == "cgroup" else ""))
+    # The tmpfs itself becomes read-only once its mount points exist.
+    if flags & k.MS_RDONLY:
+        steps.append(MountStep(dest, None, None, k.MS_REMOUNT | k.MS_RDONLY | k.MS_NOSUID
+                               | k.MS_NODEV | k.MS_NOEXEC, "mode=755"))
+    return steps
+
+
+def plan(spec: Spec, hierarchies: tuple[Hierarchy, ...] | None = None) -> tuple[Step, ...]:
+    """Everything done to the rootfs before pivot_root, in order."""
+    if hierarchies is None and any(m.type in ("cgroup", "cgroup2") for m in spec.mounts):
+        hierarchies = host_hierarchies()
+    steps: list[Step] = []
+    for m in spec.mounts:
+        steps.extend(_mount_steps(m, hierarchies or ()))
+    dev_is_bound = any(isinstance(s, MountStep) and s.destination == "/dev" and s.bind
+                       for s in steps)
+    if not dev_is_bound:
+        steps.extend(DEFAULT_DEVICES)
+        steps.extend(DEFAULT_LINKS)
+        if any(m.destination == "/dev/pts" for m in spec.mounts):
+            steps.append(SymlinkStep("/dev/ptmx", "pts/ptmx"))
+    return tuple(steps)
+
+
+# --- applying, in the child ------------------------------------------------------------------
+
+def _make_mountpoint(target: str, source_is_file: bool) -> None:
+    if os.path.lexists(target):
+        return
+    if source_is_file:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "a"):
+            pass
+    else:
+        os.makedirs(target, exist_ok=True)
+
+
+def _apply_mount(rootfs: str, s: MountStep) -> None:
+    target = secure_join(rootfs, s.destination)
+    if s.bind:
+        assert s.source is not None
+        src_is_file = not os.path.isdir(s.source)
+        _make_mountpoint(target, src_is_file)
+        k.mount(s.source, target, None, s.flags & (k.MS_BIND | k.MS_REC))
+        extra = s.flags & ~(k.MS_BIND | k.MS_REC)
+        if extra:
+            k.mount(None, target, None, k.MS_REMOUNT | k.MS_BIND | extra)
+    elif s.flags & k.MS_REMOUNT:
+        k.mount(s.source, target, s.fstype, s.flags, s.data or None)
+    else:
+        _make_mountpoint(target, False)
+        k.mount(s.source, target, s.fstype, s.flags, s.data or None)
+    for p in s.propagation:
+        k.mount(None, target, None, p)
+
+
+def _apply_device(rootfs: str, d: DeviceStep) -> None:
+    target = secure_join(rootfs, d.path)
+    if os.path.lexists(target):
+        os.unlink(target)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    os.mknod(target, stat.S_IFCHR | d.mode, os.makedev(d.major, d.minor))
+    os.chmod(target, d.mode)  # mknod is subject to the umask
+
+
+def _apply_symlink(rootfs: str, s: SymlinkStep) -> None:
+    target = secure_join(rootfs, s.path)
+    if not os.path.lexists(target):
+        os.symlink(s.target, target)
+
+
+def apply(rootfs: str, steps: tuple[Step, ...]) -> None:
+    for s in steps:
+        if isinstance(s, MountStep):
+            _apply_mount(rootfs, s)
+        elif isinstance(s, DeviceStep):
+            _apply_device(rootfs, s)
+        else:
+            _apply_symlink(rootfs, s)
+
+
+def prepare_root(rootfs: str, propagation: int) -> None:
+    """Stop mount events leaking to the host, then make the rootfs a mount point of its own."""
+    k.mount(None, "/", None, propagation)
+    k.mount(rootfs, rootfs, None, k.MS_BIND | k.MS_REC)
+
+
+def pivot(rootfs: str) -> None:
+    """pivot_root(".", ".") then detach the old root stacked beneath (runc's trick: no put_old
+    directory needed, works on a read-only rootfs)."""
+    os.chdir(rootfs)
+    k.pivot_root(".", ".")
+    k.mount(None, ".", None, k.MS_SLAVE | k.MS_REC)
+    k.umount2(".", k.MNT_DETACH)
+    os.chdir("/")
+
+
+def move_root(rootfs: str) -> None:
+    """--no-pivot: move the rootfs over / and chroot into it (for ramfs roots)."""
+    os.chdir(rootfs)
+    k.mount(rootfs, "/", None, k.MS_MOVE)
+    os.chroot(".")
+    os.chdir("/")
+
+
+def mask_paths(paths: tuple[str, ...]) -> None:
+    for p in paths:
+        if not os.path.lexists(p):
+            continue
+        if os.path.isdir(p) and not os.path.islink(p):
+            k.mount("tmpfs", p, "tmpfs", k.MS_RDONLY, None)
+        else:
+            k.mount("/dev/null", p, None, k.MS_BIND)
+
+
+def readonly_paths(paths: tuple[str, ...]) -> None:
+    for p in paths:
+        if not os.path.lexists(p):
+            continue
+        k.mount(p, p, None, k.MS_BIND | k.MS_REC)
+        k.mount(None, p, None, k.MS_BIND | k.MS_REMOUNT | k.MS_RDONLY | k.MS_REC)
+
+
+def readonly_root() -> None:
+    k.mount(None, "/", None, k.MS_BIND | k.MS_REMOUNT | k.MS_RDONLY)

@@ -1,0 +1,169 @@
+"""Container state under the runtime root: what ``create`` records and every verb re-reads.
+
+Layout: ``<root>/<id>/state.json`` (written tmp + fsync + rename) and ``<root>/<id>/exec.fifo``,
+which exists from ``create`` until ``start`` has released the init process. A container's live
+status is derived from that record and the kernel (is the init alive, is it the same process),
+never trusted from the file alone.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import re
+import signal
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from dockyard import OCI_SPEC_VERSION
+from dockyard.errors import AlreadyExists, InvalidArgument, NotFound
+
+DEFAULT_ROOT = Path("/run/dockyard-runc")
+_ID_RE = re.compile(r"^[\w+\-.]+$")
+FIFO_NAME = "exec.fifo"
+
+
+class Status(enum.Enum):
+    CREATING = "creating"
+    CREATED = "created"
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+
+    @property
+    def can_start(self) -> bool:
+        return self is Status.CREATED
+
+    @property
+    def can_kill(self) -> bool:
+        return self in (Status.CREATED, Status.RUNNING, Status.PAUSED)
+
+    @property
+    def can_delete(self) -> bool:
+        return self in (Status.STOPPED, Status.CREATING)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """What create writes down; fixed for the container's life."""
+
+    id: str
+    pid: int
+    pid_start_time: int
+    bundle: str
+    rootfs: str
+    created: str
+    owner: str = ""
+    annotations: tuple[tuple[str, str], ...] = ()
+
+
+def validate_id(container_id: str) -> str:
+    if not container_id or not _ID_RE.match(container_id) or container_id in (".", ".."):
+        raise InvalidArgument(f"invalid container id format: {container_id!r}")
+    return container_id
+
+
+def container_dir(root: Path, container_id: str) -> Path:
+    return root / validate_id(container_id)
+
+
+def process_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat, or None when the process is gone or a zombie."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = raw[raw.rindex(b")") + 2:].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+def reserve(root: Path, container_id: str) -> Path:
+    """Make the container's state directory; fail if the id is taken."""
+    root.mkdir(mode=0o711, parents=True, exist_ok=True)
+    d = container_dir(root, container_id)
+    try:
+        d.mkdir(mode=0o711)
+    except FileExistsError:
+        raise AlreadyExists(f"container with id exists: {container_id}") from None
+    return d
+
+
+def save(root: Path, rec: Record) -> None:
+    d = container_dir(root, rec.id)
+    tmp = d / "state.json.tmp"
+    data = asdict(rec)
+    data["annotations"] = dict(rec.annotations)
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, d / "state.json")
+
+
+def load(root: Path, container_id: str) -> Record:
+    d = container_dir(root, container_id)
+    try:
+        data = json.loads((d / "state.json").read_text())
+    except FileNotFoundError:
+        raise NotFound(f"container does not exist: {container_id}") from None
+    data["annotations"] = tuple(sorted(data.get("annotations", {}).items()))
+    return Record(**data)
+
+
+def list_ids(root: Path) -> list[str]:
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "state.json").exists())
+
+
+def status_of(root: Path, rec: Record) -> Status:
+    if process_start_time(rec.pid) != rec.pid_start_time:
+        return Status.STOPPED
+    if (container_dir(root, rec.id) / FIFO_NAME).exists():
+        return Status.CREATED
+    try:
+        state = _proc_state(rec.pid)
+    except FileNotFoundError:
+        return Status.STOPPED
+    # A frozen init shows as sleeping in stat; the cgroup freezer will say PAUSED later.
+    return Status.STOPPED if state in ("Z", "X") else Status.RUNNING
+
+
+def _proc_state(pid: int) -> str:
+    raw = Path(f"/proc/{pid}/stat").read_bytes()
+    return raw[raw.rindex(b")") + 2:].split()[0].decode()
+
+
+def to_oci_state(root: Path, rec: Record) -> dict[str, object]:
+    """The state document as runc prints it (the OCI state plus rootfs, created, owner)."""
+    status = status_of(root, rec)
+    out: dict[str, object] = {
+        "ociVersion": OCI_SPEC_VERSION,
+        "id": rec.id,
+        "pid": rec.pid if status is not Status.STOPPED else 0,
+        "status": status.value,
+        "bundle": rec.bundle,
+        "rootfs": rec.rootfs,
+        "created": rec.created,
+        "owner": rec.owner,
+    }
+    if rec.annotations:
+        out["annotations"] = dict(rec.annotations)
+    return out
+
+
+def parse_signal(name: str) -> signal.Signals:
+    """Accept ``9``, ``KILL`` or ``SIGKILL`` (any case), as runc does."""
+    text = name.strip()
+    try:
+        if text.isdigit():
+            return signal.Signals(int(text))
+        text = text.upper()
+        if not text.startswith("SIG"):
+            text = "SIG" + text
+        return signal.Signals[text]
+    except (ValueError, KeyError):
+        raise InvalidArgument(f"unknown signal {name!r}") from None
