@@ -1,0 +1,70 @@
+"""config.json parsing: valid specs become dataclasses, bad ones name the offending field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dockyard.errors import InvalidArgument
+from dockyard.model.oci import parse_spec
+from dockyard.runtime.specgen import default_spec
+
+SPEC_TESTS = Path(__file__).resolve().parents[3] / "shared/specs/runtime-spec-v1.3.0/schema/test"
+
+
+def test_default_spec_round_trips() -> None:
+    spec = parse_spec(default_spec())
+    assert spec.process is not None
+    assert spec.process.args == ("sh",)
+    assert spec.process.rlimits[0].type == "RLIMIT_NOFILE"
+    assert spec.root.readonly is True
+    assert [ns.type for ns in spec.linux.namespaces] == ["pid", "network", "ipc", "uts",
+                                                         "mount", "cgroup"]
+    assert "/proc/kcore" in spec.linux.masked_paths
+
+
+@pytest.mark.skipif(not SPEC_TESTS.is_dir(), reason="shared/specs not present")
+def test_default_spec_validates_against_the_schema() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    referencing = pytest.importorskip("referencing")
+    schema_dir = SPEC_TESTS.parent
+    resources = []
+    for f in schema_dir.glob("*.json"):
+        contents = json.loads(f.read_text())
+        resources.append((f.name, referencing.Resource.from_contents(
+            contents, default_specification=referencing.jsonschema.DRAFT4)))
+    registry = referencing.Registry().with_resources(resources)
+    schema = json.loads((schema_dir / "config-schema.json").read_text())
+    validator = jsonschema.Draft4Validator(schema, registry=registry)
+    errors = list(validator.iter_errors(default_spec()))
+    assert errors == []
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda c: c.pop("root"), "root is required"),
+    (lambda c: c["process"].update(args=[]), "process.args"),
+    (lambda c: c["process"].update(cwd="relative"), "cwd must be an absolute"),
+    (lambda c: c["process"].update(terminal="yes"), "$.process.terminal must be true or false"),
+    (lambda c: c["linux"]["namespaces"].append({"type": "pid"}), "listed twice"),
+    (lambda c: c["linux"]["namespaces"].append({"type": "bogus"}), "unknown namespace"),
+    (lambda c: c["mounts"].append({"destination": "rel"}), "must be absolute"),
+    (lambda c: c["process"]["user"].update(uid="0"), "uid must be an integer"),
+    (lambda c: c.update(hostname=5), "hostname must be a string"),
+])
+def test_bad_specs_name_the_field(mutate: Any, message: str) -> None:
+    config = default_spec()
+    mutate(config)
+    with pytest.raises(InvalidArgument) as exc:
+        parse_spec(config)
+    assert message in str(exc.value)
+
+
+def test_good_fixtures_from_the_spec_parse() -> None:
+    good = SPEC_TESTS / "config" / "good"
+    if not good.is_dir():
+        pytest.skip("spec fixtures not present")
+    for f in sorted(good.glob("*.json")):
+        parse_spec(json.loads(f.read_text()))

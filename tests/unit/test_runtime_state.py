@@ -1,0 +1,82 @@
+"""State records and status transitions."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from dockyard.errors import AlreadyExists, InvalidArgument, NotFound
+from dockyard.runtime import state
+from dockyard.runtime.cli import _table, main
+
+
+def test_status_transitions() -> None:
+    S = state.Status
+    assert [s for s in S if s.can_start] == [S.CREATED]
+    assert {s for s in S if s.can_kill} == {S.CREATED, S.RUNNING, S.PAUSED}
+    assert S.STOPPED.can_delete and not S.RUNNING.can_delete
+
+
+@pytest.mark.parametrize("bad", ["", ".", "..", "a/b", "x y", "../etc"])
+def test_bad_ids(bad: str) -> None:
+    with pytest.raises(InvalidArgument):
+        state.validate_id(bad)
+
+
+def test_record_round_trip_and_status(tmp_path: Path) -> None:
+    state.reserve(tmp_path, "c1")
+    with pytest.raises(AlreadyExists):
+        state.reserve(tmp_path, "c1")
+    me = os.getpid()
+    start = state.process_start_time(me)
+    assert start is not None
+    rec = state.Record(id="c1", pid=me, pid_start_time=start, bundle="/b", rootfs="/b/rootfs",
+                       created="2026-01-01T00:00:00Z", annotations=(("k", "v"),))
+    state.save(tmp_path, rec)
+    assert state.load(tmp_path, "c1") == rec
+    assert state.list_ids(tmp_path) == ["c1"]
+    assert state.status_of(tmp_path, rec) is state.Status.RUNNING
+    (tmp_path / "c1" / state.FIFO_NAME).touch()
+    assert state.status_of(tmp_path, rec) is state.Status.CREATED
+    stale = state.Record(**{**state.asdict(rec), "pid_start_time": start + 1,  # type: ignore[arg-type]
+                            "annotations": rec.annotations})
+    assert state.status_of(tmp_path, stale) is state.Status.STOPPED
+    doc = state.to_oci_state(tmp_path, stale)
+    assert doc["status"] == "stopped" and doc["pid"] == 0
+    assert doc["annotations"] == {"k": "v"}
+    with pytest.raises(NotFound):
+        state.load(tmp_path, "nope")
+
+
+@pytest.mark.parametrize(("text", "sig"), [("9", signal.SIGKILL), ("KILL", signal.SIGKILL),
+                                           ("sigterm", signal.SIGTERM), ("SIGHUP", signal.SIGHUP)])
+def test_parse_signal(text: str, sig: signal.Signals) -> None:
+    assert state.parse_signal(text) == sig
+
+
+def test_parse_bad_signal() -> None:
+    with pytest.raises(InvalidArgument):
+        state.parse_signal("NOPE")
+
+
+def test_table_like_tabwriter() -> None:
+    out = _table([["ID", "PID", "STATUS"], ["a", "12", "running"]])
+    assert out == "ID          PID         STATUS\na           12          running\n"
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("dockyard-runc version ")
+    assert lines[1] == "spec: 1.3.0"
+
+
+def test_user_error_is_one_line_no_traceback(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--root", str(tmp_path), "state", "missing"]) == 1
+    err = capsys.readouterr().err
+    assert "level=error" in err and "container does not exist: missing" in err
+    assert "Traceback" not in err
