@@ -22,16 +22,37 @@ def _inner_pytest(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]
     (tmp_path / "test_inner.py").write_text(textwrap.dedent(body))
     env = dict(os.environ, PYTHONPATH=str(REPO))
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "testbed.leakguard", "-p", "no:cacheprovider",
-         "--rootdir", str(tmp_path), "-c", os.devnull, str(tmp_path / "test_inner.py")],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120, check=False)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "testbed.leakguard",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(tmp_path),
+            "-c",
+            os.devnull,
+            str(tmp_path / "test_inner.py"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_clean_suite_passes(tmp_path: Path) -> None:
-    res = _inner_pytest(tmp_path, """
+    res = _inner_pytest(
+        tmp_path,
+        """
         def test_nothing():
             assert True
-    """)
+    """,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     assert "LEAK GUARD" not in res.stdout
 
@@ -40,12 +61,15 @@ def test_leaked_mount_fails_the_run(tmp_path: Path) -> None:
     target = tmp_path / "leaky"
     target.mkdir()
     try:
-        res = _inner_pytest(tmp_path, f"""
+        res = _inner_pytest(
+            tmp_path,
+            f"""
             import subprocess
 
             def test_leaks_a_mount():
                 subprocess.run(["mount", "-t", "tmpfs", "leaktest", "{target}"], check=True)
-        """)
+        """,
+        )
         assert res.returncode != 0, res.stdout
         assert "1 passed" in res.stdout
         assert "LEAK GUARD" in res.stdout
@@ -55,13 +79,16 @@ def test_leaked_mount_fails_the_run(tmp_path: Path) -> None:
 
 
 def test_leaked_process_fails_the_run(tmp_path: Path) -> None:
-    res = _inner_pytest(tmp_path, """
+    res = _inner_pytest(
+        tmp_path,
+        """
         import subprocess
 
         def test_leaks_a_daemon():
             # double fork: the sleeper's parent exits at once, as a daemon's would
             subprocess.run(["sh", "-c", "sleep 300 & echo started"], check=True)
-    """)
+    """,
+    )
     found = re.findall(r"pid (\d+): sleep 300", res.stdout)
     for pid in found:  # it was re-parented to us (we are a subreaper too): stop it by PID
         os.kill(int(pid), signal.SIGKILL)
@@ -73,12 +100,15 @@ def test_leaked_process_fails_the_run(tmp_path: Path) -> None:
 def test_leaked_link_fails_the_run(tmp_path: Path) -> None:
     name = f"dyleak{os.getpid() % 10000}"
     try:
-        res = _inner_pytest(tmp_path, f"""
+        res = _inner_pytest(
+            tmp_path,
+            f"""
             import subprocess
 
             def test_leaks_a_link():
                 subprocess.run(["ip", "link", "add", "{name}", "type", "dummy"], check=True)
-        """)
+        """,
+        )
         assert res.returncode != 0, res.stdout
         assert name in res.stdout
     finally:

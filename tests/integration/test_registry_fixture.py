@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+
 from testbed import registry as registry_mod
 from testbed.registry import (
     Registry,

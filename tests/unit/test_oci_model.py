@@ -21,8 +21,14 @@ def test_default_spec_round_trips() -> None:
     assert spec.process.args == ("sh",)
     assert spec.process.rlimits[0].type == "RLIMIT_NOFILE"
     assert spec.root.readonly is True
-    assert [ns.type for ns in spec.linux.namespaces] == ["pid", "network", "ipc", "uts",
-                                                         "mount", "cgroup"]
+    assert [ns.type for ns in spec.linux.namespaces] == [
+        "pid",
+        "network",
+        "ipc",
+        "uts",
+        "mount",
+        "cgroup",
+    ]
     assert "/proc/kcore" in spec.linux.masked_paths
 
 
@@ -34,8 +40,14 @@ def test_default_spec_validates_against_the_schema() -> None:
     resources = []
     for f in schema_dir.glob("*.json"):
         contents = json.loads(f.read_text())
-        resources.append((f.name, referencing.Resource.from_contents(
-            contents, default_specification=referencing.jsonschema.DRAFT4)))
+        resources.append(
+            (
+                f.name,
+                referencing.Resource.from_contents(
+                    contents, default_specification=referencing.jsonschema.DRAFT4
+                ),
+            )
+        )
     registry = referencing.Registry().with_resources(resources)
     schema = json.loads((schema_dir / "config-schema.json").read_text())
     validator = jsonschema.Draft4Validator(schema, registry=registry)
@@ -43,17 +55,20 @@ def test_default_spec_validates_against_the_schema() -> None:
     assert errors == []
 
 
-@pytest.mark.parametrize(("mutate", "message"), [
-    (lambda c: c.pop("root"), "root is required"),
-    (lambda c: c["process"].update(args=[]), "process.args"),
-    (lambda c: c["process"].update(cwd="relative"), "cwd must be an absolute"),
-    (lambda c: c["process"].update(terminal="yes"), "$.process.terminal must be true or false"),
-    (lambda c: c["linux"]["namespaces"].append({"type": "pid"}), "listed twice"),
-    (lambda c: c["linux"]["namespaces"].append({"type": "bogus"}), "unknown namespace"),
-    (lambda c: c["mounts"].append({"destination": "rel"}), "must be absolute"),
-    (lambda c: c["process"]["user"].update(uid="0"), "uid must be an integer"),
-    (lambda c: c.update(hostname=5), "hostname must be a string"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda c: c.pop("root"), "root is required"),
+        (lambda c: c["process"].update(args=[]), "process.args"),
+        (lambda c: c["process"].update(cwd="relative"), "cwd must be an absolute"),
+        (lambda c: c["process"].update(terminal="yes"), "$.process.terminal must be true or false"),
+        (lambda c: c["linux"]["namespaces"].append({"type": "pid"}), "listed twice"),
+        (lambda c: c["linux"]["namespaces"].append({"type": "bogus"}), "unknown namespace"),
+        (lambda c: c["mounts"].append({"destination": "rel"}), "must be absolute"),
+        (lambda c: c["process"]["user"].update(uid="0"), "uid must be an integer"),
+        (lambda c: c.update(hostname=5), "hostname must be a string"),
+    ],
+)
 def test_bad_specs_name_the_field(mutate: Any, message: str) -> None:
     config = default_spec()
     mutate(config)

@@ -18,8 +18,10 @@ from dockyard.runtime import rootfs
 from dockyard.runtime.mountopts import parse_options
 from dockyard.runtime.specgen import default_spec
 
-HYBRID = (Hierarchy("/sys/fs/cgroup/memory", "cgroup", "memory"),
-          Hierarchy("/sys/fs/cgroup/unified", "cgroup2", ""))
+HYBRID = (
+    Hierarchy("/sys/fs/cgroup/memory", "cgroup", "memory"),
+    Hierarchy("/sys/fs/cgroup/unified", "cgroup2", ""),
+)
 PURE_V2 = (Hierarchy("/sys/fs/cgroup", "cgroup2", ""),)
 
 
@@ -64,14 +66,24 @@ def test_plan_default_spec_on_hybrid_host() -> None:
     dests = [m.destination for m in mounts]
     assert dests[:6] == ["/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys"]
     # v1/hybrid: a tmpfs, one mount per hierarchy, then the tmpfs made read-only
-    assert dests[6:] == ["/sys/fs/cgroup", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/unified",
-                         "/sys/fs/cgroup"]
+    assert dests[6:] == [
+        "/sys/fs/cgroup",
+        "/sys/fs/cgroup/memory",
+        "/sys/fs/cgroup/unified",
+        "/sys/fs/cgroup",
+    ]
     assert mounts[7].fstype == "cgroup" and mounts[7].data == "memory"
     assert mounts[8].fstype == "cgroup2"
     assert all(m.flags & k.MS_RDONLY for m in mounts[7:])
     devices = [s.path for s in steps if isinstance(s, rootfs.DeviceStep)]
-    assert devices == ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom",
-                       "/dev/tty"]
+    assert devices == [
+        "/dev/null",
+        "/dev/zero",
+        "/dev/full",
+        "/dev/random",
+        "/dev/urandom",
+        "/dev/tty",
+    ]
     links = {s.path: s.target for s in steps if isinstance(s, rootfs.SymlinkStep)}
     assert links["/dev/ptmx"] == "pts/ptmx"
     assert links["/dev/fd"] == "/proc/self/fd"
@@ -79,8 +91,7 @@ def test_plan_default_spec_on_hybrid_host() -> None:
 
 def test_plan_on_pure_v2_host_mounts_cgroup2() -> None:
     steps = rootfs.plan(parse_spec(default_spec()), PURE_V2)
-    cg = [s for s in steps if isinstance(s, rootfs.MountStep)
-          and s.destination == "/sys/fs/cgroup"]
+    cg = [s for s in steps if isinstance(s, rootfs.MountStep) and s.destination == "/sys/fs/cgroup"]
     assert len(cg) == 1
     assert cg[0].fstype == "cgroup2"
     assert cg[0].flags & k.MS_RDONLY
@@ -88,12 +99,12 @@ def test_plan_on_pure_v2_host_mounts_cgroup2() -> None:
 
 def test_bind_dev_gets_no_default_devices() -> None:
     config = default_spec()
-    config["mounts"] = [{"destination": "/dev", "type": "bind", "source": "/dev",
-                         "options": ["rbind"]}]
+    config["mounts"] = [
+        {"destination": "/dev", "type": "bind", "source": "/dev", "options": ["rbind"]}
+    ]
     steps = rootfs.plan(parse_spec(config), HYBRID)
     assert not [s for s in steps if isinstance(s, rootfs.DeviceStep)]
-    assert steps[0] == rootfs.MountStep("/dev", "/dev", None, k.MS_BIND | k.MS_REC, "",
-                                        bind=True)
+    assert steps[0] == rootfs.MountStep("/dev", "/dev", None, k.MS_BIND | k.MS_REC, "", bind=True)
 
 
 def test_bind_without_source_is_refused() -> None:
@@ -108,10 +119,13 @@ def test_host_hierarchies_parses_mountinfo() -> None:
         "30 25 0:26 / /sys/fs/cgroup/memory rw,relatime shared:9 - cgroup cgroup rw,memory\n"
         "31 25 0:27 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n"
         "32 25 0:28 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw,nsdelegate\n"
-        "33 25 0:29 / /proc rw - proc proc rw\n")
+        "33 25 0:29 / /proc rw - proc proc rw\n"
+    )
     hs = host_hierarchies(info)
-    assert hs == (Hierarchy("/sys/fs/cgroup/memory", "cgroup", "memory"),
-                  Hierarchy("/sys/fs/cgroup/systemd", "cgroup", "name=systemd"),
-                  Hierarchy("/sys/fs/cgroup/unified", "cgroup2", "nsdelegate"))
+    assert hs == (
+        Hierarchy("/sys/fs/cgroup/memory", "cgroup", "memory"),
+        Hierarchy("/sys/fs/cgroup/systemd", "cgroup", "name=systemd"),
+        Hierarchy("/sys/fs/cgroup/unified", "cgroup2", "nsdelegate"),
+    )
     assert not is_pure_v2(hs)
     assert is_pure_v2(PURE_V2)

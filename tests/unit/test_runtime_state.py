@@ -33,16 +33,28 @@ def test_record_round_trip_and_status(tmp_path: Path) -> None:
     me = os.getpid()
     start = state.process_start_time(me)
     assert start is not None
-    rec = state.Record(id="c1", pid=me, pid_start_time=start, bundle="/b", rootfs="/b/rootfs",
-                       created="2026-01-01T00:00:00Z", annotations=(("k", "v"),))
+    rec = state.Record(
+        id="c1",
+        pid=me,
+        pid_start_time=start,
+        bundle="/b",
+        rootfs="/b/rootfs",
+        created="2026-01-01T00:00:00Z",
+        annotations=(("k", "v"),),
+    )
     state.save(tmp_path, rec)
     assert state.load(tmp_path, "c1") == rec
     assert state.list_ids(tmp_path) == ["c1"]
     assert state.status_of(tmp_path, rec) is state.Status.RUNNING
     (tmp_path / "c1" / state.FIFO_NAME).touch()
     assert state.status_of(tmp_path, rec) is state.Status.CREATED
-    stale = state.Record(**{**state.asdict(rec), "pid_start_time": start + 1,  # type: ignore[arg-type]
-                            "annotations": rec.annotations})
+    stale = state.Record(
+        **{
+            **state.asdict(rec),
+            "pid_start_time": start + 1,  # type: ignore[arg-type]
+            "annotations": rec.annotations,
+        }
+    )
     assert state.status_of(tmp_path, stale) is state.Status.STOPPED
     doc = state.to_oci_state(tmp_path, stale)
     assert doc["status"] == "stopped" and doc["pid"] == 0
@@ -51,8 +63,15 @@ def test_record_round_trip_and_status(tmp_path: Path) -> None:
         state.load(tmp_path, "nope")
 
 
-@pytest.mark.parametrize(("text", "sig"), [("9", signal.SIGKILL), ("KILL", signal.SIGKILL),
-                                           ("sigterm", signal.SIGTERM), ("SIGHUP", signal.SIGHUP)])
+@pytest.mark.parametrize(
+    ("text", "sig"),
+    [
+        ("9", signal.SIGKILL),
+        ("KILL", signal.SIGKILL),
+        ("sigterm", signal.SIGTERM),
+        ("SIGHUP", signal.SIGHUP),
+    ],
+)
 def test_parse_signal(text: str, sig: signal.Signals) -> None:
     assert state.parse_signal(text) == sig
 
@@ -74,8 +93,9 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert lines[1] == "spec: 1.3.0"
 
 
-def test_user_error_is_one_line_no_traceback(tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_user_error_is_one_line_no_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["--root", str(tmp_path), "state", "missing"]) == 1
     err = capsys.readouterr().err
     assert "level=error" in err and "container does not exist: missing" in err

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from testbed import images
 
 DOCKYARD_RUNC = str(Path(sys.executable).with_name("dockyard-runc"))
@@ -29,21 +30,28 @@ class Runtime:
     def cmd(self, *args: str) -> list[str]:
         return [self.binary, "--root", str(self.root), *args]
 
-    def run(self, *args: str, check: bool = False, timeout: float = 60
-            ) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, check: bool = False, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         """For verbs that do not hand their stdio to a container (state, list, kill, ...)."""
-        return subprocess.run(self.cmd(*args), capture_output=True, text=True, check=check,
-                              timeout=timeout)
+        return subprocess.run(
+            self.cmd(*args), capture_output=True, text=True, check=check, timeout=timeout
+        )
 
-    def run_to_files(self, tmp: Path, *args: str, timeout: float = 60
-                     ) -> tuple[int, str, str]:
+    def run_to_files(self, tmp: Path, *args: str, timeout: float = 60) -> tuple[int, str, str]:
         """For create/run: runc hands its stdio to the container, so a pipe would block until
         the container exits; files do not."""
         tag = uuid.uuid4().hex[:8]
         out, err = tmp / f"out-{tag}", tmp / f"err-{tag}"
         with open(out, "w") as o, open(err, "w") as e:
-            rc = subprocess.run(self.cmd(*args), stdout=o, stderr=e, stdin=subprocess.DEVNULL,
-                                timeout=timeout, check=False).returncode
+            rc = subprocess.run(
+                self.cmd(*args),
+                stdout=o,
+                stderr=e,
+                stdin=subprocess.DEVNULL,
+                timeout=timeout,
+                check=False,
+            ).returncode
         return rc, out.read_text(), err.read_text()
 
 
@@ -52,8 +60,9 @@ def _runtimes() -> list[str]:
 
 
 @pytest.fixture(params=_runtimes())
-def runtime(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-            ) -> Iterator[Runtime]:
+def runtime(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Runtime]:
     name = request.param
     binary = DOCKYARD_RUNC if name == "dockyard-runc" else shutil.which(name)
     if binary is None:

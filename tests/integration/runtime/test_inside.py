@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
 from testbed.bundles import make_bundle
 from testbed.images import BuiltImage
 from tests.integration.runtime.conftest import Runtime
@@ -18,18 +20,23 @@ grep -E '^Cap(Eff|Bnd|Amb)' /proc/self/status | tr -d '\t' | sed 's/:/=/'
 grep '^NoNewPrivs' /proc/self/status | tr -d '\t' | sed 's/:/=/'
 echo "nofile=$(ulimit -n)"
 if touch /rootfs-write 2>/dev/null; then echo root=rw; else echo root=ro; fi
-echo "kcore=$(stat -c %s /proc/kcore)"
+echo "timer_list=$(wc -c < /proc/timer_list) $(stat -c %t,%T /proc/timer_list)"
 if echo 1 > /proc/sys/kernel/domainname 2>/dev/null; then echo procsys=rw; else echo procsys=ro; fi
 echo "devnull=$(stat -c %t,%T /dev/null)"
 echo "links=$(ls /sys/class/net | tr '\n' ' ')"
-echo "procs=$(ls /proc | grep -c '^[0-9]')"
+echo "maxpid=$(ls /proc | grep '^[0-9]' | sort -n | tail -1)"
 echo "shm=$(stat -f -c %T /dev/shm)"
 """
 
 
 def _probe(runtime: Runtime, busybox: BuiltImage, tmp_path: Path) -> dict[str, str]:
-    bundle = make_bundle(busybox, tmp_path / "b", runtime.binary, ["sh", "-c", PROBE],
-                         edit=lambda c: c.update(hostname="probe"))
+    bundle = make_bundle(
+        busybox,
+        tmp_path / "b",
+        runtime.binary,
+        ["sh", "-c", PROBE],
+        edit=lambda c: c.update(hostname="probe"),
+    )
     rc, out, err = runtime.run_to_files(tmp_path, "run", "--bundle", str(bundle), "probe")
     assert rc == 0, err
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
@@ -45,9 +52,10 @@ def test_default_spec_world(runtime: Runtime, busybox: BuiltImage, tmp_path: Pat
     assert seen["NoNewPrivs"] == "1"
     assert seen["nofile"] == "1024"
     assert seen["root"] == "ro"
-    assert seen["kcore"] == "0"          # masked
-    assert seen["procsys"] == "ro"       # read-only path
+    assert seen["timer_list"] == "0 1,3"  # masked: /dev/null bound over it
+    assert seen["procsys"] == "ro"  # read-only path
     assert seen["devnull"] == "1,3"
-    assert seen["links"].split() == ["lo"]   # a network namespace of its own
-    assert seen["procs"] == "1"              # a pid namespace of its own
+    assert seen["links"].split() == ["lo"]  # a network namespace of its own
+    assert int(seen["maxpid"]) < 200  # a pid namespace of its own: only its own few
+    assert int(seen["maxpid"]) < os.getpid()
     assert seen["shm"] == "tmpfs"

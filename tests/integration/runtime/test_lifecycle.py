@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from testbed.bundles import make_bundle
 from testbed.images import BuiltImage
 from tests.integration.runtime.conftest import Runtime, reap_children, wait_for_status
@@ -13,23 +14,30 @@ from tests.integration.runtime.conftest import Runtime, reap_children, wait_for_
 pytestmark = pytest.mark.integration
 
 
-def test_run_prints_from_inside_and_returns_exit_code(runtime: Runtime, busybox: BuiltImage,
-                                                     tmp_path: Path) -> None:
-    bundle = make_bundle(busybox, tmp_path / "b", runtime.binary,
-                         ["sh", "-c", "echo hello from $(hostname) as pid $$; exit 3"],
-                         edit=lambda c: c.update(hostname="box1"))
+def test_run_prints_from_inside_and_returns_exit_code(
+    runtime: Runtime, busybox: BuiltImage, tmp_path: Path
+) -> None:
+    bundle = make_bundle(
+        busybox,
+        tmp_path / "b",
+        runtime.binary,
+        ["sh", "-c", "echo hello from $(hostname) as pid $$; exit 3"],
+        edit=lambda c: c.update(hostname="box1"),
+    )
     rc, out, err = runtime.run_to_files(tmp_path, "run", "--bundle", str(bundle), "c1")
     assert rc == 3, err
     assert out.strip() == "hello from box1 as pid 1"
     assert runtime.run("list", "-q").stdout.split() == []  # run deletes what it created
 
 
-def test_create_start_state_kill_delete(runtime: Runtime, busybox: BuiltImage,
-                                        tmp_path: Path) -> None:
+def test_create_start_state_kill_delete(
+    runtime: Runtime, busybox: BuiltImage, tmp_path: Path
+) -> None:
     bundle = make_bundle(busybox, tmp_path / "b", runtime.binary, ["sleep", "300"])
     pid_file = tmp_path / "pid"
-    rc, _, err = runtime.run_to_files(tmp_path, "create", "--bundle", str(bundle),
-                                      "--pid-file", str(pid_file), "c2")
+    rc, _, err = runtime.run_to_files(
+        tmp_path, "create", "--bundle", str(bundle), "--pid-file", str(pid_file), "c2"
+    )
     assert rc == 0, err
     state = json.loads(runtime.run("state", "c2", check=True).stdout)
     assert state["status"] == "created"
@@ -62,15 +70,18 @@ def test_create_start_state_kill_delete(runtime: Runtime, busybox: BuiltImage,
     reap_children()
 
 
-def test_delete_force_removes_running(runtime: Runtime, busybox: BuiltImage,
-                                      tmp_path: Path) -> None:
+def test_delete_force_removes_running(
+    runtime: Runtime, busybox: BuiltImage, tmp_path: Path
+) -> None:
     bundle = make_bundle(busybox, tmp_path / "b", runtime.binary, ["sleep", "300"])
     assert runtime.run_to_files(tmp_path, "run", "-d", "--bundle", str(bundle), "c3")[0] == 0
     pid = json.loads(runtime.run("state", "c3", check=True).stdout)["pid"]
     runtime.run("delete", "--force", "c3", check=True)
     reap_children()
-    assert not Path(f"/proc/{pid}").exists() or \
-        Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] in "ZX"
+    assert (
+        not Path(f"/proc/{pid}").exists()
+        or Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] in "ZX"
+    )
     assert runtime.run("list", "-q").stdout.split() == []
 
 
@@ -83,8 +94,9 @@ def test_duplicate_id_is_refused(runtime: Runtime, busybox: BuiltImage, tmp_path
     assert json.loads(runtime.run("state", "dup").stdout)["status"] == "created"
 
 
-def test_missing_executable_fails_create(runtime: Runtime, busybox: BuiltImage,
-                                         tmp_path: Path) -> None:
+def test_missing_executable_fails_create(
+    runtime: Runtime, busybox: BuiltImage, tmp_path: Path
+) -> None:
     bundle = make_bundle(busybox, tmp_path / "b", runtime.binary, ["no-such-program"])
     rc, _, err = runtime.run_to_files(tmp_path, "create", "--bundle", str(bundle), "c4")
     assert rc != 0
