@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,8 +10,9 @@ import pytest
 from dockyard.errors import InvalidArgument
 from dockyard.model.oci import parse_spec
 from dockyard.runtime.specgen import default_spec
+from testbed.specs import runtime_schema_dir
 
-SPEC_TESTS = Path(__file__).resolve().parents[3] / "shared/specs/runtime-spec-v1.3.0/schema/test"
+SPEC_TESTS = runtime_schema_dir() / "test"
 
 
 def test_default_spec_round_trips() -> None:

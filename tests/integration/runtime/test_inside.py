@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from dockyard.linux.cgroupfs import host_hierarchies, is_pure_v2
 from testbed.bundles import make_bundle
 from testbed.images import BuiltImage
-from tests.integration.runtime.conftest import Runtime
+from tests.integration.runtime.conftest import DOCKYARD_RUNC, Runtime
 
 pytestmark = pytest.mark.integration
 
@@ -59,3 +61,32 @@ def test_default_spec_world(runtime: Runtime, busybox: BuiltImage, tmp_path: Pat
     assert int(seen["maxpid"]) < 200  # a pid namespace of its own: only its own few
     assert int(seen["maxpid"]) < os.getpid()
     assert seen["shm"] == "tmpfs"
+
+
+CGROUP_PROBE = "grep ' /sys/fs/cgroup' /proc/self/mountinfo | awk '{print $5, $(NF-2)}'"
+
+
+def test_cgroup_view_on_hybrid_host(busybox: BuiltImage, tmp_path: Path) -> None:
+    bundle = make_bundle(busybox, tmp_path / "b", DOCKYARD_RUNC, ["sh", "-c", CGROUP_PROBE])
+    out = subprocess.run([DOCKYARD_RUNC, "--root", str(tmp_path / "root"), "run", "--bundle",
+                          str(bundle), "cg"], capture_output=True, text=True, check=True).stdout
+    seen = dict(line.split() for line in out.splitlines())
+    host = {h.mountpoint.replace("/sys/fs/cgroup", "", 1): h.fstype
+            for h in host_hierarchies()}
+    if is_pure_v2(host_hierarchies()):
+        assert seen == {"/sys/fs/cgroup": "cgroup2"}
+    else:
+        assert seen.pop("/sys/fs/cgroup") == "tmpfs"
+        assert seen == {f"/sys/fs/cgroup{k}": v for k, v in host.items()}
+
+
+def test_cgroup_view_on_pure_v2_host(busybox: BuiltImage, tmp_path: Path) -> None:
+    """A pure cgroup v2 host, made in a private mount namespace: the v1 hierarchies are
+    unmounted there and cgroup2 mounted at /sys/fs/cgroup, as on most distributions."""
+    bundle = make_bundle(busybox, tmp_path / "b", DOCKYARD_RUNC, ["sh", "-c", CGROUP_PROBE])
+    script = (f"umount -R /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup && "
+              f"exec {DOCKYARD_RUNC} --root {tmp_path / 'root'} run --bundle {bundle} cg")
+    res = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                         capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["/sys/fs/cgroup", "cgroup2"]
