@@ -148,6 +148,21 @@ def _reap_zombies() -> None:
             return
 
 
+def _foreign_cgroup(path: str, ours: frozenset[int]) -> bool:
+    """A cgroup that holds live processes, none of them ours: made by something else running
+    on this machine at the same time (a session manager, another tool), not by the suite."""
+    try:
+        pids = {int(p) for p in Path(path, "cgroup.procs").read_text().split()}
+    except (OSError, ValueError):
+        return False
+    return bool(pids) and not pids & ours
+
+
+def _our_pids() -> frozenset[int]:
+    me = os.getpid()
+    return frozenset({me, *(int(c.split(":")[0][4:]) for c in _children(me))})
+
+
 def leaks_since(before: Snapshot, settle: float = _SETTLE_SECONDS) -> dict[str, list[str]]:
     """What is new since ``before``; waits up to ``settle`` seconds for things that are on
     their way out (a process just killed, a lazily detached mount)."""
@@ -155,6 +170,13 @@ def leaks_since(before: Snapshot, settle: float = _SETTLE_SECONDS) -> dict[str, 
     while True:
         _reap_zombies()
         found = snapshot().minus(before)
+        if "cgroups" in found:
+            ours = _our_pids()
+            kept = [c for c in found["cgroups"] if not _foreign_cgroup(c, ours)]
+            if kept:
+                found["cgroups"] = kept
+            else:
+                del found["cgroups"]
         if not found or time.monotonic() >= deadline:
             return found
         time.sleep(0.2)

@@ -45,6 +45,12 @@ def _inner_pytest(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]
     )
 
 
+def _cgroup_base() -> Path:
+    """A hierarchy that accepts processes: v1's pids controller, or the v2 root."""
+    v1 = Path("/sys/fs/cgroup/pids")
+    return v1 if v1.is_dir() else Path("/sys/fs/cgroup")
+
+
 def test_clean_suite_passes(tmp_path: Path) -> None:
     res = _inner_pytest(
         tmp_path,
@@ -113,3 +119,40 @@ def test_leaked_link_fails_the_run(tmp_path: Path) -> None:
         assert name in res.stdout
     finally:
         subprocess.run(["ip", "link", "del", name], check=False, capture_output=True)
+
+
+def test_leaked_cgroup_fails_the_run(tmp_path: Path) -> None:
+    path = _cgroup_base() / f"dockyard-leaktest-{os.getpid()}"
+    try:
+        res = _inner_pytest(tmp_path, f"""
+            import os
+
+            def test_leaks_a_cgroup():
+                os.mkdir("{path}")
+        """)
+        assert res.returncode != 0, res.stdout
+        assert str(path) in res.stdout
+    finally:
+        if path.exists():
+            path.rmdir()
+
+
+def test_cgroup_of_a_foreign_process_is_not_ours(tmp_path: Path) -> None:
+    """A cgroup made meanwhile by something else for its own live process is not a leak."""
+    path = _cgroup_base() / f"dockyard-foreign-{os.getpid()}"
+    outsider = subprocess.Popen(["sleep", "60"])
+    try:
+        res = _inner_pytest(tmp_path, f"""
+            import os
+            from pathlib import Path
+
+            def test_someone_else_makes_a_cgroup():
+                os.mkdir("{path}")
+                Path("{path}/cgroup.procs").write_text("{outsider.pid}")
+        """)
+        assert res.returncode == 0, res.stdout
+    finally:
+        outsider.kill()
+        outsider.wait()
+        if path.exists():
+            path.rmdir()
