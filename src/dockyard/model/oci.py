@@ -50,6 +50,7 @@ class Process:
     capabilities: Capabilities | None = None
     rlimits: tuple[Rlimit, ...] = ()
     no_new_privileges: bool = False
+    console_size: tuple[int, int] | None = None   # (rows, columns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,9 +187,13 @@ def _process(r: _Reader) -> Process:
     cwd = r.opt_str("cwd", "/") or "/"
     if not cwd.startswith("/"):
         raise InvalidArgument("config.json: process.cwd must be an absolute path")
+    size_r = r.obj("consoleSize")
+    size = None
+    if size_r is not None:
+        size = (size_r.opt_int("height", 0) or 0, size_r.opt_int("width", 0) or 0)
     return Process(args=args, cwd=cwd, env=r.strs("env"), terminal=r.flag("terminal"),
                    user=_user(r.obj("user")), capabilities=caps, rlimits=rlimits,
-                   no_new_privileges=r.flag("noNewPrivileges"))
+                   no_new_privileges=r.flag("noNewPrivileges"), console_size=size)
 
 
 def _linux(r: _Reader | None) -> Linux:
@@ -234,3 +239,8 @@ def parse_spec(data: object) -> Spec:
         linux=_linux(r.obj("linux")),
         annotations=r.str_map("annotations"),
     )
+
+
+def parse_process(data: object) -> Process:
+    """Parse a process.json (``exec --process``): the ``process`` object of a config.json."""
+    return _process(_Reader(data, "process"))

@@ -62,6 +62,21 @@ def _parser() -> argparse.ArgumentParser:
     c = cmd("list", "list containers", container=False)
     c.add_argument("-f", "--format", choices=("table", "json"), default="table")
     c.add_argument("-q", "--quiet", action="store_true")
+    c = cmd("exec", "run a process in a running container")
+    c.add_argument("argv", nargs=argparse.REMAINDER, metavar="COMMAND")
+    c.add_argument("-p", "--process", help="a process.json instead of a command")
+    c.add_argument("-t", "--tty", action="store_true")
+    c.add_argument("--console-socket")
+    c.add_argument("-d", "--detach", action="store_true")
+    c.add_argument("--pid-file")
+    c.add_argument("-e", "--env", action="append", default=[])
+    c.add_argument("--cwd")
+    c.add_argument("-u", "--user")
+    c.add_argument("-g", "--additional-gids", action="append", type=int, default=[])
+    c.add_argument("-c", "--cap", action="append", default=[])
+    c.add_argument("--no-new-privs", action="store_true")
+    c.add_argument("--preserve-fds", type=int, default=0)
+    c.add_argument("--ignore-paused", action="store_true")
     c = cmd("kill", "send a signal to a container's init")
     c.add_argument("signal", nargs="?", default="SIGTERM")
     c.add_argument("-a", "--all", action="store_true")
@@ -93,19 +108,22 @@ def _dispatch(args: argparse.Namespace) -> int:
         target.write_text(json.dumps(default_spec(), indent="\t") + "\n")
         return 0
     if command in ("create", "run"):
-        if args.console_socket:
-            raise DockyardError("--console-socket is not supported yet")
         pid_file = Path(args.pid_file).absolute() if args.pid_file else None
+        console_socket = os.path.abspath(args.console_socket) if args.console_socket else None
         if command == "create":
             from dockyard.runtime.create import create
 
             create(root, args.id, Path(args.bundle), pid_file=pid_file,
-                   no_pivot=args.no_pivot, preserve_fds=args.preserve_fds)
+                   no_pivot=args.no_pivot, preserve_fds=args.preserve_fds,
+                   console_socket=console_socket)
             return 0
         from dockyard.runtime.run import run
 
         return run(root, args.id, Path(args.bundle), detach=args.detach, pid_file=pid_file,
-                   no_pivot=args.no_pivot, preserve_fds=args.preserve_fds)
+                   no_pivot=args.no_pivot, preserve_fds=args.preserve_fds,
+                   console_socket=console_socket)
+    if command == "exec":
+        return _exec(root, args)
     if command == "start":
         from dockyard.runtime.start import start
 
@@ -138,6 +156,36 @@ def _dispatch(args: argparse.Namespace) -> int:
         delete(root, args.id, force=args.force)
         return 0
     raise DockyardError(f"unknown command {command!r}")
+
+
+def _exec(root: Path, args: argparse.Namespace) -> int:
+    from dockyard.errors import InvalidArgument
+    from dockyard.model.oci import parse_process
+    from dockyard.runtime import exec as exec_mod
+    from dockyard.runtime import state
+    from dockyard.runtime.create import load_bundle
+
+    rec = state.load(root, args.id)
+    if args.process:
+        try:
+            proc = parse_process(json.loads(Path(args.process).read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InvalidArgument(f"--process {args.process}: {exc}") from None
+    else:
+        base = load_bundle(Path(rec.bundle)).process
+        if base is None:
+            raise InvalidArgument("the container's config.json has no process")
+        command = tuple(args.argv[1:] if args.argv[:1] == ["--"] else args.argv)
+        proc = exec_mod.build_process(
+            base, command, env=tuple(args.env), cwd=args.cwd,
+            user=exec_mod.parse_user(args.user) if args.user else None,
+            additional_gids=tuple(args.additional_gids), caps=tuple(args.cap),
+            no_new_privs=args.no_new_privs, tty=args.tty)
+    pid_file = Path(args.pid_file).absolute() if args.pid_file else None
+    console_socket = os.path.abspath(args.console_socket) if args.console_socket else None
+    return exec_mod.exec_process(root, args.id, proc, detach=args.detach, pid_file=pid_file,
+                                 console_socket=console_socket,
+                                 preserve_fds=args.preserve_fds)
 
 
 def _log_error(args: argparse.Namespace | None, message: str) -> None:

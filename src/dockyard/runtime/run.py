@@ -2,29 +2,51 @@
 
 The run process makes itself a child subreaper before creating, so the init re-parents to it
 when the intermediate child exits; that is how it can wait for the container's exit status.
+With ``process.terminal`` and no console socket, run keeps the pty master itself and copies
+bytes between it and its own stdio (runc's behaviour).
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 from pathlib import Path
 
+from dockyard.errors import InvalidArgument
 from dockyard.linux import libc as k
+from dockyard.runtime import console
 from dockyard.runtime import create as create_mod
 from dockyard.runtime import delete as delete_mod
 from dockyard.runtime import start as start_mod
 
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-              signal.SIGUSR2, signal.SIGWINCH)
+              signal.SIGUSR2)
 
 
 def run(root: Path, container_id: str, bundle: Path, *, detach: bool = False,
-        pid_file: Path | None = None, no_pivot: bool = False, preserve_fds: int = 0) -> int:
+        pid_file: Path | None = None, no_pivot: bool = False, preserve_fds: int = 0,
+        console_socket: str | None = None) -> int:
+    proxy_sock: socket.socket | None = None
+    console_fd: int | None = None
+    if console_socket is None:
+        spec = create_mod.load_bundle(bundle.resolve())
+        if spec.process is not None and spec.process.terminal:
+            if detach:
+                raise InvalidArgument("cannot allocate tty if dockyard-runc will detach "
+                                      "without setting console socket")
+            proxy_sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            console_fd = theirs.detach()
     if not detach:
         k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)
-    rec = create_mod.create(root, container_id, bundle, pid_file=pid_file, no_pivot=no_pivot,
-                            preserve_fds=preserve_fds)
+    try:
+        rec = create_mod.create(root, container_id, bundle, pid_file=pid_file,
+                                no_pivot=no_pivot, preserve_fds=preserve_fds,
+                                console_socket=console_socket, console_fd=console_fd)
+    finally:
+        if console_fd is not None:
+            os.close(console_fd)
+    master = console.recv_master(proxy_sock) if proxy_sock is not None else None
     try:
         start_mod.start(root, container_id)
     except BaseException:
@@ -32,28 +54,43 @@ def run(root: Path, container_id: str, bundle: Path, *, detach: bool = False,
         raise
     if detach:
         return 0
+    try:
+        return wait_for(rec.pid, master)
+    finally:
+        delete_mod.delete(root, container_id, force=True)
+
+
+def wait_for(pid: int, master: int | None = None) -> int:
+    """Forward signals to ``pid``, proxy its terminal if it has one, reap it, and return its
+    status the shell way (128+signal)."""
 
     def forward(signum: int, _frame: object) -> None:
-        os.kill(rec.pid, signum)
+        os.kill(pid, signum)
 
     for sig in _FORWARDED:
         signal.signal(sig, forward)
     try:
-        status = _wait(rec.pid)
+        if master is not None:
+            pidfd = os.pidfd_open(pid)
+            try:
+                console.proxy(master, pidfd)
+            finally:
+                os.close(pidfd)
+                os.close(master)
+        return _wait(pid)
     finally:
         for sig in _FORWARDED:
             signal.signal(sig, signal.SIG_DFL)
-        delete_mod.delete(root, container_id, force=True)
-    return status
 
 
 def _wait(pid: int) -> int:
-    """Reap children until the init exits; return its status the shell way (128+signal)."""
+    """Reap children until ``pid`` exits."""
     while True:
         try:
             reaped, status = os.waitpid(-1, 0)
         except ChildProcessError:
             return 255
         if reaped == pid:
-            return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) \
-                else 128 + os.WTERMSIG(status)
+            if os.WIFEXITED(status):
+                return os.WEXITSTATUS(status)
+            return 128 + os.WTERMSIG(status)

@@ -40,6 +40,11 @@ class Status(enum.Enum):
         return self in (Status.CREATED, Status.RUNNING, Status.PAUSED)
 
     @property
+    def can_exec(self) -> bool:
+        # runc joins a created container too: its init is waiting for start, namespaces made
+        return self in (Status.CREATED, Status.RUNNING)
+
+    @property
     def can_delete(self) -> bool:
         return self in (Status.STOPPED, Status.CREATING)
 

@@ -1,0 +1,101 @@
+"""What a container process is, resolved before fork, and the last steps before its execve.
+
+Shared by the init (``create``) and by ``exec``: rlimits, umask, capabilities, user and groups,
+no_new_privs, the console, the fd sweep, the executable lookup. Everything here runs in a
+child that is already inside the container's namespaces and root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import resource
+from dataclasses import dataclass
+
+from dockyard.errors import InvalidArgument, NotFound
+from dockyard.linux import libc as k
+from dockyard.model.oci import Process
+from dockyard.runtime import capabilities
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A Process plus what was validated and computed from it before fork."""
+
+    process: Process
+    caps: capabilities.CapSets | None
+    rlimits: tuple[tuple[int, int, int], ...]
+    preserve_fds: int
+
+
+def prepare(proc: Process, preserve_fds: int = 0) -> Prepared:
+    rlimits = []
+    for rl in proc.rlimits:
+        name = rl.type.upper()
+        if not name.startswith("RLIMIT_") or not hasattr(resource, name):
+            raise InvalidArgument(f"config.json: unknown rlimit type {rl.type!r}")
+        rlimits.append((int(getattr(resource, name)), rl.soft, rl.hard))
+    if preserve_fds < 0:
+        raise InvalidArgument("--preserve-fds must not be negative")
+    return Prepared(process=proc, caps=capabilities.resolve(proc.capabilities),
+                    rlimits=tuple(rlimits), preserve_fds=preserve_fds)
+
+
+def find_executable(name: str, env: tuple[str, ...]) -> str:
+    """execvp's lookup, done before the fifo wait so that a typo fails ``create``."""
+    if "/" in name:
+        if os.path.isdir(name) or not os.access(name, os.X_OK):
+            raise NotFound(f'exec: "{name}": permission denied or not found')
+        return name
+    path = next((e[5:] for e in reversed(env) if e.startswith("PATH=")), DEFAULT_PATH)
+    for d in path.split(":"):
+        candidate = os.path.join(d or ".", name)
+        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
+            return candidate
+    raise NotFound(f'exec: "{name}": executable file not found in $PATH')
+
+
+def env_dict(env: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in env:
+        key, _, value = item.partition("=")
+        out[key] = value
+    return out
+
+
+def apply_identity(p: Prepared) -> None:
+    """rlimits, umask, then capabilities around the uid switch, then no_new_privs."""
+    proc = p.process
+    for res, soft, hard in p.rlimits:
+        resource.setrlimit(res, (soft, hard))
+    if proc.user.umask is not None:
+        os.umask(proc.user.umask)
+    if p.caps is not None:
+        capabilities.drop_bounding(p.caps)
+    k.prctl(k.PR_SET_KEEPCAPS, 1)
+    os.setgroups(list(proc.user.additional_gids))
+    os.setgid(proc.user.gid)
+    os.setuid(proc.user.uid)
+    if p.caps is not None:
+        capabilities.apply_sets(p.caps)
+    if proc.no_new_privileges:
+        k.prctl(k.PR_SET_NO_NEW_PRIVS, 1)
+
+
+def sweep_fds(preserve_fds: int, keep: tuple[int, ...] = ()) -> None:
+    """Close-on-exec for every fd above stdio and the preserved ones, so nothing the caller
+    (or we) had open crosses into the container (the CVE-2024-21626 class)."""
+    first_kept = 3 + preserve_fds
+    for entry in os.listdir("/proc/self/fd"):
+        fd = int(entry)
+        if fd < 3 or fd in keep:
+            continue
+        with contextlib.suppress(OSError):
+            if fd < first_kept:
+                os.set_inheritable(fd, True)
+            else:
+                flags = fcntl.fcntl(fd, fcntl.F_GETFD)
+                fcntl.fcntl(fd, fcntl.F_SETFD, flags | fcntl.FD_CLOEXEC)
