@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -100,3 +101,16 @@ def test_user_error_is_one_line_no_traceback(
     err = capsys.readouterr().err
     assert "level=error" in err and "container does not exist: missing" in err
     assert "Traceback" not in err
+
+
+def test_force_delete_of_missing_container_succeeds(tmp_path: Path) -> None:
+    assert main(["--root", str(tmp_path), "delete", "--force", "missing"]) == 0
+    assert main(["--root", str(tmp_path), "delete", "missing"]) == 1
+
+
+def test_usage_errors_reach_the_json_log(tmp_path: Path) -> None:
+    log = tmp_path / "log.json"
+    assert main(["--log", str(log), "--log-format", "json", "no-such-verb", "x"]) == 1
+    entry = json.loads(log.read_text().splitlines()[0])
+    assert entry["level"] == "error"
+    assert "no-such-verb" in entry["msg"]

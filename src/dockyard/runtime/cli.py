@@ -13,6 +13,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from dockyard import OCI_SPEC_VERSION, __version__
 from dockyard.errors import DockyardError
@@ -25,8 +26,20 @@ def _version() -> str:
     return f"{PROG} version {__version__}\nspec: {OCI_SPEC_VERSION}\npython: {py}"
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors go through the same error path as every other failure, so an engine that
+    reads ``--log`` (in JSON) sees them too."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{self.prog}: {message}")
+
+
+class _UsageError(DockyardError):
+    pass
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description="An OCI runtime (runc-compatible).")
+    p = _Parser(prog=PROG, description="An OCI runtime (runc-compatible).")
     p.add_argument("-v", "--version", action="store_true", help="print the version")
     p.add_argument("--root", default=os.environ.get("DOCKYARD_RUNC_ROOT", "/run/dockyard-runc"),
                    help="where container state is kept")
@@ -188,6 +201,18 @@ def _exec(root: Path, args: argparse.Namespace) -> int:
                                  preserve_fds=args.preserve_fds)
 
 
+def _global_flags(argv: list[str]) -> argparse.Namespace:
+    """--log and --log-format from a command line that failed to parse as a whole."""
+    out = argparse.Namespace(log=None, log_format="text")
+    for i, arg in enumerate(argv):
+        for flag, attr in (("--log", "log"), ("--log-format", "log_format")):
+            if arg == flag and i + 1 < len(argv):
+                setattr(out, attr, argv[i + 1])
+            elif arg.startswith(flag + "="):
+                setattr(out, attr, arg.split("=", 1)[1])
+    return out
+
+
 def _log_error(args: argparse.Namespace | None, message: str) -> None:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     fmt = getattr(args, "log_format", "text")
@@ -204,7 +229,11 @@ def _log_error(args: argparse.Namespace | None, message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as exc:
+        _log_error(_global_flags(sys.argv[1:] if argv is None else argv), str(exc))
+        return 1
     if args.version:
         print(_version())
         return 0

@@ -145,6 +145,22 @@ def recv(sock: socket.socket) -> dict[str, object]:
     return msg
 
 
+def handshake(sock: socket.socket, pids: list[int]) -> int:
+    """Collect the grandchild's pid (from the middle child) and its "ready" (from itself).
+
+    Two processes write to one socket, so the two messages may come in either order; the pid
+    is appended to ``pids`` as soon as it is known, so a caller can clean up after an error.
+    """
+    ready = False
+    while not pids or not ready:
+        msg = recv(sock)
+        if "pid" in msg:
+            pids.append(int(str(msg["pid"])))
+        if msg.get("ready"):
+            ready = True
+    return pids[0]
+
+
 def report_and_exit(sock: socket.socket, exc: BaseException, status: int) -> None:
     """The last thing a child does when it fails: tell the parent (who prints it), or, if the
     parent is gone, stderr."""
@@ -250,7 +266,7 @@ def create(root: Path, container_id: str, bundle: Path, *, pid_file: Path | None
     if console_socket is not None or console_fd is not None:
         cons = Console(path=console_socket, fd=console_fd)
     state_dir = state.reserve(root, container_id)
-    init_pid = 0
+    pids: list[int] = []
     try:
         fifo = str(state_dir / state.FIFO_NAME)
         os.mkfifo(fifo, 0o622)
@@ -266,10 +282,9 @@ def create(root: Path, container_id: str, bundle: Path, *, pid_file: Path | None
         child_sock.close()
         with parent_sock:
             try:
-                init_pid = int(str(recv(parent_sock)["pid"]))
+                init_pid = handshake(parent_sock, pids)
             finally:
                 os.waitpid(mid, 0)
-            recv(parent_sock)
         start_time = state.process_start_time(init_pid)
         if start_time is None:
             raise DockyardError("container init exited before it was ready")
@@ -281,8 +296,8 @@ def create(root: Path, container_id: str, bundle: Path, *, pid_file: Path | None
             write_pid_file(pid_file, init_pid)
         return rec
     except BaseException:
-        if init_pid:
+        for pid in pids:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(init_pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
         shutil.rmtree(state_dir, ignore_errors=True)
         raise

@@ -36,6 +36,8 @@ def delete(root: Path, container_id: str, *, force: bool = False) -> None:
         if d.is_dir():  # a create that crashed half-way: nothing runs, clean it up
             shutil.rmtree(d, ignore_errors=True)
             return
+        if force:  # runc: forcing the removal of what is not there succeeds
+            return
         raise
     status = state.status_of(root, rec)
     if status is state.Status.CREATED or (force and status.can_kill):

@@ -154,22 +154,21 @@ def exec_process(root: Path, container_id: str, proc: Process, *, detach: bool =
         os.close(fd)
     if cons is not None and cons.fd is not None:
         os.close(cons.fd)
-    pid = 0
+    pids: list[int] = []
     try:
         with parent_sock:
             try:
-                pid = int(str(create.recv(parent_sock)["pid"]))
+                pid = create.handshake(parent_sock, pids)
             finally:
                 os.waitpid(mid, 0)
-            create.recv(parent_sock)
     except BaseException:
-        if pid:
+        for stray in pids:
             # It was re-parented to us (a subreaper unless detached): reap it, or a zombie in
             # the container's pid namespace would hold up that namespace's teardown.
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, 9)
+                os.kill(stray, 9)
             with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
+                os.waitpid(stray, 0)
         raise
     if pid_file is not None:
         create.write_pid_file(pid_file, pid)

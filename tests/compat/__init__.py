@@ -1,0 +1,1 @@
+"""Compat tests: real engines (podman, dockerd) driving our OCI runtime."""
