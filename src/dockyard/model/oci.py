@@ -51,6 +51,7 @@ class Process:
     rlimits: tuple[Rlimit, ...] = ()
     no_new_privileges: bool = False
     console_size: tuple[int, int] | None = None   # (rows, columns)
+    oom_score_adj: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +75,44 @@ class Namespace:
 
 
 @dataclass(frozen=True, slots=True)
+class Device:
+    """A device node to create in the container (``linux.devices``)."""
+
+    path: str
+    type: str               # c, b, u (unbuffered char), p (fifo)
+    major: int = 0
+    minor: int = 0
+    file_mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Hook:
+    path: str
+    args: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    timeout: int | None = None
+
+
+HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+              "poststop")
+
+
+@dataclass(frozen=True, slots=True)
+class Hooks:
+    prestart: tuple[Hook, ...] = ()
+    create_runtime: tuple[Hook, ...] = ()
+    create_container: tuple[Hook, ...] = ()
+    start_container: tuple[Hook, ...] = ()
+    poststart: tuple[Hook, ...] = ()
+    poststop: tuple[Hook, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Linux:
     namespaces: tuple[Namespace, ...] = ()
+    devices: tuple[Device, ...] = ()
     masked_paths: tuple[str, ...] = ()
     readonly_paths: tuple[str, ...] = ()
     sysctl: tuple[tuple[str, str], ...] = ()
@@ -97,6 +134,7 @@ class Spec:
     hostname: str | None = None
     domainname: str | None = None
     mounts: tuple[Mount, ...] = ()
+    hooks: Hooks = field(default_factory=Hooks)
     linux: Linux = field(default_factory=Linux)
     annotations: tuple[tuple[str, str], ...] = ()
 
@@ -193,7 +231,8 @@ def _process(r: _Reader) -> Process:
         size = (size_r.opt_int("height", 0) or 0, size_r.opt_int("width", 0) or 0)
     return Process(args=args, cwd=cwd, env=r.strs("env"), terminal=r.flag("terminal"),
                    user=_user(r.obj("user")), capabilities=caps, rlimits=rlimits,
-                   no_new_privileges=r.flag("noNewPrivileges"), console_size=size)
+                   no_new_privileges=r.flag("noNewPrivileges"), console_size=size,
+                   oom_score_adj=r.opt_int("oomScoreAdj"))
 
 
 def _linux(r: _Reader | None) -> Linux:
@@ -209,10 +248,45 @@ def _linux(r: _Reader | None) -> Linux:
             raise InvalidArgument(f"config.json: namespace {ns_type!r} is listed twice")
         seen.add(ns_type)
         namespaces.append(Namespace(type=ns_type, path=o.opt_str("path")))
-    return Linux(namespaces=tuple(namespaces), masked_paths=r.strs("maskedPaths"),
+    devices = []
+    for o in r.objs("devices"):
+        dev_path = o.req_str("path")
+        dev_type = o.req_str("type")
+        if dev_type not in ("c", "b", "u", "p"):
+            raise InvalidArgument(f"config.json: {o.path}.type must be c, b, u or p")
+        if not dev_path.startswith("/dev/") or ".." in dev_path.split("/"):
+            raise InvalidArgument(f"config.json: {o.path}.path must be a path under /dev")
+        devices.append(Device(path=dev_path, type=dev_type, major=o.opt_int("major", 0) or 0,
+                              minor=o.opt_int("minor", 0) or 0,
+                              file_mode=o.opt_int("fileMode"), uid=o.opt_int("uid"),
+                              gid=o.opt_int("gid")))
+    return Linux(namespaces=tuple(namespaces), devices=tuple(devices),
+                 masked_paths=r.strs("maskedPaths"),
                  readonly_paths=r.strs("readonlyPaths"), sysctl=r.str_map("sysctl"),
                  rootfs_propagation=r.opt_str("rootfsPropagation"),
                  cgroups_path=r.opt_str("cgroupsPath"))
+
+
+def _hooks(r: _Reader | None) -> Hooks:
+    if r is None:
+        return Hooks()
+    unknown = set(r.data) - set(HOOK_KINDS)
+    if unknown:
+        raise InvalidArgument(f"config.json: hooks: unknown hook kind {sorted(unknown)[0]!r}")
+    lists = []
+    for kind in HOOK_KINDS:
+        hooks = []
+        for o in r.objs(kind):
+            timeout = o.opt_int("timeout")
+            if timeout is not None and timeout <= 0:
+                raise InvalidArgument(f"config.json: {o.path}.timeout must be positive")
+            path = o.req_str("path")
+            if not path.startswith("/"):
+                raise InvalidArgument(f"config.json: {o.path}.path must be absolute")
+            hooks.append(Hook(path=path, args=o.strs("args"), env=o.strs("env"),
+                              timeout=timeout))
+        lists.append(tuple(hooks))
+    return Hooks(*lists)
 
 
 def parse_spec(data: object) -> Spec:
@@ -236,6 +310,7 @@ def parse_spec(data: object) -> Spec:
         hostname=r.opt_str("hostname"),
         domainname=r.opt_str("domainname"),
         mounts=tuple(mounts),
+        hooks=_hooks(r.obj("hooks")),
         linux=_linux(r.obj("linux")),
         annotations=r.str_map("annotations"),
     )

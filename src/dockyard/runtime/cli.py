@@ -176,16 +176,14 @@ def _exec(root: Path, args: argparse.Namespace) -> int:
     from dockyard.model.oci import parse_process
     from dockyard.runtime import exec as exec_mod
     from dockyard.runtime import state
-    from dockyard.runtime.create import load_bundle
 
-    rec = state.load(root, args.id)
     if args.process:
         try:
             proc = parse_process(json.loads(Path(args.process).read_text()))
         except (OSError, json.JSONDecodeError) as exc:
             raise InvalidArgument(f"--process {args.process}: {exc}") from None
     else:
-        base = load_bundle(Path(rec.bundle)).process
+        base = state.load_config(root, args.id).process
         if base is None:
             raise InvalidArgument("the container's config.json has no process")
         command = tuple(args.argv[1:] if args.argv[:1] == ["--"] else args.argv)

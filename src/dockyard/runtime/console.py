@@ -46,6 +46,17 @@ def make_pty_and_send(sock: socket.socket, uid: int, gid: int,
     os.login_tty(slave)
 
 
+def bind_console() -> None:
+    """Bind our controlling pty (now on fd 0) over /dev/console, as runc does."""
+    from dockyard.linux import libc as k
+
+    slave = os.ttyname(0)
+    if not os.path.exists("/dev/console"):
+        with open("/dev/console", "a"):
+            pass
+    k.mount(slave, "/dev/console", None, k.MS_BIND)
+
+
 def recv_master(sock: socket.socket) -> int:
     _msg, fds, _flags, _addr = socket.recv_fds(sock, 4096, 1)
     if not fds:

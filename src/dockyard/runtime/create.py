@@ -32,6 +32,7 @@ import shutil
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +78,10 @@ class InitConfig:
 
 
 def load_bundle(bundle: Path) -> Spec:
+    return _load_bundle(bundle)[0]
+
+
+def _load_bundle(bundle: Path) -> tuple[Spec, str]:
     try:
         raw = (bundle / "config.json").read_text()
     except FileNotFoundError:
@@ -85,7 +90,7 @@ def load_bundle(bundle: Path) -> Spec:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise InvalidArgument(f"bundle {bundle}: config.json is not valid JSON: {exc}") from None
-    return parse_spec(data)
+    return parse_spec(data), raw
 
 
 def check_console(terminal: bool, cons: Console | None) -> None:
@@ -145,17 +150,27 @@ def recv(sock: socket.socket) -> dict[str, object]:
     return msg
 
 
-def handshake(sock: socket.socket, pids: list[int]) -> int:
+def handshake(sock: socket.socket, pids: list[int],
+              on_hooks: Callable[[int], dict[str, object]] | None = None) -> int:
     """Collect the grandchild's pid (from the middle child) and its "ready" (from itself).
 
-    Two processes write to one socket, so the two messages may come in either order; the pid
-    is appended to ``pids`` as soon as it is known, so a caller can clean up after an error.
+    Two processes write to one socket, so the messages may come in any order; the pid is
+    appended to ``pids`` as soon as it is known, so a caller can clean up after an error.
+    An init with hooks stops once before pivot_root ({"hooks": true}): ``on_hooks`` runs the
+    runtime-side hooks and returns the state document the init's own hooks will read.
     """
     ready = False
     while not pids or not ready:
         msg = recv(sock)
         if "pid" in msg:
             pids.append(int(str(msg["pid"])))
+        if msg.get("hooks"):
+            while not pids:  # the pid comes from the middle child; it may still be on its way
+                msg = recv(sock)
+                if "pid" in msg:
+                    pids.append(int(str(msg["pid"])))
+            doc = on_hooks(pids[0]) if on_hooks is not None else {}
+            send(sock, {"continue": True, "state": doc})
         if msg.get("ready"):
             ready = True
     return pids[0]
@@ -193,6 +208,7 @@ def _init(cfg: InitConfig, sock: socket.socket) -> None:
         csock = _console_socket(cfg)  # a host path: connect before pivot_root
         rootfs.prepare_root(cfg.rootfs, cfg.propagation)
         rootfs.apply(cfg.rootfs, cfg.steps)
+        hook_doc = _init_hooks(cfg, sock)
         fifo_fd = os.open(cfg.fifo, os.O_PATH | os.O_CLOEXEC)
         if cfg.no_pivot:
             rootfs.move_root(cfg.rootfs)
@@ -213,6 +229,10 @@ def _init(cfg: InitConfig, sock: socket.socket) -> None:
         exe = process.find_executable(proc.args[0], proc.env)
         if csock is not None:
             console.make_pty_and_send(csock, proc.user.uid, proc.user.gid, proc.console_size)
+            console.bind_console()
+        if proc.oom_score_adj is not None:
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write(str(proc.oom_score_adj))
         process.apply_identity(cfg.proc)
         send(sock, {"ready": True})
         sock.close()
@@ -220,10 +240,34 @@ def _init(cfg: InitConfig, sock: socket.socket) -> None:
         os.write(fd, b"0")
         os.close(fd)
         os.close(fifo_fd)
+        if cfg.spec.hooks.start_container:  # as runc: after start was released, before exec
+            from dockyard.runtime import hooks
+
+            hooks.run_all(cfg.spec.hooks.start_container, {**hook_doc, "status": "created"})
         process.sweep_fds(cfg.proc.preserve_fds)
         os.execve(exe, list(proc.args), process.env_dict(proc.env))
     except BaseException as exc:
         report_and_exit(sock, exc, 127)
+
+
+def _init_hooks(cfg: InitConfig, sock: socket.socket) -> dict[str, object]:
+    """With hooks: let the parent run prestart/createRuntime (in the runtime's namespaces),
+    then run createContainer here (container namespaces, before pivot_root)."""
+    h = cfg.spec.hooks
+    if not (h.prestart or h.create_runtime or h.create_container or h.start_container):
+        return {}
+    send(sock, {"hooks": True})
+    while True:
+        msg = recv(sock)
+        if msg.get("continue"):
+            break
+    doc = msg.get("state")
+    state_doc: dict[str, object] = dict(doc) if isinstance(doc, dict) else {}
+    if h.create_container:
+        from dockyard.runtime import hooks
+
+        hooks.run_all(h.create_container, state_doc)
+    return state_doc
 
 
 def _intermediate(cfg: InitConfig, sock: socket.socket) -> None:
@@ -256,11 +300,19 @@ def write_pid_file(pid_file: Path, pid: int) -> None:
     os.replace(tmp, pid_file)
 
 
+def _hook_kinds(spec: Spec) -> tuple[str, ...]:
+    h = spec.hooks
+    present = (("prestart", h.prestart), ("createRuntime", h.create_runtime),
+               ("createContainer", h.create_container), ("startContainer", h.start_container),
+               ("poststart", h.poststart), ("poststop", h.poststop))
+    return tuple(kind for kind, hooks in present if hooks)
+
+
 def create(root: Path, container_id: str, bundle: Path, *, pid_file: Path | None = None,
            no_pivot: bool = False, preserve_fds: int = 0, console_socket: str | None = None,
            console_fd: int | None = None) -> state.Record:
     bundle = bundle.resolve()
-    spec = load_bundle(bundle)
+    spec, raw_config = _load_bundle(bundle)
     state.validate_id(container_id)
     cons = None
     if console_socket is not None or console_fd is not None:
@@ -268,8 +320,24 @@ def create(root: Path, container_id: str, bundle: Path, *, pid_file: Path | None
     state_dir = state.reserve(root, container_id)
     pids: list[int] = []
     try:
+        state.save_config(state_dir, raw_config)
         fifo = str(state_dir / state.FIFO_NAME)
         os.mkfifo(fifo, 0o622)
+        hook_kinds = _hook_kinds(spec)
+        created = now()
+
+        def on_hooks(init_pid: int) -> dict[str, object]:
+            from dockyard.runtime import hooks
+
+            doc = state.hook_state(_record(init_pid, 0), state.Status.CREATING)
+            hooks.run_all(spec.hooks.prestart + spec.hooks.create_runtime, doc)
+            return doc
+
+        def _record(init_pid: int, start_time: int) -> state.Record:
+            return state.Record(id=container_id, pid=init_pid, pid_start_time=start_time,
+                                bundle=str(bundle), rootfs=cfg.rootfs, created=created,
+                                annotations=spec.annotations, hooks=hook_kinds)
+
         cfg = resolve(spec, bundle, fifo, no_pivot=no_pivot, preserve_fds=preserve_fds,
                       cons=cons)
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -282,15 +350,13 @@ def create(root: Path, container_id: str, bundle: Path, *, pid_file: Path | None
         child_sock.close()
         with parent_sock:
             try:
-                init_pid = handshake(parent_sock, pids)
+                init_pid = handshake(parent_sock, pids, on_hooks)
             finally:
                 os.waitpid(mid, 0)
         start_time = state.process_start_time(init_pid)
         if start_time is None:
             raise DockyardError("container init exited before it was ready")
-        rec = state.Record(id=container_id, pid=init_pid, pid_start_time=start_time,
-                           bundle=str(bundle), rootfs=cfg.rootfs, created=now(),
-                           annotations=spec.annotations)
+        rec = _record(init_pid, start_time)
         state.save(root, rec)
         if pid_file is not None:
             write_pid_file(pid_file, init_pid)

@@ -46,4 +46,11 @@ def delete(root: Path, container_id: str, *, force: bool = False) -> None:
         raise FailedPrecondition(
             f"cannot delete container {container_id} that is not stopped: {status.value}",
             hint="stop it first, or use delete --force")
+    poststop = None
+    if "poststop" in rec.hooks:
+        poststop = state.load_config(root, container_id).hooks.poststop
     shutil.rmtree(d, ignore_errors=True)
+    if poststop:
+        from dockyard.runtime import hooks
+
+        hooks.run_all_warn(poststop, state.hook_state(rec, state.Status.STOPPED), "poststop")

@@ -37,6 +37,12 @@ class DeviceStep:
     major: int
     minor: int
     mode: int = 0o666
+    kind: int = stat.S_IFCHR
+    uid: int | None = None
+    gid: int | None = None
+
+
+_DEVICE_KINDS = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,10 +113,15 @@ def plan(spec: Spec, hierarchies: tuple[Hierarchy, ...] | None = None) -> tuple[
     dev_is_bound = any(isinstance(s, MountStep) and s.destination == "/dev" and s.bind
                        for s in steps)
     if not dev_is_bound:
-        steps.extend(DEFAULT_DEVICES)
+        asked = {d.path for d in spec.linux.devices}
+        steps.extend(d for d in DEFAULT_DEVICES if d.path not in asked)
         steps.extend(DEFAULT_LINKS)
-        if any(m.destination == "/dev/pts" for m in spec.mounts):
-            steps.append(SymlinkStep("/dev/ptmx", "pts/ptmx"))
+    for d in spec.linux.devices:
+        steps.append(DeviceStep(d.path, d.major, d.minor,
+                                0o666 if d.file_mode is None else d.file_mode & 0o7777,
+                                _DEVICE_KINDS[d.type], d.uid, d.gid))
+    if not dev_is_bound and any(m.destination == "/dev/pts" for m in spec.mounts):
+        steps.append(SymlinkStep("/dev/ptmx", "pts/ptmx"))
     return tuple(steps)
 
 
@@ -151,8 +162,10 @@ def _apply_device(rootfs: str, d: DeviceStep) -> None:
     if os.path.lexists(target):
         os.unlink(target)
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    os.mknod(target, stat.S_IFCHR | d.mode, os.makedev(d.major, d.minor))
+    os.mknod(target, d.kind | d.mode, os.makedev(d.major, d.minor))
     os.chmod(target, d.mode)  # mknod is subject to the umask
+    if d.uid is not None or d.gid is not None:
+        os.chown(target, -1 if d.uid is None else d.uid, -1 if d.gid is None else d.gid)
 
 
 def _apply_symlink(rootfs: str, s: SymlinkStep) -> None:

@@ -40,3 +40,9 @@ def start(root: Path, container_id: str) -> None:
         os.close(fd)
         with contextlib.suppress(FileNotFoundError):
             fifo.unlink()
+    if "poststart" in rec.hooks:
+        from dockyard.runtime import hooks
+
+        spec = state.load_config(root, container_id)
+        hooks.run_all_warn(spec.hooks.poststart, state.hook_state(rec, state.Status.RUNNING),
+                           "poststart")

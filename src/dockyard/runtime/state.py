@@ -15,9 +15,13 @@ import re
 import signal
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dockyard import OCI_SPEC_VERSION
 from dockyard.errors import AlreadyExists, InvalidArgument, NotFound
+
+if TYPE_CHECKING:
+    from dockyard.model.oci import Spec
 
 DEFAULT_ROOT = Path("/run/dockyard-runc")
 _ID_RE = re.compile(r"^[\w+\-.]+$")
@@ -61,6 +65,8 @@ class Record:
     created: str
     owner: str = ""
     annotations: tuple[tuple[str, str], ...] = ()
+    #: the hook kinds config.json had at create time (so start/delete parse it only if needed)
+    hooks: tuple[str, ...] = ()
 
 
 def validate_id(container_id: str) -> str:
@@ -115,7 +121,27 @@ def load(root: Path, container_id: str) -> Record:
     except FileNotFoundError:
         raise NotFound(f"container does not exist: {container_id}") from None
     data["annotations"] = tuple(sorted(data.get("annotations", {}).items()))
+    data["hooks"] = tuple(data.get("hooks", ()))
     return Record(**data)
+
+
+CONFIG_NAME = "config.json"
+
+
+def save_config(state_dir: Path, raw: str) -> None:
+    """The config.json create used: later verbs (exec, hooks, update) read this copy, not the
+    bundle's, which may have changed since."""
+    (state_dir / CONFIG_NAME).write_text(raw)
+
+
+def load_config(root: Path, container_id: str) -> Spec:
+    from dockyard.model.oci import parse_spec
+
+    try:
+        raw = (container_dir(root, container_id) / CONFIG_NAME).read_text()
+    except FileNotFoundError:
+        raise NotFound(f"container does not exist: {container_id}") from None
+    return parse_spec(json.loads(raw))
 
 
 def list_ids(root: Path) -> list[str]:
@@ -140,6 +166,15 @@ def status_of(root: Path, rec: Record) -> Status:
 def _proc_state(pid: int) -> str:
     raw = Path(f"/proc/{pid}/stat").read_bytes()
     return raw[raw.rindex(b")") + 2:].split()[0].decode()
+
+
+def hook_state(rec: Record, status: Status) -> dict[str, object]:
+    """The state a hook reads on stdin (the OCI state document)."""
+    doc: dict[str, object] = {"ociVersion": OCI_SPEC_VERSION, "id": rec.id,
+                              "status": status.value, "pid": rec.pid, "bundle": rec.bundle}
+    if rec.annotations:
+        doc["annotations"] = dict(rec.annotations)
+    return doc
 
 
 def to_oci_state(root: Path, rec: Record) -> dict[str, object]:
