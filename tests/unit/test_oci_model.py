@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -83,3 +84,21 @@ def test_good_fixtures_from_the_spec_parse() -> None:
         pytest.skip("spec fixtures not present")
     for f in sorted(good.glob("*.json")):
         parse_spec(json.loads(f.read_text()))
+
+
+def test_id_mappings_need_a_user_namespace(tmp_path: Path) -> None:
+    from dockyard.runtime.create import resolve
+
+    config = default_spec()
+    config["process"]["terminal"] = False
+    config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 1}]
+    config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 1}]
+    (tmp_path / "rootfs").mkdir()
+    spec = parse_spec(config)
+    with pytest.raises(InvalidArgument, match="need a new user namespace"):
+        resolve(spec, tmp_path, "fifo", no_pivot=False, preserve_fds=0, cons=None)
+    config["linux"]["namespaces"].append({"type": "user"})
+    del config["linux"]["gidMappings"]
+    with pytest.raises(InvalidArgument, match=r"needs linux\.uidMappings and"):
+        resolve(parse_spec(config), tmp_path, "fifo", no_pivot=False, preserve_fds=0,
+                cons=None)

@@ -7,12 +7,13 @@ errno. Nothing here decides anything: callers above ``linux/`` pass the policy i
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 from dockyard.errors import SyscallError
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# The soname directly: ctypes.util.find_library would import subprocess and run ldconfig
+# (~10 ms) on the path of every container start.
+_libc = ctypes.CDLL("libc.so.6", use_errno=True)
 
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
                         ctypes.c_char_p]
@@ -154,3 +155,17 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
     nr = _SYS_CAPSET[os.uname().machine]
     if _libc.syscall(nr, ctypes.byref(header), ctypes.byref(data)) != 0:
         raise _fail("capset")
+
+
+# statvfs f_flag bits (ST_*) and the mount flags they stand for: the first ones share values.
+# MS_RDONLY is left out: asking for rw where the kernel locked ro fails loudly, as it should.
+_ST_TO_MS = ((2, MS_NOSUID), (4, MS_NODEV), (8, MS_NOEXEC),
+             (16, MS_SYNCHRONOUS), (64, MS_MANDLOCK), (1024, MS_NOATIME),
+             (2048, MS_NODIRATIME), (4096, MS_RELATIME))
+
+
+def locked_mount_flags(path: str) -> int:
+    """The flags of the mount holding ``path`` that a user namespace may not clear on a
+    remount (the kernel locks them when the mount came from a more privileged namespace)."""
+    f_flag = os.statvfs(path).f_flag
+    return sum(ms for st, ms in _ST_TO_MS if f_flag & st)

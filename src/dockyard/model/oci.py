@@ -110,8 +110,17 @@ class Hooks:
 
 
 @dataclass(frozen=True, slots=True)
+class IdMapping:
+    container_id: int
+    host_id: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
 class Linux:
     namespaces: tuple[Namespace, ...] = ()
+    uid_mappings: tuple[IdMapping, ...] = ()
+    gid_mappings: tuple[IdMapping, ...] = ()
     devices: tuple[Device, ...] = ()
     masked_paths: tuple[str, ...] = ()
     readonly_paths: tuple[str, ...] = ()
@@ -261,10 +270,23 @@ def _linux(r: _Reader | None) -> Linux:
                               file_mode=o.opt_int("fileMode"), uid=o.opt_int("uid"),
                               gid=o.opt_int("gid")))
     return Linux(namespaces=tuple(namespaces), devices=tuple(devices),
+                 uid_mappings=_id_mappings(r, "uidMappings"),
+                 gid_mappings=_id_mappings(r, "gidMappings"),
                  masked_paths=r.strs("maskedPaths"),
                  readonly_paths=r.strs("readonlyPaths"), sysctl=r.str_map("sysctl"),
                  rootfs_propagation=r.opt_str("rootfsPropagation"),
                  cgroups_path=r.opt_str("cgroupsPath"))
+
+
+def _id_mappings(r: _Reader, key: str) -> tuple[IdMapping, ...]:
+    out = []
+    for o in r.objs(key):
+        values = [o.opt_int(k) for k in ("containerID", "hostID", "size")]
+        if any(v is None or v < 0 for v in values):
+            raise InvalidArgument(f"config.json: {o.path} needs containerID, hostID and size "
+                                  "as non-negative integers")
+        out.append(IdMapping(*(int(v or 0) for v in values)))
+    return tuple(out)
 
 
 def _hooks(r: _Reader | None) -> Hooks:

@@ -167,7 +167,7 @@ def _action(data: Mapping[str, Any], key: str, path: str) -> Action:
     if v is None:
         raise _bad(f"{path}.{key}", "is required")
     try:
-        return Action(v)
+        return Action(v if isinstance(v, str) else "")
     except ValueError:
         raise _bad(f"{path}.{key}", f"is not a seccomp action: {v!r} "
                    f"(one of {', '.join(a.value for a in Action)})") from None
@@ -183,7 +183,7 @@ def _arg(data: object, path: str) -> SyscallArg:
         raise _bad(f"{path}.index", f"must be below {MAX_ARGS}, not {index}")
     op = o.get("op")
     try:
-        operator = Operator(op)
+        operator = Operator(op if isinstance(op, str) else "")
     except ValueError:
         raise _bad(f"{path}.op", f"is not a seccomp operator: {op!r} "
                    f"(one of {', '.join(x.value for x in Operator)})") from None

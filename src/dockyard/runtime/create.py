@@ -39,7 +39,7 @@ from pathlib import Path
 from dockyard.errors import DockyardError, InvalidArgument, NotFound
 from dockyard.linux import libc as k
 from dockyard.model.oci import Spec, parse_spec
-from dockyard.runtime import console, process, rootfs, state
+from dockyard.runtime import console, process, rootfs, state, userns
 from dockyard.runtime.mountopts import propagation_flags
 from dockyard.runtime.rootfs import Step
 
@@ -72,9 +72,14 @@ class InitConfig:
     clone_flags: int
     joins: tuple[tuple[str, str], ...]
     fifo: str
+    #: an O_PATH fd of the fifo, opened by the parent: a user-namespaced init may not be able
+    #: to walk the state directory's path, but it can reopen this fd through /proc/self/fd
+    fifo_fd: int
     no_pivot: bool
     proc: process.Prepared
     console: Console | None
+    #: a new user namespace: the middle child makes it first, the parent writes its maps
+    new_userns: bool = False
 
 
 def load_bundle(bundle: Path) -> Spec:
@@ -113,8 +118,13 @@ def resolve(spec: Spec, bundle: Path, fifo: str, *, no_pivot: bool, preserve_fds
     if not os.path.isdir(rootfs_path):
         raise NotFound(f"rootfs {rootfs_path} does not exist")
     check_console(spec.process.terminal, cons)
-    if spec.linux.namespace("user") is not None:
-        raise InvalidArgument("user namespaces are not supported by this runtime yet")
+    user_ns = spec.linux.namespace("user")
+    new_userns = user_ns is not None and not user_ns.path
+    if new_userns and not (spec.linux.uid_mappings and spec.linux.gid_mappings):
+        raise InvalidArgument("a new user namespace needs linux.uidMappings and "
+                              "linux.gidMappings")
+    if not new_userns and (spec.linux.uid_mappings or spec.linux.gid_mappings):
+        raise InvalidArgument("linux.uidMappings/gidMappings need a new user namespace")
     if spec.linux.namespace("mount") is None:
         raise InvalidArgument("a mount namespace is required")
     clone_flags = 0
@@ -124,7 +134,7 @@ def resolve(spec: Spec, bundle: Path, fifo: str, *, no_pivot: bool, preserve_fds
             if not os.path.exists(ns.path):
                 raise NotFound(f"namespace {ns.type} path {ns.path} does not exist")
             joins.append((ns.type, ns.path))
-        else:
+        elif ns.type != "user":  # the user namespace is made on its own, first
             clone_flags |= NS_FLAGS[ns.type]
     if spec.hostname and spec.linux.namespace("uts") is None:
         raise InvalidArgument("unable to set hostname without a private UTS namespace")
@@ -132,8 +142,10 @@ def resolve(spec: Spec, bundle: Path, fifo: str, *, no_pivot: bool, preserve_fds
     propagation = propagation_flags(spec.linux.rootfs_propagation or "rslave")
     return InitConfig(
         rootfs=rootfs_path, spec=spec, steps=rootfs.plan(spec), propagation=propagation,
-        clone_flags=clone_flags, joins=tuple(joins), fifo=fifo, no_pivot=no_pivot,
-        proc=process.prepare(spec.process, preserve_fds), console=cons)
+        clone_flags=clone_flags, joins=tuple(joins), fifo=fifo,
+        fifo_fd=os.open(fifo, os.O_PATH | os.O_CLOEXEC), no_pivot=no_pivot,
+        proc=process.prepare(spec.process, preserve_fds), console=cons,
+        new_userns=new_userns)
 
 
 def send(sock: socket.socket, msg: dict[str, object]) -> None:
@@ -151,7 +163,8 @@ def recv(sock: socket.socket) -> dict[str, object]:
 
 
 def handshake(sock: socket.socket, pids: list[int],
-              on_hooks: Callable[[int], dict[str, object]] | None = None) -> int:
+              on_hooks: Callable[[int], dict[str, object]] | None = None,
+              on_userns: Callable[[], None] | None = None) -> int:
     """Collect the grandchild's pid (from the middle child) and its "ready" (from itself).
 
     Two processes write to one socket, so the messages may come in any order; the pid is
@@ -164,6 +177,11 @@ def handshake(sock: socket.socket, pids: list[int],
         msg = recv(sock)
         if "pid" in msg:
             pids.append(int(str(msg["pid"])))
+        if msg.get("userns"):
+            if on_userns is None:
+                raise DockyardError("unexpected user namespace request")
+            on_userns()
+            send(sock, {"maps": True})
         if msg.get("hooks"):
             while not pids:  # the pid comes from the middle child; it may still be on its way
                 msg = recv(sock)
@@ -209,7 +227,7 @@ def _init(cfg: InitConfig, sock: socket.socket) -> None:
         rootfs.prepare_root(cfg.rootfs, cfg.propagation)
         rootfs.apply(cfg.rootfs, cfg.steps)
         hook_doc = _init_hooks(cfg, sock)
-        fifo_fd = os.open(cfg.fifo, os.O_PATH | os.O_CLOEXEC)
+        fifo_fd = cfg.fifo_fd
         if cfg.no_pivot:
             rootfs.move_root(cfg.rootfs)
         else:
@@ -280,7 +298,15 @@ def _intermediate(cfg: InitConfig, sock: socket.socket) -> None:
                 k.setns(fd, NS_FLAGS[ns_type])
             finally:
                 os.close(fd)
-        k.unshare(cfg.clone_flags)
+        if cfg.new_userns:
+            k.unshare(k.CLONE_NEWUSER)
+            send(sock, {"userns": True})  # the parent writes our uid/gid maps
+            while not recv(sock).get("maps"):
+                pass
+            k.prctl(k.PR_SET_KEEPCAPS, 1)
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        k.unshare(cfg.clone_flags)  # now owned by the user namespace, if there is one
         pid = os.fork()
         if pid == 0:
             _init(cfg, sock)
@@ -323,6 +349,9 @@ def create(root: Path, container_id: str, bundle: Path, *, pid_file: Path | None
         state.save_config(state_dir, raw_config)
         fifo = str(state_dir / state.FIFO_NAME)
         os.mkfifo(fifo, 0o622)
+        # past the umask: the init reopens it after dropping to the process user, who may be
+        # "other" to it (a non-root user, or root in a user namespace), as runc does
+        os.chmod(fifo, 0o622)  # noqa: S103
         hook_kinds = _hook_kinds(spec)
         created = now()
 
@@ -348,9 +377,11 @@ def create(root: Path, container_id: str, bundle: Path, *, pid_file: Path | None
             parent_sock.close()
             _intermediate(cfg, child_sock)
         child_sock.close()
+        os.close(cfg.fifo_fd)
         with parent_sock:
             try:
-                init_pid = handshake(parent_sock, pids, on_hooks)
+                init_pid = handshake(parent_sock, pids, on_hooks,
+                                     lambda: userns.write_maps(mid, spec.linux))
             finally:
                 os.waitpid(mid, 0)
         start_time = state.process_start_time(init_pid)

@@ -65,7 +65,8 @@ DEFAULT_LINKS = (
 )
 
 
-def _mount_steps(m: Mount, hierarchies: tuple[Hierarchy, ...]) -> list[MountStep]:
+def _mount_steps(m: Mount, hierarchies: tuple[Hierarchy, ...], userns: bool
+                 ) -> list[MountStep]:
     opts = parse_options(m.options)
     fstype = m.type
     if fstype in ("bind", "rbind", None, "none") and not opts.is_bind:
@@ -80,22 +81,30 @@ def _mount_steps(m: Mount, hierarchies: tuple[Hierarchy, ...]) -> list[MountStep
                           bind=True)]
     if fstype in {"cgroup", "cgroup2"}:
         return _cgroup_steps(m.destination, opts.flags | k.MS_NOSUID | k.MS_NODEV | k.MS_NOEXEC,
-                             hierarchies)
+                             hierarchies, userns)
     return [MountStep(m.destination, m.source or fstype, fstype, opts.flags, opts.data,
                       opts.propagation)]
 
 
-def _cgroup_steps(dest: str, flags: int, hierarchies: tuple[Hierarchy, ...]) -> list[MountStep]:
+def _cgroup_steps(dest: str, flags: int, hierarchies: tuple[Hierarchy, ...], userns: bool
+                  ) -> list[MountStep]:
     """A read-only view of the host's cgroup hierarchies: cgroup2 alone on a pure v2 host;
-    a tmpfs with one mount per v1 hierarchy (and the unified one) on a v1 or hybrid host."""
+    a tmpfs with one mount per v1 hierarchy (and the unified one) on a v1 or hybrid host.
+    In a user namespace v1 hierarchies cannot be mounted afresh: they are bound from the
+    host's mounts instead."""
     if is_pure_v2(hierarchies):
         return [MountStep(dest, "cgroup2", "cgroup2", flags, "")]
     steps = [MountStep(dest, "tmpfs", "tmpfs", k.MS_NOSUID | k.MS_NODEV | k.MS_NOEXEC,
                        "mode=755")]
     for h in hierarchies:
         base = h.mountpoint.rstrip("/").rsplit("/", 1)[-1]
-        steps.append(MountStep(f"{dest.rstrip('/')}/{base}", "cgroup", h.fstype, flags,
-                               h.options if h.fstype == "cgroup" else ""))
+        target = f"{dest.rstrip('/')}/{base}"
+        if userns and h.fstype == "cgroup":
+            steps.append(MountStep(target, h.mountpoint, None, k.MS_BIND | flags, "",
+                                   bind=True))
+        else:
+            steps.append(MountStep(target, "cgroup", h.fstype, flags,
+                                   h.options if h.fstype == "cgroup" else ""))
     # The tmpfs itself becomes read-only once its mount points exist.
     if flags & k.MS_RDONLY:
         steps.append(MountStep(dest, None, None, k.MS_REMOUNT | k.MS_RDONLY | k.MS_NOSUID
@@ -107,19 +116,28 @@ def plan(spec: Spec, hierarchies: tuple[Hierarchy, ...] | None = None) -> tuple[
     """Everything done to the rootfs before pivot_root, in order."""
     if hierarchies is None and any(m.type in ("cgroup", "cgroup2") for m in spec.mounts):
         hierarchies = host_hierarchies()
+    userns = spec.linux.namespace("user") is not None
     steps: list[Step] = []
     for m in spec.mounts:
-        steps.extend(_mount_steps(m, hierarchies or ()))
+        steps.extend(_mount_steps(m, hierarchies or (), userns))
     dev_is_bound = any(isinstance(s, MountStep) and s.destination == "/dev" and s.bind
                        for s in steps)
+    devices: list[DeviceStep] = []
     if not dev_is_bound:
         asked = {d.path for d in spec.linux.devices}
-        steps.extend(d for d in DEFAULT_DEVICES if d.path not in asked)
-        steps.extend(DEFAULT_LINKS)
+        devices.extend(d for d in DEFAULT_DEVICES if d.path not in asked)
     for d in spec.linux.devices:
-        steps.append(DeviceStep(d.path, d.major, d.minor,
-                                0o666 if d.file_mode is None else d.file_mode & 0o7777,
-                                _DEVICE_KINDS[d.type], d.uid, d.gid))
+        devices.append(DeviceStep(d.path, d.major, d.minor,
+                                  0o666 if d.file_mode is None else d.file_mode & 0o7777,
+                                  _DEVICE_KINDS[d.type], d.uid, d.gid))
+    if userns:
+        # mknod is not allowed in a user namespace: bind the host's node instead (runc's way)
+        steps.extend(MountStep(d.path, d.path, None, k.MS_BIND, "", bind=True)
+                     for d in devices)
+    else:
+        steps.extend(devices)
+    if not dev_is_bound:
+        steps.extend(DEFAULT_LINKS)
     if not dev_is_bound and any(m.destination == "/dev/pts" for m in spec.mounts):
         steps.append(SymlinkStep("/dev/ptmx", "pts/ptmx"))
     return tuple(steps)
@@ -147,7 +165,7 @@ def _apply_mount(rootfs: str, s: MountStep) -> None:
         k.mount(s.source, target, None, s.flags & (k.MS_BIND | k.MS_REC))
         extra = s.flags & ~(k.MS_BIND | k.MS_REC)
         if extra:
-            k.mount(None, target, None, k.MS_REMOUNT | k.MS_BIND | extra)
+            remount(target, extra)
     elif s.flags & k.MS_REMOUNT:
         k.mount(s.source, target, s.fstype, s.flags, s.data or None)
     else:
@@ -155,6 +173,13 @@ def _apply_mount(rootfs: str, s: MountStep) -> None:
         k.mount(s.source, target, s.fstype, s.flags, s.data or None)
     for p in s.propagation:
         k.mount(None, target, None, p)
+
+
+def remount(target: str, flags: int) -> None:
+    """A bind remount that keeps the flags a user namespace may not clear (nosuid, nodev,
+    noexec, ro, atime) from the mount being remounted."""
+    k.mount(None, target, None,
+            k.MS_REMOUNT | k.MS_BIND | flags | k.locked_mount_flags(target))
 
 
 def _apply_device(rootfs: str, d: DeviceStep) -> None:
@@ -223,8 +248,8 @@ def readonly_paths(paths: tuple[str, ...]) -> None:
         if not os.path.lexists(p):
             continue
         k.mount(p, p, None, k.MS_BIND | k.MS_REC)
-        k.mount(None, p, None, k.MS_BIND | k.MS_REMOUNT | k.MS_RDONLY | k.MS_REC)
+        remount(p, k.MS_RDONLY | k.MS_REC)
 
 
 def readonly_root() -> None:
-    k.mount(None, "/", None, k.MS_BIND | k.MS_REMOUNT | k.MS_RDONLY)
+    remount("/", k.MS_RDONLY)

@@ -29,6 +29,7 @@ the filter of every container started with that profile.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -207,7 +208,8 @@ def _write_cached(cache_dir: Path, file: Path, data: bytes) -> None:
         os.replace(tmp, file)
     except OSError as exc:
         log.warning("seccomp cache: cannot write %s: %s", file, exc)
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def compile_cached(s: Seccomp, cache_dir: Path | None, path: str = "linux.seccomp") -> bytes:

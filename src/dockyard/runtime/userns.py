@@ -1,0 +1,38 @@
+"""User namespace id maps, written by the parent for the middle child (the spec's rule: the
+runtime, not the container, writes them). Root writes /proc/<pid>/{uid,gid}_map directly;
+an unprivileged caller goes through newuidmap/newgidmap (shadow's setuid helpers), which
+check /etc/subuid and /etc/subgid."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+from dockyard.errors import DockyardError, PermissionDenied
+from dockyard.model.oci import IdMapping, Linux
+
+
+def _lines(maps: tuple[IdMapping, ...]) -> str:
+    return "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in maps)
+
+
+def write_maps(pid: int, linux: Linux) -> None:
+    if os.geteuid() == 0:
+        for name, maps in (("uid_map", linux.uid_mappings), ("gid_map", linux.gid_mappings)):
+            try:
+                with open(f"/proc/{pid}/{name}", "w") as f:
+                    f.write(_lines(maps))
+            except OSError as exc:
+                raise DockyardError(f"writing {name} for pid {pid}: {exc.strerror}") from None
+        return
+    for tool, maps in (("newuidmap", linux.uid_mappings), ("newgidmap", linux.gid_mappings)):
+        binary = shutil.which(tool)
+        if binary is None:
+            raise PermissionDenied(f"{tool} not found: unprivileged user namespaces need it "
+                                   "(Debian package uidmap)")
+        args = [str(v) for m in maps for v in (m.container_id, m.host_id, m.size)]
+        res = subprocess.run([binary, str(pid), *args], capture_output=True, text=True,
+                             check=False)
+        if res.returncode != 0:
+            raise PermissionDenied(f"{tool}: {res.stderr.strip() or 'failed'}")
