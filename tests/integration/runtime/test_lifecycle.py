@@ -109,3 +109,17 @@ def test_unknown_container_errors(runtime: Runtime) -> None:
         res = runtime.run(*verb, "nope")
         assert res.returncode == 1
         assert "does not exist" in res.stderr
+
+
+def test_non_root_process_user(runtime: Runtime, busybox: BuiltImage, tmp_path: Path) -> None:
+    """The init drops to the process user before it waits on the exec fifo."""
+
+    def edit(c: dict[str, object]) -> None:
+        c["process"]["user"] = {"uid": 1000, "gid": 1000, "additionalGids": [5, 7],  # type: ignore[index]
+                                "umask": 0o077}
+
+    bundle = make_bundle(busybox, tmp_path / "b", runtime.binary,
+                         ["sh", "-c", "id -u; id -g; id -G; umask"], edit=edit)
+    rc, out, err = runtime.run_to_files(tmp_path, "run", "--bundle", str(bundle), "u1000")
+    assert rc == 0, err
+    assert out.split() == ["1000", "1000", "1000", "5", "7", "0077"]
