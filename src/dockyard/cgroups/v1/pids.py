@@ -1,0 +1,30 @@
+"""v1 pids controller: pids.max (the same file and values as v2)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dockyard.cgroups.convert import pids_limit_value
+from dockyard.cgroups.fs import CgroupFs, parse_uint, read_optional, write_knob
+from dockyard.cgroups.resources import PidsResources
+
+if TYPE_CHECKING:
+    from dockyard.cgroups.stats import Stats
+
+NAME = "pids"
+
+
+def set_limits(fs: CgroupFs, d: str, p: PidsResources) -> None:
+    if p.limit is not None:
+        write_knob(fs, d, "pids.max", pids_limit_value(p.limit), controller=NAME)
+
+
+def stats(fs: CgroupFs, d: str, st: Stats) -> None:
+    current = read_optional(fs, d, "pids.current")
+    if current is None:
+        return
+    st.pids.current = parse_uint(current)
+    limit = read_optional(fs, d, "pids.max")
+    if limit is not None:
+        value = parse_uint(limit)
+        st.pids.limit = 0 if value == 2**64 - 1 else value
