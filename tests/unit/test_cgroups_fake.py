@@ -20,7 +20,6 @@ from dockyard.cgroups import FreezerState, manager_for, parse_resources
 from dockyard.cgroups.devices import allows, normalize, v1_writes
 from dockyard.cgroups.fs import CgroupFs
 from dockyard.cgroups.layout import CgroupMount
-from dockyard.cgroups.resources import DeviceRule
 from dockyard.cgroups.stats import Stats
 from dockyard.cgroups.v1 import V1Manager
 from dockyard.cgroups.v2 import V2Manager
@@ -32,6 +31,7 @@ from dockyard.errors import (
     SyscallError,
     Unavailable,
 )
+from dockyard.model.resources import DeviceRule
 
 UNLIMITED = "9223372036854771712\n"
 COMMON_V1 = {"cgroup.procs": "", "tasks": "", "notify_on_release": "0\n"}

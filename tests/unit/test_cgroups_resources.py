@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from dockyard.cgroups import convert
-from dockyard.cgroups.resources import (
+from dockyard.errors import InvalidArgument
+from dockyard.model.resources import (
     BlockIOResources,
     CpuResources,
     DeviceRule,
@@ -19,7 +20,6 @@ from dockyard.cgroups.resources import (
     WeightDevice,
     parse_resources,
 )
-from dockyard.errors import InvalidArgument
 
 FULL = {
     "memory": {"limit": 536870912, "reservation": 268435456, "swap": 1073741824,

@@ -102,3 +102,24 @@ def test_id_mappings_need_a_user_namespace(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument, match=r"needs linux\.uidMappings and"):
         resolve(parse_spec(config), tmp_path, "fifo", no_pivot=False, preserve_fds=0,
                 cons=None)
+
+
+@pytest.mark.skipif(not SPEC_TESTS.is_dir(), reason="shared/specs not present")
+def test_features_document_validates() -> None:
+    import jsonschema
+    import referencing
+    import referencing.jsonschema
+
+    from dockyard.runtime.features import features
+
+    schema_dir = SPEC_TESTS.parent
+    resources = [(f.name, referencing.Resource.from_contents(
+        json.loads(f.read_text()), default_specification=referencing.jsonschema.DRAFT4))
+        for f in schema_dir.glob("*.json")]
+    registry = referencing.Registry().with_resources(resources)
+    schema = json.loads((schema_dir / "features-schema.json").read_text())
+    doc = features()
+    assert list(jsonschema.Draft4Validator(schema, registry=registry).iter_errors(doc)) == []
+    assert doc["ociVersionMax"] == "1.3.0"
+    assert "createContainer" in doc["hooks"]  # type: ignore[operator]
+    assert "rbind" in doc["mountOptions"]  # type: ignore[operator]

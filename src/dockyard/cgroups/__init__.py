@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Protocol
 from dockyard.cgroups.fs import KERNEL, CgroupFs
 from dockyard.cgroups.layout import CgroupMode, HierarchyLike, Layout, detect_layout
 from dockyard.cgroups.paths import inner_path, own_cgroups, v1_dir, v2_dir
-from dockyard.cgroups.resources import Resources, parse_resources
 from dockyard.errors import InvalidArgument, Unavailable
+from dockyard.model.resources import Resources, parse_resources
 
 if TYPE_CHECKING:
     from dockyard.cgroups.stats import Stats

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from dockyard.cgroups.resources import DeviceRule
+from dockyard.model.resources import DeviceRule
 
 ACCESS_BITS = {"m": 1, "r": 2, "w": 4}   # BPF_DEVCG_ACC_MKNOD/READ/WRITE
 TYPE_CODES = {"b": 1, "c": 2}            # BPF_DEVCG_DEV_BLOCK/CHAR

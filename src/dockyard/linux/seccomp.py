@@ -266,6 +266,22 @@ _libc = ctypes.CDLL("libc.so.6", use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 
 
+def _seccomp_nr() -> int | None:
+    return _SYS_SECCOMP.get(os.uname().machine)
+
+
+def kernel_accepts_flags(flags: int) -> bool:
+    """Whether seccomp(2) knows ``flags``, asked without installing anything: with a NULL
+    program a known flag set fails with EFAULT, an unknown one with EINVAL (libseccomp's
+    probe)."""
+    nr = _seccomp_nr()
+    if nr is None:
+        return False
+    rc = _libc.syscall(ctypes.c_long(nr), ctypes.c_long(SECCOMP_SET_MODE_FILTER),
+                       ctypes.c_long(flags), ctypes.c_void_p(None))
+    return rc < 0 and ctypes.get_errno() == errno.EFAULT
+
+
 def load_bpf(program: bytes, flags: int = 0) -> None:
     """Install ``program`` as a seccomp filter on the calling thread (all threads with TSYNC).
 
@@ -282,7 +298,7 @@ def load_bpf(program: bytes, flags: int = 0) -> None:
                               f"accepts at most {BPF_MAXINSNS}")
     buf = ctypes.create_string_buffer(program, len(program))
     prog = _SockFprog(count, ctypes.cast(buf, ctypes.c_void_p))
-    nr = _SYS_SECCOMP.get(os.uname().machine)
+    nr = _seccomp_nr()
     err = errno.ENOSYS
     if nr is not None:
         rc = _libc.syscall(ctypes.c_long(nr), ctypes.c_long(SECCOMP_SET_MODE_FILTER),

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dockyard.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from dockyard.model.resources import Resources
 
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
 
@@ -127,6 +130,7 @@ class Linux:
     sysctl: tuple[tuple[str, str], ...] = ()
     rootfs_propagation: str | None = None
     cgroups_path: str | None = None
+    resources: Resources | None = None
 
     def namespace(self, ns_type: str) -> Namespace | None:
         for ns in self.namespaces:
@@ -275,7 +279,17 @@ def _linux(r: _Reader | None) -> Linux:
                  masked_paths=r.strs("maskedPaths"),
                  readonly_paths=r.strs("readonlyPaths"), sysctl=r.str_map("sysctl"),
                  rootfs_propagation=r.opt_str("rootfsPropagation"),
-                 cgroups_path=r.opt_str("cgroupsPath"))
+                 cgroups_path=r.opt_str("cgroupsPath"),
+                 resources=_resources(r))
+
+
+def _resources(r: _Reader) -> Resources | None:
+    raw = r.data.get("resources")
+    if raw is None:
+        return None
+    from dockyard.model.resources import parse_resources
+
+    return parse_resources(raw, where=f"config.json: {r.path}.resources")
 
 
 def _id_mappings(r: _Reader, key: str) -> tuple[IdMapping, ...]:

@@ -173,6 +173,20 @@ def _action(data: Mapping[str, Any], key: str, path: str) -> Action:
                    f"(one of {', '.join(a.value for a in Action)})") from None
 
 
+# The spec: "When the action doesn't support an errno, the runtime MUST print an error and
+# fail." (runc ignores such an errnoRet; crun and the spec do not.)
+ERRNO_ACTIONS = (Action.ERRNO, Action.TRACE)
+
+
+def _errno_ret(data: Mapping[str, Any], key: str, action_key: str, action: Action,
+               path: str) -> int | None:
+    ret = _uint(data, key, path, _UINT32)
+    if ret is not None and action not in ERRNO_ACTIONS:
+        raise _bad(f"{path}.{key}", f"is only valid with SCMP_ACT_ERRNO or SCMP_ACT_TRACE, "
+                   f"not with {action_key} {action.value}")
+    return ret
+
+
 def _arg(data: object, path: str) -> SyscallArg:
     o = _obj(data, path)
     index = _uint(o, "index", path, _UINT32)
@@ -198,9 +212,10 @@ def _rule(data: object, path: str) -> SyscallRule:
         raise _bad(f"{path}.names", "must name at least one syscall")
     if not all(names):
         raise _bad(f"{path}.names", "must not contain an empty name")
+    action = _action(o, "action", path)
     return SyscallRule(
-        names=names, action=_action(o, "action", path),
-        errno_ret=_uint(o, "errnoRet", path, _UINT32),
+        names=names, action=action,
+        errno_ret=_errno_ret(o, "errnoRet", "action", action, path),
         args=tuple(_arg(a, f"{path}.args[{i}]") for i, a in enumerate(_list(o, "args", path))))
 
 
@@ -217,9 +232,10 @@ def parse_seccomp(obj: object, path: str = "linux.seccomp") -> Seccomp:
             raise _bad(f"{path}.flags[{i}]", f"is not a seccomp filter flag: {flag!r} "
                        f"(one of {', '.join(FLAGS)})")
     rules = _list(o, "syscalls", path)
+    default = _action(o, "defaultAction", path)
     return Seccomp(
-        default_action=_action(o, "defaultAction", path),
-        default_errno_ret=_uint(o, "defaultErrnoRet", path, _UINT32),
+        default_action=default,
+        default_errno_ret=_errno_ret(o, "defaultErrnoRet", "defaultAction", default, path),
         architectures=arches, flags=flags,
         listener_path=_opt_str(o, "listenerPath", path),
         listener_metadata=_opt_str(o, "listenerMetadata", path),

@@ -90,6 +90,22 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--no-new-privs", action="store_true")
     c.add_argument("--preserve-fds", type=int, default=0)
     c.add_argument("--ignore-paused", action="store_true")
+    cmd("features", "print the features this runtime implements (JSON)", container=False)
+    cmd("pause", "freeze every process of a container")
+    cmd("resume", "thaw a paused container")
+    c = cmd("ps", "list the processes of a container")
+    c.add_argument("-f", "--format", choices=("table", "json"), default="table")
+    c.add_argument("ps_args", nargs=argparse.REMAINDER)
+    c = cmd("update", "change a container's resources")
+    c.add_argument("-r", "--resources", help="a resources JSON file, - for stdin")
+    for flag in ("blkio-weight", "cpu-period", "cpu-quota", "cpu-rt-period", "cpu-rt-runtime",
+                 "cpu-share", "cpuset-cpus", "cpuset-mems", "kernel-memory",
+                 "kernel-memory-tcp", "memory", "memory-reservation", "memory-swap",
+                 "pids-limit", "l3-cache-schema", "mem-bw-schema"):
+        c.add_argument(f"--{flag}")
+    c = cmd("events", "print container statistics")
+    c.add_argument("--stats", action="store_true", help="print one stats event and exit")
+    c.add_argument("--interval", default="5s")
     c = cmd("kill", "send a signal to a container's init")
     c.add_argument("signal", nargs="?", default="SIGTERM")
     c.add_argument("-a", "--all", action="store_true")
@@ -128,15 +144,46 @@ def _dispatch(args: argparse.Namespace) -> int:
 
             create(root, args.id, Path(args.bundle), pid_file=pid_file,
                    no_pivot=args.no_pivot, preserve_fds=args.preserve_fds,
-                   console_socket=console_socket)
+                   console_socket=console_socket, systemd_cgroup=args.systemd_cgroup)
             return 0
         from dockyard.runtime.run import run
 
         return run(root, args.id, Path(args.bundle), detach=args.detach, pid_file=pid_file,
                    no_pivot=args.no_pivot, preserve_fds=args.preserve_fds,
-                   console_socket=console_socket)
+                   console_socket=console_socket, systemd_cgroup=args.systemd_cgroup)
     if command == "exec":
         return _exec(root, args)
+    if command in ("pause", "resume"):
+        from dockyard.runtime import pause
+
+        (pause.pause if command == "pause" else pause.resume)(root, args.id)
+        return 0
+    if command == "ps":
+        from dockyard.runtime.ps import ps
+
+        ps_args = args.ps_args[1:] if args.ps_args[:1] == ["--"] else args.ps_args
+        sys.stdout.write(ps(root, args.id, args.format, ps_args))
+        return 0
+    if command == "update":
+        from dockyard.runtime import update
+
+        if args.l3_cache_schema or args.mem_bw_schema:
+            raise DockyardError("Intel RDT is not supported by this runtime")
+        raw = (update.load_resources_file(args.resources) if args.resources
+               else update.resources_from_flags({k.replace("_", "-"): v
+                                                 for k, v in vars(args).items()}))
+        update.update(root, args.id, raw)
+        return 0
+    if command == "events":
+        from dockyard.runtime.events import events, parse_interval
+
+        events(root, args.id, stats_once=args.stats, interval=parse_interval(args.interval))
+        return 0
+    if command == "features":
+        from dockyard.runtime.features import features
+
+        print(json.dumps(features(), indent=4))
+        return 0
     if command == "start":
         from dockyard.runtime.start import start
 
@@ -196,7 +243,8 @@ def _exec(root: Path, args: argparse.Namespace) -> int:
     console_socket = os.path.abspath(args.console_socket) if args.console_socket else None
     return exec_mod.exec_process(root, args.id, proc, detach=args.detach, pid_file=pid_file,
                                  console_socket=console_socket,
-                                 preserve_fds=args.preserve_fds)
+                                 preserve_fds=args.preserve_fds,
+                                 ignore_paused=args.ignore_paused)
 
 
 def _global_flags(argv: list[str]) -> argparse.Namespace:

@@ -33,8 +33,9 @@ import signal
 import socket
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dockyard.errors import DockyardError, InvalidArgument, NotFound
 from dockyard.linux import libc as k
@@ -42,6 +43,10 @@ from dockyard.model.oci import Spec, parse_spec
 from dockyard.runtime import console, process, rootfs, state, userns
 from dockyard.runtime.mountopts import propagation_flags
 from dockyard.runtime.rootfs import Step
+
+if TYPE_CHECKING:
+    from dockyard.cgroups import CgroupManager
+    from dockyard.model.resources import Resources
 
 NS_FLAGS = {
     "pid": k.CLONE_NEWPID, "network": k.CLONE_NEWNET, "mount": k.CLONE_NEWNS,
@@ -80,6 +85,8 @@ class InitConfig:
     console: Console | None
     #: a new user namespace: the middle child makes it first, the parent writes its maps
     new_userns: bool = False
+    #: the container's cgroup, made by the parent; the middle child joins it before unshare
+    cgroup: CgroupManager | None = None
 
 
 def load_bundle(bundle: Path) -> Spec:
@@ -298,6 +305,8 @@ def _intermediate(cfg: InitConfig, sock: socket.socket) -> None:
                 k.setns(fd, NS_FLAGS[ns_type])
             finally:
                 os.close(fd)
+        if cfg.cgroup is not None:  # before the cgroup namespace: it is rooted here
+            cfg.cgroup.add_pid(os.getpid())
         if cfg.new_userns:
             k.unshare(k.CLONE_NEWUSER)
             send(sock, {"userns": True})  # the parent writes our uid/gid maps
@@ -326,6 +335,35 @@ def write_pid_file(pid_file: Path, pid: int) -> None:
     os.replace(tmp, pid_file)
 
 
+def container_resources(spec: Spec) -> Resources:
+    """The spec's resources plus what runc adds to the device rules: an allow rule for each
+    of linux.devices, then the devices every container may use."""
+    from dataclasses import replace
+
+    from dockyard.cgroups.devices import RUNC_DEFAULT_ALLOWED
+    from dockyard.model.resources import DeviceRule, Resources
+
+    base = spec.linux.resources or Resources()
+    own = tuple(DeviceRule(True, "b" if d.type == "b" else "c", d.major, d.minor, "rwm")
+                for d in spec.linux.devices if d.type != "p")
+    return replace(base, devices=base.devices + own + RUNC_DEFAULT_ALLOWED)
+
+
+def make_cgroup(spec: Spec, container_id: str, systemd: bool = False) -> CgroupManager:
+    """Create the container's cgroup and apply its limits (before any process joins)."""
+    from dockyard import cgroups
+
+    mgr = cgroups.manager_for(spec.linux.cgroups_path, container_id, systemd=systemd)
+    resources = container_resources(spec)
+    mgr.apply(None, resources)
+    try:
+        mgr.set(resources)
+    except BaseException:
+        mgr.destroy(kill=True)
+        raise
+    return mgr
+
+
 def _hook_kinds(spec: Spec) -> tuple[str, ...]:
     h = spec.hooks
     present = (("prestart", h.prestart), ("createRuntime", h.create_runtime),
@@ -336,7 +374,7 @@ def _hook_kinds(spec: Spec) -> tuple[str, ...]:
 
 def create(root: Path, container_id: str, bundle: Path, *, pid_file: Path | None = None,
            no_pivot: bool = False, preserve_fds: int = 0, console_socket: str | None = None,
-           console_fd: int | None = None) -> state.Record:
+           console_fd: int | None = None, systemd_cgroup: bool = False) -> state.Record:
     bundle = bundle.resolve()
     spec, raw_config = _load_bundle(bundle)
     state.validate_id(container_id)
@@ -345,6 +383,7 @@ def create(root: Path, container_id: str, bundle: Path, *, pid_file: Path | None
         cons = Console(path=console_socket, fd=console_fd)
     state_dir = state.reserve(root, container_id)
     pids: list[int] = []
+    cgroup: CgroupManager | None = None
     try:
         state.save_config(state_dir, raw_config)
         fifo = str(state_dir / state.FIFO_NAME)
@@ -365,10 +404,14 @@ def create(root: Path, container_id: str, bundle: Path, *, pid_file: Path | None
         def _record(init_pid: int, start_time: int) -> state.Record:
             return state.Record(id=container_id, pid=init_pid, pid_start_time=start_time,
                                 bundle=str(bundle), rootfs=cfg.rootfs, created=created,
-                                annotations=spec.annotations, hooks=hook_kinds)
+                                annotations=spec.annotations, hooks=hook_kinds,
+                                cgroup_paths=tuple(sorted(cgroup.paths.items()))
+                                if cgroup is not None else ())
 
         cfg = resolve(spec, bundle, fifo, no_pivot=no_pivot, preserve_fds=preserve_fds,
                       cons=cons)
+        cgroup = make_cgroup(spec, container_id, systemd_cgroup)
+        cfg = replace(cfg, cgroup=cgroup)
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         sys.stdout.flush()
         sys.stderr.flush()
@@ -396,5 +439,8 @@ def create(root: Path, container_id: str, bundle: Path, *, pid_file: Path | None
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        if cgroup is not None:
+            with contextlib.suppress(DockyardError):
+                cgroup.destroy(kill=True)
         shutil.rmtree(state_dir, ignore_errors=True)
         raise

@@ -40,12 +40,17 @@ def delete(root: Path, container_id: str, *, force: bool = False) -> None:
             return
         raise
     status = state.status_of(root, rec)
+    cgroup = state.cgroup_of(rec)
     if status is state.Status.CREATED or (force and status.can_kill):
+        if cgroup is not None:
+            cgroup.kill_all(signal.SIGKILL)  # every process, not only the init (runc -f)
         _kill_and_wait(rec.pid)
     elif not status.can_delete:
         raise FailedPrecondition(
             f"cannot delete container {container_id} that is not stopped: {status.value}",
             hint="stop it first, or use delete --force")
+    if cgroup is not None:
+        cgroup.destroy(kill=True)
     poststop = None
     if "poststop" in rec.hooks:
         poststop = state.load_config(root, container_id).hooks.poststop

@@ -24,11 +24,15 @@ import socket
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dockyard.errors import FailedPrecondition, InvalidArgument
 from dockyard.linux import libc as k
 from dockyard.model.oci import Process, User
 from dockyard.runtime import console, create, process, state
+
+if TYPE_CHECKING:
+    from dockyard.cgroups import CgroupManager
 
 _NS_FILES = (("user", "user"), ("ipc", "ipc"), ("uts", "uts"), ("network", "net"),
              ("pid", "pid"), ("cgroup", "cgroup"), ("time", "time_for_children"),
@@ -90,9 +94,11 @@ def _process_main(prepared: process.Prepared, sock: socket.socket,
 
 
 def _joiner(ns_fds: list[tuple[str, int]], prepared: process.Prepared, sock: socket.socket,
-            cons: create.Console | None) -> None:
+            cons: create.Console | None, cgroup: CgroupManager | None) -> None:
     try:
         k.prctl(k.PR_SET_DUMPABLE, 0)
+        if cgroup is not None:  # the container's cgroup, before its cgroup namespace
+            cgroup.add_pid(os.getpid())
         for ns_type, fd in ns_fds:
             k.setns(fd, create.NS_FLAGS[ns_type])
             os.close(fd)
@@ -121,12 +127,15 @@ def _namespace_fds(init_pid: int) -> list[tuple[str, int]]:
 
 def exec_process(root: Path, container_id: str, proc: Process, *, detach: bool = False,
                  pid_file: Path | None = None, console_socket: str | None = None,
-                 preserve_fds: int = 0) -> int:
+                 preserve_fds: int = 0, ignore_paused: bool = False) -> int:
     """Start ``proc`` in the container; unless detached, wait and return its exit status."""
     rec = state.load(root, container_id)
     status = state.status_of(root, rec)
-    if not status.can_exec:
+    if status is state.Status.PAUSED and not ignore_paused:
+        raise FailedPrecondition("cannot exec in a paused container (use --ignore-paused)")
+    if not status.can_exec and status is not state.Status.PAUSED:
         raise FailedPrecondition(f"cannot exec in a {status.value} container")
+    cgroup = state.cgroup_of(rec)
     proxy_sock: socket.socket | None = None
     cons: create.Console | None = None
     if proc.terminal and console_socket is None:
@@ -148,7 +157,7 @@ def exec_process(root: Path, container_id: str, proc: Process, *, detach: bool =
     mid = os.fork()
     if mid == 0:
         parent_sock.close()
-        _joiner(ns_fds, prepared, child_sock, cons)
+        _joiner(ns_fds, prepared, child_sock, cons, cgroup)
     child_sock.close()
     for _, fd in ns_fds:
         os.close(fd)

@@ -34,6 +34,10 @@ def kill(root: Path, container_id: str, sig: signal.Signals, *, all_processes: b
         raise FailedPrecondition("container not running")
     targets = [rec.pid]
     if all_processes:
+        cgroup = state.cgroup_of(rec)
+        if cgroup is not None:  # freeze, signal each process, thaw (runc's way)
+            cgroup.kill_all(sig)
+            return
         ns = _pid_ns(rec.pid)
         if ns is not None and ns != _pid_ns(os.getpid()):
             targets = _pids_in_ns(ns)

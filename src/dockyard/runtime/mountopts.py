@@ -66,3 +66,8 @@ def propagation_flags(name: str) -> int:
         from dockyard.errors import InvalidArgument
 
         raise InvalidArgument(f"rootfsPropagation: unknown propagation {name!r}") from None
+
+
+def option_names() -> set[str]:
+    """Every option string this runtime understands (for ``features``)."""
+    return set(_FLAGS) | set(_PROPAGATION)

@@ -26,7 +26,7 @@ _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, sign
 
 def run(root: Path, container_id: str, bundle: Path, *, detach: bool = False,
         pid_file: Path | None = None, no_pivot: bool = False, preserve_fds: int = 0,
-        console_socket: str | None = None) -> int:
+        console_socket: str | None = None, systemd_cgroup: bool = False) -> int:
     proxy_sock: socket.socket | None = None
     console_fd: int | None = None
     if console_socket is None:
@@ -42,7 +42,8 @@ def run(root: Path, container_id: str, bundle: Path, *, detach: bool = False,
     try:
         rec = create_mod.create(root, container_id, bundle, pid_file=pid_file,
                                 no_pivot=no_pivot, preserve_fds=preserve_fds,
-                                console_socket=console_socket, console_fd=console_fd)
+                                console_socket=console_socket, console_fd=console_fd,
+                                systemd_cgroup=systemd_cgroup)
     finally:
         if console_fd is not None:
             os.close(console_fd)

@@ -36,11 +36,14 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dockyard.errors import InvalidArgument
+from dockyard.errors import InvalidArgument, SyscallError, Unavailable
 from dockyard.linux import seccomp as sc
-from dockyard.model.seccomp import Action, Operator, Seccomp, SyscallArg
+from dockyard.model.seccomp import ARCHITECTURES, FLAGS, Action, Operator, Seccomp, SyscallArg
+
+if TYPE_CHECKING:
+    from pathlib import Path  # only the caller's; importing it costs ~4 ms
 
 log = logging.getLogger(__name__)
 
@@ -122,12 +125,126 @@ def _arch_token(arch: str, path: str) -> int:
     return token
 
 
+# --- runc's ENOSYS stub ---------------------------------------------------------------------
+#
+# A deny-by-default profile answers EPERM for every syscall it does not list, including those
+# newer than the profile (or than this libseccomp's tables: 2.5.4 cannot name statmount,
+# listmount, mseal, ...). glibc and others probe new syscalls and fall back only on ENOSYS, so
+# runc puts a few instructions in front of libseccomp's program: per architecture, a syscall
+# numbered above the highest one the profile names gets ENOSYS. The syscalls the profile does
+# name, and older unnamed ones, still reach libseccomp's program unchanged.
+
+_AUDIT_ARCH_X86_64 = 0xC000003E
+_X32_SYSCALL_BIT = 0x40000000
+_X32_OWN_FIRST = 512
+_SECCOMP_DATA_NR = 0
+_SECCOMP_DATA_ARCH = 4
+_BPF_LD_W_ABS = 0x20
+_BPF_JEQ_K = 0x15
+_BPF_JGT_K = 0x25
+_BPF_JGE_K = 0x35
+_BPF_JSET_K = 0x45
+_BPF_JA = 0x05
+_BPF_RET_K = 0x06
+_SECCOMP_RET_ERRNO = 0x00050000
+
+# An instruction whose jump targets may be labels, resolved by _assemble.
+_Insn = tuple[int, int | str, int | str, int]
+
+
+def _assemble(program: list[_Insn | str]) -> bytes:
+    """Strings in ``program`` are labels; jt/jf/k of jumps may name them."""
+    import struct
+
+    labels: dict[str, int] = {}
+    insns: list[_Insn] = []
+    for item in program:
+        if isinstance(item, str):
+            labels[item] = len(insns)
+        else:
+            insns.append(item)
+    out = bytearray()
+    for i, (code, jt, jf, k) in enumerate(insns):
+        def rel(target: int | str, i: int = i) -> int:
+            return labels[target] - i - 1 if isinstance(target, str) else target
+
+        if code == _BPF_JA:   # the only jump whose offset is in k
+            out += struct.pack("=HBBI", code, 0, 0, rel(jt))
+        else:
+            out += struct.pack("=HBBI", code, rel(jt), rel(jf), k)
+    return bytes(out)
+
+
+def _highest_syscalls(s: Seccomp, tokens: Sequence[int]) -> dict[int, int]:
+    """Per libseccomp arch token, the highest syscall number the profile names."""
+    names = {name for rule in s.syscalls for name in rule.names}
+    x32 = sc.arch_resolve_name("x32")
+    highest: dict[int, int] = {}
+    for token in tokens:
+        # x32's own variants of old syscalls sit at 512-547, above every newer common one.
+        limit = _X32_SYSCALL_BIT | _X32_OWN_FIRST if token == x32 else 1 << 31
+        numbers = [nr for name in names
+                   if (nr := sc.syscall_resolve_name(name, token)) is not None
+                   and 0 <= nr < limit]
+        if numbers:
+            highest[token] = max(numbers)
+    return highest
+
+
+def _enosys_stub(highest: dict[int, int]) -> bytes:
+    x32 = sc.arch_resolve_name("x32")
+    x86_64 = sc.arch_resolve_name("x86_64")
+    prog: list[_Insn | str] = [(_BPF_LD_W_ABS, 0, 0, _SECCOMP_DATA_ARCH)]
+    blocks: dict[int, list[_Insn | str]] = {}
+    for token, nr in sorted(highest.items()):
+        if token in (x32, x86_64):
+            continue
+        blocks[token] = [(_BPF_JGT_K, "enosys", "end", nr)]
+    if x86_64 in highest or x32 in highest:
+        # x32 processes report AUDIT_ARCH_X86_64 too; their syscall numbers carry bit 30.
+        x32_target: int | str = "x32" if x32 in highest else "end"
+        block: list[_Insn | str] = [(_BPF_JSET_K, x32_target, 0, _X32_SYSCALL_BIT)]
+        block.append((_BPF_JGT_K, "enosys", "end", highest[x86_64]) if x86_64 in highest
+                     else (_BPF_JA, "end", 0, 0))
+        if x32 in highest:
+            block += ["x32", (_BPF_JGE_K, "end", 0, _X32_SYSCALL_BIT | _X32_OWN_FIRST),
+                      (_BPF_JGT_K, "enosys", "end", highest[x32])]
+        blocks[_AUDIT_ARCH_X86_64] = block
+    for n, (audit_arch, body) in enumerate(sorted(blocks.items())):
+        prog += [(_BPF_JEQ_K, 0, f"next{n}", audit_arch),
+                 (_BPF_LD_W_ABS, 0, 0, _SECCOMP_DATA_NR), *body, f"next{n}"]
+    prog += [(_BPF_JA, "end", 0, 0),
+             "enosys", (_BPF_RET_K, 0, 0, _SECCOMP_RET_ERRNO | errno.ENOSYS),
+             "end"]
+    return _assemble(prog)
+
+
+def _needs_enosys_stub(s: Seccomp) -> bool:
+    if s.default_action in (Action.ALLOW, Action.LOG):
+        return False
+    return not (s.default_action is Action.ERRNO and s.default_errno_ret == errno.ENOSYS)
+
+
 def compile_filter(s: Seccomp, path: str = "linux.seccomp") -> bytes:
-    """The profile as a classic-BPF program (host byte order), through libseccomp."""
+    """The profile as a classic-BPF program (host byte order): runc's ENOSYS stub for a
+    deny-by-default profile, then libseccomp's program."""
     default = _action(s.default_action, s.default_errno_ret, f"{path}.defaultAction")
     with sc.Filter(default) as f:
+        tokens = [sc.arch_native()]
         for i, arch in enumerate(s.architectures):
-            f.add_arch(_arch_token(arch, f"{path}.architectures[{i}]"))
+            arch_path = f"{path}.architectures[{i}]"
+            try:
+                token = _arch_token(arch, arch_path)
+                f.add_arch(token)
+                if token not in tokens:
+                    tokens.append(token)
+            except SyscallError as exc:
+                if exc.errno != errno.EDOM:
+                    raise
+                raise InvalidArgument(
+                    f"config.json: {arch_path}: {arch} cannot share a filter with this "
+                    f"host's architecture ({os.uname().machine}): their byte orders "
+                    "differ") from None
         skipped: list[str] = []
         for i, rule in enumerate(s.syscalls):
             rule_path = f"{path}.syscalls[{i}]"
@@ -145,7 +262,12 @@ def compile_filter(s: Seccomp, path: str = "linux.seccomp") -> bytes:
         if skipped:
             log.debug("seccomp: syscalls unknown to libseccomp, skipped: %s",
                       " ".join(sorted(set(skipped))))
-        return f.export_bpf()
+        program = f.export_bpf()
+    if _needs_enosys_stub(s):
+        highest = _highest_syscalls(s, tokens)
+        if highest:
+            program = _enosys_stub(highest) + program
+    return program
 
 
 def load_flags(s: Seccomp) -> int:
@@ -166,12 +288,26 @@ def _check_supported(s: Seccomp, path: str) -> None:
 def cache_key(s: Seccomp) -> str:
     """sha256 over everything the program depends on: the profile, libseccomp's version (its
     syscall tables), the native architecture and how we turn profiles into rules."""
-    import hashlib  # OpenSSL costs ~4 ms to import: only when a spec has seccomp
-
     doc = {"format": CACHE_FORMAT, "libseccomp": list(sc.version()),
            "arch": sc.arch_native(), "profile": s.to_json()}
     canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return _sha256_hex(canonical.encode())
+
+
+def _sha256_hex(data: bytes) -> str:
+    """sha256 without importing hashlib, which loads OpenSSL (~4 ms, most of a cache hit);
+    CPython's own sha256, which hashlib falls back to, is as good for a few kB."""
+    import importlib
+
+    for name in ("_sha2", "_sha256"):  # Python 3.12+, 3.11
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        return str(module.sha256(data).hexdigest())
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
 
 
 def _well_formed(data: bytes) -> bool:
@@ -244,3 +380,23 @@ def load_filter(bpf: bytes, flags: int = 0) -> None:
     """In the child: install the program. Needs no_new_privs or CAP_SYS_ADMIN; every syscall
     after this one is filtered, so it is the last step before execve."""
     sc.load_bpf(bpf, flags)
+
+
+def features() -> dict[str, object]:
+    """``linux.seccomp`` of the OCI features document (``dockyard-runc features``)."""
+    try:
+        sc.version()
+    except Unavailable:
+        return {"enabled": False}
+    archs = [a for a in ARCHITECTURES
+             if sc.arch_resolve_name(a.removeprefix("SCMP_ARCH_").lower()) is not None]
+    # WAIT_KILLABLE_RECV is accepted but means nothing without a notification listener.
+    supported = [f for f in FLAGS if _FLAGS[f] and sc.kernel_accepts_flags(_FLAGS[f])]
+    return {
+        "enabled": True,
+        "actions": sorted(a.value for a in Action if a is not Action.NOTIFY),
+        "operators": sorted(o.value for o in Operator),
+        "archs": sorted(archs),
+        "knownFlags": list(FLAGS),
+        "supportedFlags": supported,
+    }

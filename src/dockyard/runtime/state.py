@@ -21,6 +21,7 @@ from dockyard import OCI_SPEC_VERSION
 from dockyard.errors import AlreadyExists, InvalidArgument, NotFound
 
 if TYPE_CHECKING:
+    from dockyard.cgroups import CgroupManager
     from dockyard.model.oci import Spec
 
 DEFAULT_ROOT = Path("/run/dockyard-runc")
@@ -67,6 +68,8 @@ class Record:
     annotations: tuple[tuple[str, str], ...] = ()
     #: the hook kinds config.json had at create time (so start/delete parse it only if needed)
     hooks: tuple[str, ...] = ()
+    #: the container's cgroup directories: controller -> dir ("" = the unified hierarchy)
+    cgroup_paths: tuple[tuple[str, str], ...] = ()
 
 
 def validate_id(container_id: str) -> str:
@@ -107,6 +110,7 @@ def save(root: Path, rec: Record) -> None:
     tmp = d / "state.json.tmp"
     data = asdict(rec)
     data["annotations"] = dict(rec.annotations)
+    data["cgroup_paths"] = dict(rec.cgroup_paths)
     with open(tmp, "w") as f:
         json.dump(data, f)
         f.flush()
@@ -122,6 +126,7 @@ def load(root: Path, container_id: str) -> Record:
         raise NotFound(f"container does not exist: {container_id}") from None
     data["annotations"] = tuple(sorted(data.get("annotations", {}).items()))
     data["hooks"] = tuple(data.get("hooks", ()))
+    data["cgroup_paths"] = tuple(sorted(data.get("cgroup_paths", {}).items()))
     return Record(**data)
 
 
@@ -159,8 +164,32 @@ def status_of(root: Path, rec: Record) -> Status:
         state = _proc_state(rec.pid)
     except FileNotFoundError:
         return Status.STOPPED
-    # A frozen init shows as sleeping in stat; the cgroup freezer will say PAUSED later.
-    return Status.STOPPED if state in ("Z", "X") else Status.RUNNING
+    if state in ("Z", "X"):
+        return Status.STOPPED
+    return Status.PAUSED if is_frozen(rec) else Status.RUNNING
+
+
+def cgroup_of(rec: Record) -> CgroupManager | None:
+    """The container's cgroup manager, rebuilt from the directories create recorded."""
+    if not rec.cgroup_paths:
+        return None
+    from dockyard.cgroups import manager_from_paths
+
+    return manager_from_paths(dict(rec.cgroup_paths))
+
+
+def is_frozen(rec: Record) -> bool:
+    """Read the freezer straight from its file: ``state``/``list`` must not pay for importing
+    the cgroup managers."""
+    paths = dict(rec.cgroup_paths)
+    try:
+        if "freezer" in paths:
+            return Path(paths["freezer"], "freezer.state").read_text().strip() == "FROZEN"
+        if "" in paths:
+            return "frozen 1" in Path(paths[""], "cgroup.events").read_text().splitlines()
+    except OSError:
+        return False
+    return False
 
 
 def _proc_state(pid: int) -> str:

@@ -27,7 +27,6 @@ from dockyard.cgroups.fs import (
     wait_empty,
     write_knob,
 )
-from dockyard.cgroups.resources import Resources
 from dockyard.cgroups.v1 import (
     blkio,
     cpu,
@@ -43,6 +42,7 @@ from dockyard.cgroups.v1 import (
 from dockyard.cgroups.v2 import freezer as v2freezer
 from dockyard.cgroups.v2 import hugetlb as v2hugetlb
 from dockyard.errors import DockyardError, InvalidArgument, Unavailable
+from dockyard.model.resources import Resources
 
 if TYPE_CHECKING:
     from dockyard.cgroups.stats import Stats

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dockyard.cgroups.fs import CgroupFs, join, read_optional, write_knob
-from dockyard.cgroups.resources import BlockIOResources
+from dockyard.model.resources import BlockIOResources
 
 if TYPE_CHECKING:
     from dockyard.cgroups.stats import BlkioEntry, Stats

@@ -13,8 +13,8 @@ from dockyard.cgroups.fs import (
     read_optional,
     write_knob,
 )
-from dockyard.cgroups.resources import CpuResources
 from dockyard.errors import InvalidArgument, SyscallError
+from dockyard.model.resources import CpuResources
 
 if TYPE_CHECKING:
     from dockyard.cgroups.stats import Stats

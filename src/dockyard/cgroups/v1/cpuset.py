@@ -10,7 +10,7 @@ import posixpath
 from typing import TYPE_CHECKING
 
 from dockyard.cgroups.fs import CgroupFs, join, read_knob, read_optional, write_knob
-from dockyard.cgroups.resources import CpuResources
+from dockyard.model.resources import CpuResources
 
 if TYPE_CHECKING:
     from dockyard.cgroups.stats import Stats

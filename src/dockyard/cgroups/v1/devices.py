@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from dockyard.cgroups import devices as rules_mod
 from dockyard.cgroups.fs import CgroupFs, write_knob
-from dockyard.cgroups.resources import DeviceRule
+from dockyard.model.resources import DeviceRule
 
 NAME = "devices"
 

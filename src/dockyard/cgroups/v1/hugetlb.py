@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dockyard.cgroups.fs import CgroupFs, parse_uint, read_optional, write_knob
-from dockyard.cgroups.resources import HugepageLimit
 from dockyard.errors import NotFound, Unavailable
+from dockyard.model.resources import HugepageLimit
 
 if TYPE_CHECKING:
     from dockyard.cgroups.stats import Stats

@@ -15,8 +15,8 @@ from dockyard.cgroups.fs import (
     read_optional,
     write_knob,
 )
-from dockyard.cgroups.resources import MemoryResources
 from dockyard.errors import FailedPrecondition, SyscallError
+from dockyard.model.resources import MemoryResources
 
 if TYPE_CHECKING:
     from dockyard.cgroups.stats import MemoryEntry, Stats

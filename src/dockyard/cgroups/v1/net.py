@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dockyard.cgroups.fs import CgroupFs, write_knob
-from dockyard.cgroups.resources import NetworkResources
+from dockyard.model.resources import NetworkResources
 
 
 def set_classid(fs: CgroupFs, d: str, n: NetworkResources) -> None:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from dockyard.cgroups.convert import pids_limit_value
 from dockyard.cgroups.fs import CgroupFs, parse_uint, read_optional, write_knob
-from dockyard.cgroups.resources import PidsResources
+from dockyard.model.resources import PidsResources
 
 if TYPE_CHECKING:
     from dockyard.cgroups.stats import Stats

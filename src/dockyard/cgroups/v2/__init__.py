@@ -27,9 +27,9 @@ from dockyard.cgroups.fs import (
     wait_empty,
     write_knob,
 )
-from dockyard.cgroups.resources import Resources
 from dockyard.cgroups.v2 import cpu, cpuset, freezer, hugetlb, io, memory, pids
 from dockyard.errors import DockyardError, InvalidArgument, NotFound, SyscallError, Unavailable
+from dockyard.model.resources import Resources
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

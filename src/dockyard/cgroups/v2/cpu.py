@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 from dockyard.cgroups.convert import cpu_shares_to_weight
 from dockyard.cgroups.fs import CgroupFs, join, parse_flat_keyed, read_optional, write_knob
-from dockyard.cgroups.resources import CpuResources
 from dockyard.errors import SyscallError, Unavailable
+from dockyard.model.resources import CpuResources
 
 if TYPE_CHECKING:
     from dockyard.cgroups.stats import Stats

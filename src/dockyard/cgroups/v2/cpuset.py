@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dockyard.cgroups.fs import CgroupFs, read_optional, write_knob
-from dockyard.cgroups.resources import CpuResources
 from dockyard.cgroups.v1.cpuset import parse_list
+from dockyard.model.resources import CpuResources
 
 if TYPE_CHECKING:
     from dockyard.cgroups.stats import Stats

@@ -24,8 +24,8 @@ import sys
 from collections.abc import Sequence
 
 from dockyard.cgroups.devices import TYPE_CODES, access_mask, normalize
-from dockyard.cgroups.resources import DeviceRule
 from dockyard.errors import InvalidArgument
+from dockyard.model.resources import DeviceRule
 
 # Opcodes (linux/bpf_common.h, linux/bpf.h).
 LDXW = 0x61          # BPF_LDX | BPF_MEM | BPF_W:   dst = *(u32 *)(src + off)

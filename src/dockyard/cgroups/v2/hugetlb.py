@@ -7,8 +7,8 @@ import re
 from typing import TYPE_CHECKING
 
 from dockyard.cgroups.fs import CgroupFs, parse_flat_keyed, parse_uint, read_optional, write_knob
-from dockyard.cgroups.resources import HugepageLimit
 from dockyard.errors import NotFound, Unavailable
+from dockyard.model.resources import HugepageLimit
 
 if TYPE_CHECKING:
     from dockyard.cgroups.stats import Stats

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from dockyard.cgroups.convert import blkio_weight_to_io_weight
 from dockyard.cgroups.fs import CgroupFs, join, read_optional, write_knob
-from dockyard.cgroups.resources import BlockIOResources
+from dockyard.model.resources import BlockIOResources
 
 if TYPE_CHECKING:
     from dockyard.cgroups.stats import BlkioEntry, Stats

@@ -1,0 +1,35 @@
+"""``pause`` and ``resume``: the cgroup freezer."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dockyard.errors import FailedPrecondition
+from dockyard.runtime import state
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from dockyard.cgroups import CgroupManager
+
+
+def _cgroup(rec: state.Record) -> CgroupManager:
+    cgroup = state.cgroup_of(rec)
+    if cgroup is None:
+        raise FailedPrecondition(f"container {rec.id} has no cgroup to freeze")
+    return cgroup
+
+
+def pause(root: Path, container_id: str) -> None:
+    rec = state.load(root, container_id)
+    status = state.status_of(root, rec)
+    if status is not state.Status.RUNNING:
+        raise FailedPrecondition("container not running")
+    _cgroup(rec).freeze()
+
+
+def resume(root: Path, container_id: str) -> None:
+    rec = state.load(root, container_id)
+    if state.status_of(root, rec) is not state.Status.PAUSED:
+        raise FailedPrecondition("container not paused")
+    _cgroup(rec).thaw()
