@@ -144,7 +144,8 @@ def run_bpf(program: bytes, nr: int, arch: int = X86_64, args: tuple[int, ...] =
     """Evaluate a seccomp program for one struct seccomp_data; returns the action."""
     full_args = (*args, *(0,) * (6 - len(args)))
     data = struct.pack("=iIQ6Q", nr, arch, 0, *full_args)
-    insns = [struct.unpack_from("=HBBI", program, off) for off in range(0, len(program), 8)]
+    insns: list[tuple[int, int, int, int]] = [
+        struct.unpack_from("=HBBI", program, off) for off in range(0, len(program), 8)]
     a = x = 0
     mem = [0] * 16
     pc = 0
@@ -421,6 +422,19 @@ def test_a_corrupt_entry_is_recompiled(tmp_path: Path, counted: list[int]) -> No
     assert counted == [1]
     assert entry.read_bytes() == program
     assert len(program) % 8 == 0
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o720, 0o702])
+def test_a_cache_others_may_write_is_not_used(tmp_path: Path, counted: list[int],
+                                               mode: int) -> None:
+    s = parse_seccomp(docker_like_profile())
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / f"{rs.cache_key(s)}.bpf").write_bytes(b"\x06\0\0\0\0\0\xff\x7f")  # ALLOW all
+    cache.chmod(mode)
+    assert rs.compile_cached(s, cache) == rs.compile_filter(s)
+    assert len(counted) == 2
+    assert os.listdir(cache) == [f"{rs.cache_key(s)}.bpf"]
 
 
 def test_an_unwritable_cache_only_costs_a_compile(tmp_path: Path, counted: list[int]) -> None:

@@ -287,7 +287,7 @@ def load_bpf(program: bytes, flags: int = 0) -> None:
 
     The kernel requires no_new_privs or CAP_SYS_ADMIN in the caller's user namespace. The
     filter survives execve and cannot be removed; everything this process does afterwards is
-    filtered, so callers do this as the last step before execve.
+    filtered, so callers do this as late as they can before execve.
     """
     if not program or len(program) % BPF_INSN_SIZE:
         raise InvalidArgument(f"seccomp: a BPF program is a non-empty array of "

@@ -1,30 +1,33 @@
 """Seccomp for the OCI runtime: compile ``linux.seccomp`` before fork, load it just before exec.
 
-The parent turns the profile into a classic-BPF program through libseccomp (runc's semantics:
-names this libseccomp does not know are skipped, rules whose action equals the default action
-are dropped, a rule with two conditions on one argument becomes one rule per condition). The
-program is cached by a hash of the profile, so the hundreds of rules of docker's or podman's
-default profile are compiled once per host rather than once per container. The child only
-hands bytes to the kernel.
+The parent turns the profile into a classic-BPF program through libseccomp with runc's
+semantics: names this libseccomp does not know are skipped, rules whose action equals the
+default action are dropped, a rule with two conditions on one argument becomes one rule per
+condition, and a deny-by-default profile gets runc's ENOSYS stub in front. The program is
+cached by a hash of the profile, so the hundreds of rules of docker's or podman's default
+profile are compiled once per host rather than once per container. The child only hands bytes
+to the kernel (:func:`load_filter`), as late as it can: every syscall after that one is
+filtered, the runtime's own included.
 
 ::
 
-    create / exec (parent)                                   container child
+    create / exec (parent)                          container child
       resolve():
         prepare(spec.linux.seccomp, <root>/seccomp-cache)
           key = sha256(format, libseccomp version, native arch, canonical profile)
           hit:  read <key>.bpf
           miss: libseccomp -> BPF; write tmp, fsync, rename to <key>.bpf
-      fork ----------------------------------------------->  namespaces, rootfs, ...
-                                                              [no NNP: load_filter() here,
-                                                               before caps and uid change]
-                                                              apply_identity (NNP set last)
-                                                              ready, fifo, fd sweep
-                                                              [NNP: load_filter() here]
-                                                              execve
+      fork ---------------------------------------->  namespaces, rootfs, ...
+                                                       [noNewPrivileges false: load_filter()
+                                                        here; without NNP the kernel wants
+                                                        CAP_SYS_ADMIN, gone after identity]
+                                                       apply_identity (sets NNP last)
+                                                       [noNewPrivileges true: load_filter()]
+      <-- {"ready"} or {"error"} ---------------------
+                                                       fifo wait, fd sweep, execve
 
-The cache directory must be writable by root only: whoever can write a ``.bpf`` there chooses
-the filter of every container started with that profile.
+The cache directory must be writable by its owner only (:func:`_trusted` checks): whoever can
+write a ``.bpf`` there chooses the filter of every container started with that profile.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import errno
 import json
 import logging
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -351,7 +355,7 @@ def _write_cached(cache_dir: Path, file: Path, data: bytes) -> None:
 def compile_cached(s: Seccomp, cache_dir: Path | None, path: str = "linux.seccomp") -> bytes:
     """:func:`compile_filter`, through ``<cache_dir>/<cache_key>.bpf`` when a directory is
     given."""
-    if cache_dir is None:
+    if cache_dir is None or not _trusted(cache_dir):
         return compile_filter(s, path)
     file = cache_dir / f"{cache_key(s)}.bpf"
     data = _read_cached(file)
@@ -359,6 +363,23 @@ def compile_cached(s: Seccomp, cache_dir: Path | None, path: str = "linux.seccom
         data = compile_filter(s, path)
         _write_cached(cache_dir, file, data)
     return data
+
+
+def _trusted(cache_dir: Path) -> bool:
+    """A cache someone else can write to would choose containers' filters: use it only if it
+    is ours and nobody else may write to it (we create it 0700)."""
+    try:
+        st = os.stat(cache_dir)
+    except FileNotFoundError:
+        return True
+    except OSError as exc:
+        log.warning("seccomp cache: %s: %s", cache_dir, exc)
+        return False
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        log.warning("seccomp cache: not using %s: not a directory that only uid %d can "
+                    "write to", cache_dir, os.geteuid())
+        return False
+    return True
 
 
 def prepare(s: Seccomp | None, cache_dir: Path | None,
@@ -378,7 +399,7 @@ def prepare(s: Seccomp | None, cache_dir: Path | None,
 
 def load_filter(bpf: bytes, flags: int = 0) -> None:
     """In the child: install the program. Needs no_new_privs or CAP_SYS_ADMIN; every syscall
-    after this one is filtered, so it is the last step before execve."""
+    after this one is filtered, so as few steps as possible follow it before execve."""
     sc.load_bpf(bpf, flags)
 
 
