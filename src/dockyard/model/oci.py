@@ -15,6 +15,7 @@ from dockyard.errors import InvalidArgument
 
 if TYPE_CHECKING:
     from dockyard.model.resources import Resources
+    from dockyard.model.seccomp import Seccomp
 
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
 
@@ -131,6 +132,7 @@ class Linux:
     rootfs_propagation: str | None = None
     cgroups_path: str | None = None
     resources: Resources | None = None
+    seccomp: Seccomp | None = None
 
     def namespace(self, ns_type: str) -> Namespace | None:
         for ns in self.namespaces:
@@ -280,7 +282,7 @@ def _linux(r: _Reader | None) -> Linux:
                  readonly_paths=r.strs("readonlyPaths"), sysctl=r.str_map("sysctl"),
                  rootfs_propagation=r.opt_str("rootfsPropagation"),
                  cgroups_path=r.opt_str("cgroupsPath"),
-                 resources=_resources(r))
+                 resources=_resources(r), seccomp=_seccomp(r))
 
 
 def _resources(r: _Reader) -> Resources | None:
@@ -290,6 +292,15 @@ def _resources(r: _Reader) -> Resources | None:
     from dockyard.model.resources import parse_resources
 
     return parse_resources(raw, where=f"config.json: {r.path}.resources")
+
+
+def _seccomp(r: _Reader) -> Seccomp | None:
+    raw = r.data.get("seccomp")
+    if raw is None:
+        return None
+    from dockyard.model.seccomp import parse_seccomp
+
+    return parse_seccomp(raw, f"{r.path}.seccomp")
 
 
 def _id_mappings(r: _Reader, key: str) -> tuple[IdMapping, ...]:

@@ -53,6 +53,8 @@ NS_FLAGS = {
     "ipc": k.CLONE_NEWIPC, "uts": k.CLONE_NEWUTS, "user": k.CLONE_NEWUSER,
     "cgroup": k.CLONE_NEWCGROUP, "time": k.CLONE_NEWTIME,
 }
+#: compiled seccomp programs, keyed by a hash of the profile, under the runtime root
+SECCOMP_CACHE = "seccomp-cache"
 # setns order: the user namespace first (it grants the rights to join the others), mount last.
 JOIN_ORDER = ("user", "pid", "network", "ipc", "uts", "cgroup", "time", "mount")
 
@@ -117,7 +119,7 @@ def check_console(terminal: bool, cons: Console | None) -> None:
 
 
 def resolve(spec: Spec, bundle: Path, fifo: str, *, no_pivot: bool, preserve_fds: int,
-            cons: Console | None) -> InitConfig:
+            cons: Console | None, seccomp_cache: Path | None = None) -> InitConfig:
     if spec.process is None:
         raise InvalidArgument("config.json: process is required to create a container")
     root = spec.root.path
@@ -151,7 +153,8 @@ def resolve(spec: Spec, bundle: Path, fifo: str, *, no_pivot: bool, preserve_fds
         rootfs=rootfs_path, spec=spec, steps=rootfs.plan(spec), propagation=propagation,
         clone_flags=clone_flags, joins=tuple(joins), fifo=fifo,
         fifo_fd=os.open(fifo, os.O_PATH | os.O_CLOEXEC), no_pivot=no_pivot,
-        proc=process.prepare(spec.process, preserve_fds), console=cons,
+        proc=process.prepare(spec.process, preserve_fds, spec.linux.seccomp, seccomp_cache),
+        console=cons,
         new_userns=new_userns)
 
 
@@ -409,7 +412,7 @@ def create(root: Path, container_id: str, bundle: Path, *, pid_file: Path | None
                                 if cgroup is not None else ())
 
         cfg = resolve(spec, bundle, fifo, no_pivot=no_pivot, preserve_fds=preserve_fds,
-                      cons=cons)
+                      cons=cons, seccomp_cache=root / SECCOMP_CACHE)
         cgroup = make_cgroup(spec, container_id, systemd_cgroup)
         cfg = replace(cfg, cgroup=cgroup)
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)

@@ -147,7 +147,9 @@ def exec_process(root: Path, container_id: str, proc: Process, *, detach: bool =
     elif console_socket is not None:
         create.check_console(proc.terminal, create.Console(path=console_socket))
         cons = create.Console(path=console_socket)
-    prepared = process.prepare(proc, preserve_fds)
+    # runc's rule: an exec'd process gets the container's seccomp profile too
+    prepared = process.prepare(proc, preserve_fds, state.load_config(root, container_id)
+                               .linux.seccomp, root / create.SECCOMP_CACHE)
     if not detach:
         k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)
     ns_fds = _namespace_fds(rec.pid)

@@ -45,5 +45,10 @@ def features() -> dict[str, object]:
 
 
 def _seccomp() -> dict[str, object] | None:
-    """Filled in when seccomp support is wired into create (it is not yet)."""
-    return None
+    from dockyard.errors import Unavailable
+    from dockyard.runtime import seccomp
+
+    try:
+        return seccomp.features()
+    except Unavailable:  # no libseccomp on this host
+        return {"enabled": False}

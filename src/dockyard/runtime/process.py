@@ -12,11 +12,18 @@ import fcntl
 import os
 import resource
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from dockyard.errors import InvalidArgument, NotFound
 from dockyard.linux import libc as k
 from dockyard.model.oci import Process
 from dockyard.runtime import capabilities
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from dockyard.model.seccomp import Seccomp
+    from dockyard.runtime.seccomp import CompiledFilter
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -29,9 +36,12 @@ class Prepared:
     caps: capabilities.CapSets | None
     rlimits: tuple[tuple[int, int, int], ...]
     preserve_fds: int
+    #: compiled before fork; loaded by the child as late as it can still report an error
+    seccomp: CompiledFilter | None = None
 
 
-def prepare(proc: Process, preserve_fds: int = 0) -> Prepared:
+def prepare(proc: Process, preserve_fds: int = 0, seccomp: Seccomp | None = None,
+            seccomp_cache: Path | None = None) -> Prepared:
     rlimits = []
     for rl in proc.rlimits:
         name = rl.type.upper()
@@ -40,8 +50,13 @@ def prepare(proc: Process, preserve_fds: int = 0) -> Prepared:
         rlimits.append((int(getattr(resource, name)), rl.soft, rl.hard))
     if preserve_fds < 0:
         raise InvalidArgument("--preserve-fds must not be negative")
+    compiled = None
+    if seccomp is not None:
+        from dockyard.runtime import seccomp as seccomp_mod
+
+        compiled = seccomp_mod.prepare(seccomp, seccomp_cache)
     return Prepared(process=proc, caps=capabilities.resolve(proc.capabilities),
-                    rlimits=tuple(rlimits), preserve_fds=preserve_fds)
+                    rlimits=tuple(rlimits), preserve_fds=preserve_fds, seccomp=compiled)
 
 
 def find_executable(name: str, env: tuple[str, ...]) -> str:
@@ -69,6 +84,9 @@ def env_dict(env: tuple[str, ...]) -> dict[str, str]:
 def apply_identity(p: Prepared) -> None:
     """rlimits, umask, then capabilities around the uid switch, then no_new_privs."""
     proc = p.process
+    if p.seccomp is not None and not proc.no_new_privileges:
+        # without no_new_privs the kernel wants CAP_SYS_ADMIN: load before dropping it
+        _load_seccomp(p.seccomp)
     for res, soft, hard in p.rlimits:
         resource.setrlimit(res, (soft, hard))
     if proc.user.umask is not None:
@@ -83,6 +101,14 @@ def apply_identity(p: Prepared) -> None:
         capabilities.apply_sets(p.caps)
     if proc.no_new_privileges:
         k.prctl(k.PR_SET_NO_NEW_PRIVS, 1)
+        if p.seccomp is not None:
+            _load_seccomp(p.seccomp)
+
+
+def _load_seccomp(f: CompiledFilter) -> None:
+    from dockyard.runtime.seccomp import load_filter
+
+    load_filter(f.bpf, f.flags)
 
 
 def sweep_fds(preserve_fds: int, keep: tuple[int, ...] = ()) -> None:
