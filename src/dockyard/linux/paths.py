@@ -15,7 +15,13 @@ from dockyard.errors import SyscallError
 _MAX_LINKS = 255
 
 
-def secure_join(root: str, unsafe: str) -> str:
+class EscapeError(SyscallError):
+    """A path tried to climb out of its root (``strict`` joins only)."""
+
+
+def secure_join(root: str, unsafe: str, *, strict: bool = False) -> str:
+    """``strict``: raise :class:`EscapeError` instead of clamping when a ``..`` (written in
+    ``unsafe`` or met in a symlink's target) would climb above ``root``."""
     root = os.path.abspath(root)
     pending = [p for p in unsafe.split("/") if p]
     parts: list[str] = []
@@ -27,6 +33,9 @@ def secure_join(root: str, unsafe: str) -> str:
         if name == "..":
             if parts:
                 parts.pop()
+            elif strict:
+                raise EscapeError("secure_join", errno.EXDEV, os.path.join(root, unsafe),
+                                  detail=f"{unsafe!r} leads out of {root}")
             continue
         candidate = os.path.join(root, *parts, name)
         try:

@@ -348,6 +348,9 @@ def parse_spec(data: object) -> Spec:
         dest = o.req_str("destination")
         if not dest.startswith("/"):
             raise InvalidArgument(f"config.json: {o.path}.destination must be absolute")
+        if ".." in dest.split("/"):
+            raise InvalidArgument(f"config.json: {o.path}.destination {dest!r} must not "
+                                  "contain '..'")
         mounts.append(Mount(destination=dest, type=o.opt_str("type"), source=o.opt_str("source"),
                             options=o.strs("options")))
     return Spec(

@@ -157,7 +157,9 @@ def _make_mountpoint(target: str, source_is_file: bool) -> None:
 
 
 def _apply_mount(rootfs: str, s: MountStep) -> None:
-    target = secure_join(rootfs, s.destination)
+    # strict: a destination that climbs out of the rootfs (by "..", or through a symlink the
+    # image planted) is refused, not silently clamped
+    target = secure_join(rootfs, s.destination, strict=True)
     if s.bind:
         assert s.source is not None
         src_is_file = not os.path.isdir(s.source)
