@@ -169,3 +169,32 @@ def locked_mount_flags(path: str) -> int:
     remount (the kernel locks them when the mount came from a more privileged namespace)."""
     f_flag = os.statvfs(path).f_flag
     return sum(ms for st, ms in _ST_TO_MS if f_flag & st)
+
+
+_SYS_IOPRIO_SET = {"x86_64": 251, "aarch64": 30}
+_SYS_SCHED_SETATTR = {"x86_64": 314, "aarch64": 274}
+IOPRIO_WHO_PROCESS = 1
+IOPRIO_CLASS_SHIFT = 13
+
+
+def ioprio_set(io_class: int, level: int) -> None:
+    """This process's I/O priority (ioprio_set(2))."""
+    value = (io_class << IOPRIO_CLASS_SHIFT) | level
+    if _libc.syscall(_SYS_IOPRIO_SET[os.uname().machine], IOPRIO_WHO_PROCESS, 0, value) != 0:
+        raise _fail("ioprio_set")
+
+
+class _SchedAttr(ctypes.Structure):
+    _fields_ = [("size", ctypes.c_uint32), ("sched_policy", ctypes.c_uint32),
+                ("sched_flags", ctypes.c_uint64), ("sched_nice", ctypes.c_int32),
+                ("sched_priority", ctypes.c_uint32), ("sched_runtime", ctypes.c_uint64),
+                ("sched_deadline", ctypes.c_uint64), ("sched_period", ctypes.c_uint64)]
+
+
+def sched_setattr(policy: int, flags: int, nice: int, priority: int, *, runtime: int,
+                  deadline: int, period: int) -> None:
+    """This process's scheduling policy and attributes (sched_setattr(2))."""
+    attr = _SchedAttr(ctypes.sizeof(_SchedAttr), policy, flags, nice, priority, runtime,
+                      deadline, period)
+    if _libc.syscall(_SYS_SCHED_SETATTR[os.uname().machine], 0, ctypes.byref(attr), 0) != 0:
+        raise _fail("sched_setattr")

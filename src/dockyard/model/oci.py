@@ -45,6 +45,32 @@ class Rlimit:
 
 
 @dataclass(frozen=True, slots=True)
+class IOPriority:
+    io_class: str            # IOPRIO_CLASS_RT, IOPRIO_CLASS_BE, IOPRIO_CLASS_IDLE
+    priority: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Scheduler:
+    policy: str              # SCHED_OTHER, SCHED_FIFO, SCHED_RR, SCHED_BATCH, ...
+    nice: int = 0
+    priority: int = 0
+    flags: tuple[str, ...] = ()
+    runtime: int = 0
+    deadline: int = 0
+    period: int = 0
+
+
+IO_CLASSES = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
+SCHED_POLICIES = {"SCHED_OTHER": 0, "SCHED_FIFO": 1, "SCHED_RR": 2, "SCHED_BATCH": 3,
+                  "SCHED_ISO": 4, "SCHED_IDLE": 5, "SCHED_DEADLINE": 6}
+SCHED_FLAGS = {"SCHED_FLAG_RESET_ON_FORK": 0x01, "SCHED_FLAG_RECLAIM": 0x02,
+               "SCHED_FLAG_DL_OVERRUN": 0x04, "SCHED_FLAG_KEEP_POLICY": 0x08,
+               "SCHED_FLAG_KEEP_PARAMS": 0x10, "SCHED_FLAG_UTIL_CLAMP_MIN": 0x20,
+               "SCHED_FLAG_UTIL_CLAMP_MAX": 0x40}
+
+
+@dataclass(frozen=True, slots=True)
 class Process:
     args: tuple[str, ...]
     cwd: str = "/"
@@ -56,6 +82,10 @@ class Process:
     no_new_privileges: bool = False
     console_size: tuple[int, int] | None = None   # (rows, columns)
     oom_score_adj: int | None = None
+    apparmor_profile: str | None = None
+    selinux_label: str | None = None
+    io_priority: IOPriority | None = None
+    scheduler: Scheduler | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +163,9 @@ class Linux:
     cgroups_path: str | None = None
     resources: Resources | None = None
     seccomp: Seccomp | None = None
+    mount_label: str | None = None
+    #: (clock, seconds, nanoseconds) for the time namespace: monotonic, boottime
+    time_offsets: tuple[tuple[str, int, int], ...] = ()
 
     def namespace(self, ns_type: str) -> Namespace | None:
         for ns in self.namespaces:
@@ -247,7 +280,40 @@ def _process(r: _Reader) -> Process:
     return Process(args=args, cwd=cwd, env=r.strs("env"), terminal=r.flag("terminal"),
                    user=_user(r.obj("user")), capabilities=caps, rlimits=rlimits,
                    no_new_privileges=r.flag("noNewPrivileges"), console_size=size,
-                   oom_score_adj=r.opt_int("oomScoreAdj"))
+                   oom_score_adj=r.opt_int("oomScoreAdj"),
+                   apparmor_profile=r.opt_str("apparmorProfile") or None,
+                   selinux_label=r.opt_str("selinuxLabel") or None,
+                   io_priority=_io_priority(r.obj("ioPriority")),
+                   scheduler=_scheduler(r.obj("scheduler")))
+
+
+def _io_priority(r: _Reader | None) -> IOPriority | None:
+    if r is None:
+        return None
+    io_class = r.req_str("class")
+    if io_class not in IO_CLASSES:
+        raise InvalidArgument(f"config.json: {r.path}.class: unknown class {io_class!r}")
+    level = r.opt_int("priority", 0) or 0
+    if not 0 <= level <= 7:
+        raise InvalidArgument(f"config.json: {r.path}.priority must be 0..7")
+    return IOPriority(io_class, level)
+
+
+def _scheduler(r: _Reader | None) -> Scheduler | None:
+    if r is None:
+        return None
+    policy = r.req_str("policy")
+    if policy not in SCHED_POLICIES:
+        raise InvalidArgument(f"config.json: {r.path}.policy: unknown policy {policy!r}")
+    flags = r.strs("flags")
+    for flag in flags:
+        if flag not in SCHED_FLAGS:
+            raise InvalidArgument(f"config.json: {r.path}.flags: unknown flag {flag!r}")
+    return Scheduler(policy=policy, nice=r.opt_int("nice", 0) or 0,
+                     priority=r.opt_int("priority", 0) or 0, flags=flags,
+                     runtime=r.opt_int("runtime", 0) or 0,
+                     deadline=r.opt_int("deadline", 0) or 0,
+                     period=r.opt_int("period", 0) or 0)
 
 
 def _linux(r: _Reader | None) -> Linux:
@@ -282,7 +348,22 @@ def _linux(r: _Reader | None) -> Linux:
                  readonly_paths=r.strs("readonlyPaths"), sysctl=r.str_map("sysctl"),
                  rootfs_propagation=r.opt_str("rootfsPropagation"),
                  cgroups_path=r.opt_str("cgroupsPath"),
-                 resources=_resources(r), seccomp=_seccomp(r))
+                 resources=_resources(r), seccomp=_seccomp(r),
+                 mount_label=r.opt_str("mountLabel") or None,
+                 time_offsets=_time_offsets(r.obj("timeOffsets")))
+
+
+def _time_offsets(r: _Reader | None) -> tuple[tuple[str, int, int], ...]:
+    if r is None:
+        return ()
+    out = []
+    for clock in sorted(r.data):
+        if clock not in ("monotonic", "boottime"):
+            raise InvalidArgument(f"config.json: {r.path}: unknown clock {clock!r}")
+        o = r.obj(clock)
+        assert o is not None
+        out.append((clock, o.opt_int("secs", 0) or 0, o.opt_int("nanosecs", 0) or 0))
+    return tuple(out)
 
 
 def _resources(r: _Reader) -> Resources | None:

@@ -148,6 +148,11 @@ def resolve(spec: Spec, bundle: Path, fifo: str, *, no_pivot: bool, preserve_fds
     if spec.hostname and spec.linux.namespace("uts") is None:
         raise InvalidArgument("unable to set hostname without a private UTS namespace")
     joins.sort(key=lambda j: JOIN_ORDER.index(j[0]))
+    if spec.linux.time_offsets and not clone_flags & k.CLONE_NEWTIME:
+        raise InvalidArgument("linux.timeOffsets need a new time namespace")
+    from dockyard.runtime import lsm
+
+    lsm.check(spec)
     propagation = propagation_flags(spec.linux.rootfs_propagation or "rslave")
     return InitConfig(
         rootfs=rootfs_path, spec=spec, steps=rootfs.plan(spec), propagation=propagation,
@@ -273,6 +278,10 @@ def _init(cfg: InitConfig, sock: socket.socket) -> None:
 
             hooks.run_all(cfg.spec.hooks.start_container, {**hook_doc, "status": "created"})
         process.sweep_fds(cfg.proc.preserve_fds)
+        if proc.apparmor_profile or proc.selinux_label:
+            from dockyard.runtime import lsm
+
+            lsm.apply_on_exec(proc.apparmor_profile, proc.selinux_label)
         os.execve(exe, list(proc.args), process.env_dict(proc.env))
     except BaseException as exc:
         report_and_exit(sock, exc, 127)
@@ -319,6 +328,10 @@ def _intermediate(cfg: InitConfig, sock: socket.socket) -> None:
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
         k.unshare(cfg.clone_flags)  # now owned by the user namespace, if there is one
+        if cfg.spec.linux.time_offsets:  # before any process enters the time namespace
+            with open("/proc/self/timens_offsets", "w") as f:
+                f.write("".join(f"{clock} {secs} {nsecs}\n"
+                                for clock, secs, nsecs in cfg.spec.linux.time_offsets))
         pid = os.fork()
         if pid == 0:
             _init(cfg, sock)

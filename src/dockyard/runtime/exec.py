@@ -88,6 +88,10 @@ def _process_main(prepared: process.Prepared, sock: socket.socket,
         create.send(sock, {"ready": True})
         sock.close()
         process.sweep_fds(prepared.preserve_fds)
+        if proc.apparmor_profile or proc.selinux_label:
+            from dockyard.runtime import lsm
+
+            lsm.apply_on_exec(proc.apparmor_profile, proc.selinux_label)
         os.execve(exe, list(proc.args), process.env_dict(proc.env))
     except BaseException as exc:
         create.report_and_exit(sock, exc, 127)

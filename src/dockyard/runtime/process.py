@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from dockyard.errors import InvalidArgument, NotFound
 from dockyard.linux import libc as k
-from dockyard.model.oci import Process
+from dockyard.model.oci import IO_CLASSES, SCHED_FLAGS, SCHED_POLICIES, Process
 from dockyard.runtime import capabilities
 
 if TYPE_CHECKING:
@@ -81,9 +81,23 @@ def env_dict(env: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def apply_scheduling(proc: Process) -> None:
+    """I/O priority and scheduler, while the process still has its privileges."""
+    if proc.io_priority is not None:
+        k.ioprio_set(IO_CLASSES[proc.io_priority.io_class], proc.io_priority.priority)
+    s = proc.scheduler
+    if s is not None:
+        flags = 0
+        for name in s.flags:
+            flags |= SCHED_FLAGS[name]
+        k.sched_setattr(SCHED_POLICIES[s.policy], flags, s.nice, s.priority, runtime=s.runtime,
+                        deadline=s.deadline, period=s.period)
+
+
 def apply_identity(p: Prepared) -> None:
     """rlimits, umask, then capabilities around the uid switch, then no_new_privs."""
     proc = p.process
+    apply_scheduling(proc)
     if p.seccomp is not None and not proc.no_new_privileges:
         # without no_new_privs the kernel wants CAP_SYS_ADMIN: load before dropping it
         _load_seccomp(p.seccomp)

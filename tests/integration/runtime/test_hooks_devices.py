@@ -148,3 +148,42 @@ def test_dev_console_is_the_pty(runtime: Runtime, busybox: BuiltImage, tmp_path:
     assert lines[1] == "/dev/pts/0"
     assert lines[0] == "88,0"  # /dev/console is the pty slave (devpts major 136 = 0x88)
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_scheduler_io_priority_and_time_offsets(runtime: Runtime, busybox: BuiltImage,
+                                                tmp_path: Path) -> None:
+    if runtime.name == "runc":
+        pytest.skip("runc 1.1 predates ioPriority, scheduler and timeOffsets")
+
+    def edit(c: dict[str, Any]) -> None:
+        c["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_IDLE", "priority": 0}
+        c["process"]["scheduler"] = {"policy": "SCHED_BATCH", "nice": 5}
+        c["linux"]["namespaces"].append({"type": "time"})
+        c["linux"]["timeOffsets"] = {"boottime": {"secs": 86400 * 400, "nanosecs": 0}}
+
+    probe = ("cut -d' ' -f19,41 /proc/self/stat; cut -d. -f1 /proc/uptime; "
+             "cat /proc/self/timens_offsets | tr -s ' '")
+    bundle = make_bundle(busybox, tmp_path / "b", runtime.binary, ["sh", "-c", probe],
+                         edit=edit)
+    rc, out, err = runtime.run_to_files(tmp_path, "run", "--bundle", str(bundle), "sched1")
+    assert rc == 0, err
+    lines = out.splitlines()
+    nice, policy = lines[0].split()
+    assert (nice, policy) == ("5", "3")  # SCHED_BATCH
+    assert int(lines[1]) >= 86400 * 400   # boottime moved forward by 400 days
+    assert "boottime 34560000 0" in lines
+
+
+def test_lsm_profile_on_a_host_without_it(runtime: Runtime, busybox: BuiltImage,
+                                          tmp_path: Path) -> None:
+    from dockyard.runtime import lsm
+
+    if lsm.apparmor_enabled():
+        pytest.skip("this host has AppArmor")
+    if runtime.name == "runc":
+        pytest.skip("runc ignores an AppArmor profile it cannot apply")
+    bundle = make_bundle(busybox, tmp_path / "b", runtime.binary, ["true"],
+                         edit=lambda c: c["process"].update(apparmorProfile="docker-default"))
+    rc, _, err = runtime.run_to_files(tmp_path, "run", "--bundle", str(bundle), "aa1")
+    assert rc != 0
+    assert "AppArmor is not enabled" in err
