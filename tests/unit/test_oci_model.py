@@ -123,3 +123,15 @@ def test_features_document_validates() -> None:
     assert doc["ociVersionMax"] == "1.3.0"
     assert "createContainer" in doc["hooks"]  # type: ignore[operator]
     assert "rbind" in doc["mountOptions"]  # type: ignore[operator]
+
+
+def test_rootless_spec() -> None:
+    from dockyard.runtime.specgen import rootless_spec
+
+    spec = parse_spec(rootless_spec(1000, 1000))
+    assert [ns.type for ns in spec.linux.namespaces] == ["pid", "ipc", "uts", "mount", "user"]
+    assert spec.linux.uid_mappings[0].host_id == 1000
+    assert spec.linux.resources is None
+    sys_mount = next(m for m in spec.mounts if m.destination == "/sys")
+    assert "rbind" in sys_mount.options
+    assert all(m.destination != "/sys/fs/cgroup" for m in spec.mounts)

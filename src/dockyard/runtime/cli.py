@@ -127,14 +127,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     root = Path(args.root)
     command = args.command
     if command == "spec":
-        from dockyard.runtime.specgen import default_spec
+        from dockyard.runtime.specgen import default_spec, rootless_spec
 
-        if args.rootless:
-            raise DockyardError("spec --rootless: user namespaces are not supported yet")
         target = Path(args.bundle) / "config.json"
         if target.exists():
             raise DockyardError("File config.json exists. Remove it first")
-        target.write_text(json.dumps(default_spec(), indent="\t") + "\n")
+        spec = rootless_spec(os.getuid(), os.getgid()) if args.rootless else default_spec()
+        target.write_text(json.dumps(spec, indent="\t") + "\n")
         return 0
     if command in ("create", "run"):
         pid_file = Path(args.pid_file).absolute() if args.pid_file else None

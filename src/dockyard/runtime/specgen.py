@@ -51,3 +51,29 @@ def default_spec() -> dict[str, object]:
                               "/proc/sysrq-trigger"],
         },
     }
+
+
+def rootless_spec(uid: int, gid: int) -> dict[str, object]:
+    """runc's ``spec --rootless``: a user namespace mapping only the caller, no network
+    namespace (so sysfs is bound from the host), no cgroup mount, no resources."""
+    spec = default_spec()
+    linux = spec["linux"]
+    assert isinstance(linux, dict)
+    linux["namespaces"] = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "user")]
+    linux["uidMappings"] = [{"containerID": 0, "hostID": uid, "size": 1}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": gid, "size": 1}]
+    linux.pop("resources", None)
+    mounts = []
+    for m in spec["mounts"]:  # type: ignore[attr-defined]
+        dest = m["destination"]
+        if dest == "/sys/fs/cgroup":
+            continue
+        if dest == "/sys":
+            mounts.append({"destination": "/sys", "type": "none", "source": "/sys",
+                           "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]})
+        elif dest == "/dev/pts":
+            mounts.append({**m, "options": [o for o in m["options"] if o != "gid=5"]})
+        else:
+            mounts.append(m)
+    spec["mounts"] = mounts
+    return spec
