@@ -198,3 +198,22 @@ def sched_setattr(policy: int, flags: int, nice: int, priority: int, *, runtime:
                       deadline, period)
     if _libc.syscall(_SYS_SCHED_SETATTR[os.uname().machine], 0, ctypes.byref(attr), 0) != 0:
         raise _fail("sched_setattr")
+
+
+_SYS_KEYCTL = {"x86_64": 250, "aarch64": 219}
+KEYCTL_JOIN_SESSION_KEYRING = 1
+KEYCTL_SETPERM = 5
+
+
+def join_session_keyring(name: str) -> int:
+    """A new session keyring for this process (and what it execs); returns its serial."""
+    serial: int = _libc.syscall(_SYS_KEYCTL[os.uname().machine], KEYCTL_JOIN_SESSION_KEYRING,
+                                _b(name))
+    if serial < 0:
+        raise _fail("keyctl(JOIN_SESSION_KEYRING)")
+    return serial
+
+
+def keyring_setperm(serial: int, perm: int) -> None:
+    if _libc.syscall(_SYS_KEYCTL[os.uname().machine], KEYCTL_SETPERM, serial, perm) != 0:
+        raise _fail("keyctl(SETPERM)")

@@ -143,13 +143,15 @@ def _dispatch(args: argparse.Namespace) -> int:
 
             create(root, args.id, Path(args.bundle), pid_file=pid_file,
                    no_pivot=args.no_pivot, preserve_fds=args.preserve_fds,
-                   console_socket=console_socket, systemd_cgroup=args.systemd_cgroup)
+                   console_socket=console_socket, systemd_cgroup=args.systemd_cgroup,
+                   no_new_keyring=args.no_new_keyring)
             return 0
         from dockyard.runtime.run import run
 
         return run(root, args.id, Path(args.bundle), detach=args.detach, pid_file=pid_file,
                    no_pivot=args.no_pivot, preserve_fds=args.preserve_fds,
-                   console_socket=console_socket, systemd_cgroup=args.systemd_cgroup)
+                   console_socket=console_socket, systemd_cgroup=args.systemd_cgroup,
+                   no_new_keyring=args.no_new_keyring)
     if command == "exec":
         return _exec(root, args)
     if command in ("pause", "resume"):

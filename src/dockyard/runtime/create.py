@@ -89,6 +89,8 @@ class InitConfig:
     new_userns: bool = False
     #: the container's cgroup, made by the parent; the middle child joins it before unshare
     cgroup: CgroupManager | None = None
+    container_id: str = ""
+    new_keyring: bool = True
 
 
 def load_bundle(bundle: Path) -> Spec:
@@ -258,6 +260,8 @@ def _init(cfg: InitConfig, sock: socket.socket) -> None:
             k.sethostname(cfg.spec.hostname)
         if cfg.spec.domainname is not None and cfg.clone_flags & k.CLONE_NEWUTS:
             k.setdomainname(cfg.spec.domainname)
+        if cfg.new_keyring:
+            _new_session_keyring(cfg.container_id)
         os.chdir(proc.cwd)
         exe = process.find_executable(proc.args[0], proc.env)
         if csock is not None:
@@ -285,6 +289,20 @@ def _init(cfg: InitConfig, sock: socket.socket) -> None:
         os.execve(exe, list(proc.args), process.env_dict(proc.env))
     except BaseException as exc:
         report_and_exit(sock, exc, 127)
+
+
+def _new_session_keyring(container_id: str) -> None:
+    """As runc: the container gets a session keyring of its own, not the caller's (whose keys
+    it could otherwise read). Kernels without keyrings (ENOSYS) are let be."""
+    import errno
+
+    try:
+        serial = k.join_session_keyring(f"_ses.{container_id}")
+        # possessor: all; user: view, read, write, search, link (runc's 0x3f3f0000 | 0x080000)
+        k.keyring_setperm(serial, 0x3F3F0000 | 0x080000)
+    except DockyardError as exc:
+        if getattr(exc, "errno", None) != errno.ENOSYS:
+            raise
 
 
 def _init_hooks(cfg: InitConfig, sock: socket.socket) -> dict[str, object]:
@@ -390,7 +408,8 @@ def _hook_kinds(spec: Spec) -> tuple[str, ...]:
 
 def create(root: Path, container_id: str, bundle: Path, *, pid_file: Path | None = None,
            no_pivot: bool = False, preserve_fds: int = 0, console_socket: str | None = None,
-           console_fd: int | None = None, systemd_cgroup: bool = False) -> state.Record:
+           console_fd: int | None = None, systemd_cgroup: bool = False,
+           no_new_keyring: bool = False) -> state.Record:
     bundle = bundle.resolve()
     spec, raw_config = _load_bundle(bundle)
     state.validate_id(container_id)
@@ -427,7 +446,8 @@ def create(root: Path, container_id: str, bundle: Path, *, pid_file: Path | None
         cfg = resolve(spec, bundle, fifo, no_pivot=no_pivot, preserve_fds=preserve_fds,
                       cons=cons, seccomp_cache=root / SECCOMP_CACHE)
         cgroup = make_cgroup(spec, container_id, systemd_cgroup)
-        cfg = replace(cfg, cgroup=cgroup)
+        cfg = replace(cfg, cgroup=cgroup, container_id=container_id,
+                      new_keyring=not no_new_keyring)
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         sys.stdout.flush()
         sys.stderr.flush()

@@ -26,7 +26,8 @@ _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, sign
 
 def run(root: Path, container_id: str, bundle: Path, *, detach: bool = False,
         pid_file: Path | None = None, no_pivot: bool = False, preserve_fds: int = 0,
-        console_socket: str | None = None, systemd_cgroup: bool = False) -> int:
+        console_socket: str | None = None, systemd_cgroup: bool = False,
+        no_new_keyring: bool = False) -> int:
     proxy_sock: socket.socket | None = None
     console_fd: int | None = None
     if console_socket is None:
@@ -43,7 +44,8 @@ def run(root: Path, container_id: str, bundle: Path, *, detach: bool = False,
         rec = create_mod.create(root, container_id, bundle, pid_file=pid_file,
                                 no_pivot=no_pivot, preserve_fds=preserve_fds,
                                 console_socket=console_socket, console_fd=console_fd,
-                                systemd_cgroup=systemd_cgroup)
+                                systemd_cgroup=systemd_cgroup,
+                                no_new_keyring=no_new_keyring)
     finally:
         if console_fd is not None:
             os.close(console_fd)

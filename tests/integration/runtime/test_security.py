@@ -57,3 +57,15 @@ def test_state_dir_is_not_in_the_container(runtime: Runtime, busybox: BuiltImage
     assert rc == 0, err
     assert "No such file" in out
     json.dumps(out)
+
+
+def test_container_gets_its_own_session_keyring(runtime: Runtime, busybox: BuiltImage,
+                                                tmp_path: Path) -> None:
+    cid = f"keyring{os.getpid()}"
+    bundle = make_bundle(busybox, tmp_path / "b", runtime.binary, ["sleep", "300"])
+    assert runtime.run_to_files(tmp_path, "run", "-d", "--bundle", str(bundle), cid)[0] == 0
+    try:
+        assert f"_ses.{cid}" in Path("/proc/keys").read_text()
+    finally:
+        runtime.run("delete", "--force", cid)
+        reap_children()
