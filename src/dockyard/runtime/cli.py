@@ -26,6 +26,16 @@ def _version() -> str:
     return f"{PROG} version {__version__}\nspec: {OCI_SPEC_VERSION}\npython: {py}"
 
 
+def _default_root() -> str:
+    """runc's rule: /run/<name> for root, $XDG_RUNTIME_DIR/<name> for everyone else."""
+    if "DOCKYARD_RUNC_ROOT" in os.environ:
+        return os.environ["DOCKYARD_RUNC_ROOT"]
+    if os.geteuid() != 0:
+        runtime_dir = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/dockyard-runc-{os.geteuid()}"
+        return os.path.join(runtime_dir, "dockyard-runc")
+    return "/run/dockyard-runc"
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors go through the same error path as every other failure, so an engine that
     reads ``--log`` (in JSON) sees them too."""
@@ -41,8 +51,7 @@ class _UsageError(DockyardError):
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description="An OCI runtime (runc-compatible).")
     p.add_argument("-v", "--version", action="store_true", help="print the version")
-    p.add_argument("--root", default=os.environ.get("DOCKYARD_RUNC_ROOT", "/run/dockyard-runc"),
-                   help="where container state is kept")
+    p.add_argument("--root", default=_default_root(), help="where container state is kept")
     p.add_argument("--log", default=None, help="write errors to this file instead of stderr")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument("--debug", action="store_true")

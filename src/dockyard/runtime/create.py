@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dockyard.errors import DockyardError, InvalidArgument, NotFound
+from dockyard.errors import DockyardError, InvalidArgument, NotFound, PermissionDenied
 from dockyard.linux import libc as k
 from dockyard.model.oci import Spec, parse_spec
 from dockyard.runtime import console, process, rootfs, state, userns
@@ -339,9 +339,14 @@ def _intermediate(cfg: InitConfig, sock: socket.socket) -> None:
             cfg.cgroup.add_pid(os.getpid())
         if cfg.new_userns:
             k.unshare(k.CLONE_NEWUSER)
+            rootless = os.geteuid() != 0
+            if rootless:  # an unprivileged parent can only write the maps of a dumpable child
+                k.prctl(k.PR_SET_DUMPABLE, 1)
             send(sock, {"userns": True})  # the parent writes our uid/gid maps
             while not recv(sock).get("maps"):
                 pass
+            if rootless:
+                k.prctl(k.PR_SET_DUMPABLE, 0)
             k.prctl(k.PR_SET_KEEPCAPS, 1)
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
@@ -383,13 +388,33 @@ def container_resources(spec: Spec) -> Resources:
     return replace(base, devices=base.devices + own + RUNC_DEFAULT_ALLOWED)
 
 
-def make_cgroup(spec: Spec, container_id: str, systemd: bool = False) -> CgroupManager:
-    """Create the container's cgroup and apply its limits (before any process joins)."""
+def make_cgroup(spec: Spec, container_id: str, systemd: bool = False
+                ) -> CgroupManager | None:
+    """Create the container's cgroup and apply its limits (before any process joins).
+
+    Unprivileged (rootless), a cgroup that cannot be made is done without, as runc does, as
+    long as the spec asks for no limits; device rules are not ours to enforce there."""
+    import errno
+
     from dockyard import cgroups
+    from dockyard.model.resources import Resources
 
     mgr = cgroups.manager_for(spec.linux.cgroups_path, container_id, systemd=systemd)
+    rootless = os.geteuid() != 0
     resources = container_resources(spec)
-    mgr.apply(None, resources)
+    if rootless:
+        resources = replace(resources, devices=())
+    try:
+        mgr.apply(None, resources)
+    except DockyardError as exc:
+        denied = getattr(exc, "errno", None) in (errno.EACCES, errno.EPERM, errno.EROFS)
+        if rootless and denied and resources == Resources():  # no limits asked for
+            return None
+        if rootless and denied:
+            raise PermissionDenied(f"cannot create the container's cgroup as an unprivileged "
+                                   f"user, and linux.resources asks for limits: {exc}",
+                                   hint="run as root, or drop linux.resources") from None
+        raise
     try:
         mgr.set(resources)
     except BaseException:
@@ -461,6 +486,11 @@ def create(root: Path, container_id: str, bundle: Path, *, pid_file: Path | None
             try:
                 init_pid = handshake(parent_sock, pids, on_hooks,
                                      lambda: userns.write_maps(mid, spec.linux))
+            except BaseException:
+                # the middle child may be waiting for us (its id maps): don't wait for it
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(mid, signal.SIGKILL)
+                raise
             finally:
                 os.waitpid(mid, 0)
         start_time = state.process_start_time(init_pid)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import sys
 from dataclasses import replace
@@ -174,6 +175,11 @@ def exec_process(root: Path, container_id: str, proc: Process, *, detach: bool =
         with parent_sock:
             try:
                 pid = create.handshake(parent_sock, pids)
+            except BaseException:
+                # the middle child may be waiting for us (its id maps): don't wait for it
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(mid, signal.SIGKILL)
+                raise
             finally:
                 os.waitpid(mid, 0)
     except BaseException:

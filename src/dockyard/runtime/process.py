@@ -108,7 +108,8 @@ def apply_identity(p: Prepared) -> None:
     if p.caps is not None:
         capabilities.drop_bounding(p.caps)
     k.prctl(k.PR_SET_KEEPCAPS, 1)
-    os.setgroups(list(proc.user.additional_gids))
+    if proc.user.additional_gids or not _setgroups_denied():
+        os.setgroups(list(proc.user.additional_gids))
     os.setgid(proc.user.gid)
     os.setuid(proc.user.uid)
     if p.caps is not None:
@@ -117,6 +118,15 @@ def apply_identity(p: Prepared) -> None:
         k.prctl(k.PR_SET_NO_NEW_PRIVS, 1)
         if p.seccomp is not None:
             _load_seccomp(p.seccomp)
+
+
+def _setgroups_denied() -> bool:
+    """A user namespace whose maps an unprivileged runtime wrote itself forbids setgroups."""
+    try:
+        with open("/proc/self/setgroups") as f:
+            return f.read().strip() == "deny"
+    except OSError:
+        return False
 
 
 def _load_seccomp(f: CompiledFilter) -> None:

@@ -17,8 +17,26 @@ def _lines(maps: tuple[IdMapping, ...]) -> str:
     return "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in maps)
 
 
+def _only_self(maps: tuple[IdMapping, ...], own: int) -> bool:
+    return len(maps) == 1 and maps[0].host_id == own and maps[0].size == 1
+
+
 def write_maps(pid: int, linux: Linux) -> None:
-    if os.geteuid() == 0:
+    own_uid, own_gid = os.geteuid(), os.getegid()
+    if own_uid != 0 and _only_self(linux.uid_mappings, own_uid) \
+            and _only_self(linux.gid_mappings, own_gid):
+        # mapping only ourselves needs no helper; the kernel then wants setgroups denied
+        try:
+            with open(f"/proc/{pid}/setgroups", "w") as f:
+                f.write("deny")
+            for name, maps in (("uid_map", linux.uid_mappings),
+                               ("gid_map", linux.gid_mappings)):
+                with open(f"/proc/{pid}/{name}", "w") as f:
+                    f.write(_lines(maps))
+        except OSError as exc:
+            raise PermissionDenied(f"writing the id maps of pid {pid}: {exc.strerror}") from None
+        return
+    if own_uid == 0:
         for name, maps in (("uid_map", linux.uid_mappings), ("gid_map", linux.gid_mappings)):
             try:
                 with open(f"/proc/{pid}/{name}", "w") as f:
