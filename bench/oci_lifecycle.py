@@ -33,8 +33,8 @@ namespace and everything mounted in it die with the holder, which is killed at t
 
 **Cgroups**: runc and crun create the container's cgroups (runc: every v1 hierarchy plus the
 v2 one in hybrid mode; crun, in its namespace: every v1 hierarchy) and remove them at delete;
-dockyard-runc does not create cgroups yet (2026-11), so it is spared that work. The report says,
-per runtime, whether a created container left its caller's cgroups, checked before timing.
+so does dockyard-runc. The report says, per runtime, whether a created container left its
+caller's cgroups, checked before timing.
 
     .venv/bin/python -m bench.oci_lifecycle [-n 20] [--warmup 3] [--out DIR]
 """
