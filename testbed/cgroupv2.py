@@ -130,8 +130,8 @@ def _spawn(argv: list[str], procs: list[subprocess.Popen[str]],
 def lifecycle(name: str, workdir: str) -> dict[str, Any]:
     from dockyard.cgroups import manager_for, parse_resources
     from dockyard.cgroups.layout import detect_layout
-    from dockyard.cgroups.v2 import bpf
     from dockyard.errors import DockyardError
+    from dockyard.linux import bpf
 
     obs: dict[str, Any] = {"mode": detect_layout().mode.value}
     controllers = _read(f"{CGROUP_ROOT}/cgroup.controllers").split()

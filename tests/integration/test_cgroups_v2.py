@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from dockyard.cgroups import FreezerState, parse_resources
-from dockyard.cgroups.v2 import V2Manager, bpf
+from dockyard.cgroups.v2 import V2Manager
+from dockyard.linux import bpf
 from testbed import cgroupv2
 
 pytestmark = pytest.mark.integration

@@ -100,7 +100,7 @@ class CgroupFs:
 
     def attach_device_filter(self, path: str, program: bytes) -> None:
         """Load a BPF_PROG_TYPE_CGROUP_DEVICE program and make it the cgroup's only one."""
-        from dockyard.cgroups.v2 import bpf
+        from dockyard.linux import bpf
 
         bpf.replace_device_filter(path, program)
 

@@ -211,6 +211,22 @@ def handshake(sock: socket.socket, pids: list[int],
     return pids[0]
 
 
+def collect(sock: socket.socket, mid: int, pids: list[int],
+            on_hooks: Callable[[int], dict[str, object]] | None = None,
+            on_userns: Callable[[], None] | None = None) -> int:
+    """The parent's side of the handshake, then the middle child reaped; closes ``sock``."""
+    with sock:
+        try:
+            return handshake(sock, pids, on_hooks, on_userns)
+        except BaseException:
+            # the middle child may be waiting for us (its id maps): don't wait for it
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(mid, signal.SIGKILL)
+            raise
+        finally:
+            os.waitpid(mid, 0)
+
+
 def report_and_exit(sock: socket.socket, exc: BaseException, status: int) -> None:
     """The last thing a child does when it fails: tell the parent (who prints it), or, if the
     parent is gone, stderr."""
@@ -482,17 +498,8 @@ def create(root: Path, container_id: str, bundle: Path, *, pid_file: Path | None
             _intermediate(cfg, child_sock)
         child_sock.close()
         os.close(cfg.fifo_fd)
-        with parent_sock:
-            try:
-                init_pid = handshake(parent_sock, pids, on_hooks,
-                                     lambda: userns.write_maps(mid, spec.linux))
-            except BaseException:
-                # the middle child may be waiting for us (its id maps): don't wait for it
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(mid, signal.SIGKILL)
-                raise
-            finally:
-                os.waitpid(mid, 0)
+        init_pid = collect(parent_sock, mid, pids, on_hooks,
+                           lambda: userns.write_maps(mid, spec.linux))
         start_time = state.process_start_time(init_pid)
         if start_time is None:
             raise DockyardError("container init exited before it was ready")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import sys
 from dataclasses import replace
@@ -172,16 +171,7 @@ def exec_process(root: Path, container_id: str, proc: Process, *, detach: bool =
         os.close(cons.fd)
     pids: list[int] = []
     try:
-        with parent_sock:
-            try:
-                pid = create.handshake(parent_sock, pids)
-            except BaseException:
-                # the middle child may be waiting for us (its id maps): don't wait for it
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(mid, signal.SIGKILL)
-                raise
-            finally:
-                os.waitpid(mid, 0)
+        pid = create.collect(parent_sock, mid, pids)
     except BaseException:
         for stray in pids:
             # It was re-parented to us (a subreaper unless detached): reap it, or a zombie in

@@ -14,7 +14,7 @@ cgroup v2 has no devices files; the kernel runs an eBPF program attached to the 
     return default (allow if the list has no "a" rule or its last "a" rule allows)
 
 The instruction encoding is the kernel's (``struct bpf_insn``, 8 bytes, native endian);
-loading and attaching is :mod:`dockyard.cgroups.v2.bpf`.
+loading and attaching is :mod:`dockyard.linux.bpf`.
 """
 
 from __future__ import annotations
