@@ -19,9 +19,9 @@ the eBPF program denies it, which is the evident intent.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from dockyard.model.resources import DeviceRule
+from dockyard.values import value
 
 ACCESS_BITS = {"m": 1, "r": 2, "w": 4}   # BPF_DEVCG_ACC_MKNOD/READ/WRITE
 TYPE_CODES = {"b": 1, "c": 2}            # BPF_DEVCG_DEV_BLOCK/CHAR
@@ -34,7 +34,7 @@ def access_mask(access: str) -> int:
     return mask
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class DevicePolicy:
     default_allow: bool
     rules: tuple[DeviceRule, ...]        # no "a" rules; in the order given

@@ -13,9 +13,10 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+from dockyard.values import field, value
 
 # Super options of a v1 cgroup mount that are not controllers.
 _NOT_CONTROLLERS = frozenset({
@@ -35,7 +36,7 @@ class HierarchyLike(Protocol):
     def options(self) -> str: ...
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class CgroupMount:
     mountpoint: str
     fstype: str              # "cgroup" (v1) or "cgroup2"
@@ -53,7 +54,7 @@ class CgroupMode(enum.Enum):
     V2 = "v2"            # unified: one cgroup2 hierarchy with every controller
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Layout:
     v1: Mapping[str, CgroupMount] = field(default_factory=dict)   # controller -> hierarchy
     unified: CgroupMount | None = None

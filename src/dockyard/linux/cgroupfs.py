@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
+from dockyard.values import value
 
-@dataclass(frozen=True, slots=True)
+
+@value
 class Hierarchy:
     mountpoint: str
     fstype: str          # "cgroup" (v1) or "cgroup2"

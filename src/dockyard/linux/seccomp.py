@@ -22,10 +22,10 @@ import ctypes
 import errno
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from types import TracebackType
 
 from dockyard.errors import InvalidArgument, SyscallError, Unavailable
+from dockyard.values import value
 
 LIBSECCOMP = "libseccomp.so.2"
 
@@ -105,7 +105,7 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Condition:
     """One argument comparison of a rule, in libseccomp's terms."""
 

@@ -8,10 +8,10 @@ reported with its JSON path instead of being silently ignored.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dockyard.errors import InvalidArgument
+from dockyard.values import field, value
 
 if TYPE_CHECKING:
     from dockyard.model.resources import Resources
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class User:
     uid: int = 0
     gid: int = 0
@@ -28,7 +28,7 @@ class User:
     umask: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Capabilities:
     bounding: tuple[str, ...] = ()
     effective: tuple[str, ...] = ()
@@ -37,20 +37,20 @@ class Capabilities:
     ambient: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Rlimit:
     type: str
     hard: int
     soft: int
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class IOPriority:
     io_class: str            # IOPRIO_CLASS_RT, IOPRIO_CLASS_BE, IOPRIO_CLASS_IDLE
     priority: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Scheduler:
     policy: str              # SCHED_OTHER, SCHED_FIFO, SCHED_RR, SCHED_BATCH, ...
     nice: int = 0
@@ -70,7 +70,7 @@ SCHED_FLAGS = {"SCHED_FLAG_RESET_ON_FORK": 0x01, "SCHED_FLAG_RECLAIM": 0x02,
                "SCHED_FLAG_UTIL_CLAMP_MAX": 0x40}
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Process:
     args: tuple[str, ...]
     cwd: str = "/"
@@ -88,13 +88,13 @@ class Process:
     scheduler: Scheduler | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Root:
     path: str
     readonly: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Mount:
     destination: str
     type: str | None = None
@@ -102,13 +102,13 @@ class Mount:
     options: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Namespace:
     type: str
     path: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Device:
     """A device node to create in the container (``linux.devices``)."""
 
@@ -121,7 +121,7 @@ class Device:
     gid: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Hook:
     path: str
     args: tuple[str, ...] = ()
@@ -133,7 +133,7 @@ HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", 
               "poststop")
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Hooks:
     prestart: tuple[Hook, ...] = ()
     create_runtime: tuple[Hook, ...] = ()
@@ -143,14 +143,14 @@ class Hooks:
     poststop: tuple[Hook, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class IdMapping:
     container_id: int
     host_id: int
     size: int
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Linux:
     namespaces: tuple[Namespace, ...] = ()
     uid_mappings: tuple[IdMapping, ...] = ()
@@ -174,7 +174,7 @@ class Linux:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Spec:
     oci_version: str
     root: Root

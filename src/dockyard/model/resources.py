@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from dockyard.errors import InvalidArgument
+from dockyard.values import value
 
 _INT64 = (-(2**63), 2**63 - 1)
 _UINT64 = (0, 2**64 - 1)
@@ -29,7 +29,7 @@ _PAGE_SIZE = re.compile(r"^[1-9][0-9]*[KMG]B$")
 _UNIFIED_KEY = re.compile(r"^[a-z][a-z0-9_]*\.[A-Za-z0-9_.\-]+$")
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class MemoryResources:
     limit: int | None = None            # bytes; -1 = unlimited
     reservation: int | None = None      # soft limit (v1) / memory.low (v2)
@@ -42,7 +42,7 @@ class MemoryResources:
     check_before_update: bool | None = None  # refuse a limit at or below current usage
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class CpuResources:
     shares: int | None = None
     quota: int | None = None            # microseconds per period; -1 = unlimited
@@ -55,12 +55,12 @@ class CpuResources:
     idle: int | None = None             # 0 or 1
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class PidsResources:
     limit: int | None = None            # > 0: that many; 0: one (as runc); < 0: unlimited
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class WeightDevice:
     major: int
     minor: int
@@ -68,14 +68,14 @@ class WeightDevice:
     leaf_weight: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ThrottleDevice:
     major: int
     minor: int
     rate: int
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class BlockIOResources:
     weight: int | None = None           # 10..1000
     leaf_weight: int | None = None
@@ -86,13 +86,13 @@ class BlockIOResources:
     throttle_write_iops_device: tuple[ThrottleDevice, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class HugepageLimit:
     page_size: str                      # "2MB", "1GB"
     limit: int                          # bytes
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class DeviceRule:
     allow: bool
     type: str = "a"                     # "a" (all), "b" (block), "c" (char)
@@ -107,19 +107,19 @@ class DeviceRule:
         return f"{self.type} {major}:{minor} {self.access}"
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class NetworkResources:
     class_id: int | None = None
     priorities: tuple[tuple[str, int], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class RdmaLimit:
     hca_handles: int | None = None
     hca_objects: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Resources:
     memory: MemoryResources | None = None
     cpu: CpuResources | None = None

@@ -12,11 +12,11 @@ canonical dump is what the compiled-filter cache is keyed by.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from dockyard.errors import InvalidArgument
+from dockyard.values import value
 
 
 class Action(StrEnum):
@@ -64,7 +64,7 @@ _UINT32 = 1 << 32
 _UINT64 = 1 << 64
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class SyscallArg:
     index: int
     value: int
@@ -72,7 +72,7 @@ class SyscallArg:
     value_two: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class SyscallRule:
     names: tuple[str, ...]
     action: Action
@@ -80,7 +80,7 @@ class SyscallRule:
     args: tuple[SyscallArg, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Seccomp:
     default_action: Action
     default_errno_ret: int | None = None

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from dockyard.errors import InvalidArgument
 from dockyard.linux import libc as k
 from dockyard.model.oci import Capabilities
+from dockyard.values import value
 
 CAPS = (
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
@@ -47,7 +46,7 @@ def mask(names: tuple[str, ...]) -> int:
     return m
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class CapSets:
     bounding: int
     effective: int

@@ -33,7 +33,6 @@ import signal
 import socket
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,6 +42,7 @@ from dockyard.model.oci import Spec, parse_spec
 from dockyard.runtime import console, process, rootfs, state, userns
 from dockyard.runtime.mountopts import propagation_flags
 from dockyard.runtime.rootfs import Step
+from dockyard.values import replace, value
 
 if TYPE_CHECKING:
     from dockyard.cgroups import CgroupManager
@@ -59,7 +59,7 @@ SECCOMP_CACHE = "seccomp-cache"
 JOIN_ORDER = ("user", "pid", "network", "ipc", "uts", "cgroup", "time", "mount")
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Console:
     """Where the init sends its pty master: a socket path (``--console-socket``) or an
     inherited socket (``run`` in the foreground, which proxies the terminal itself)."""
@@ -68,7 +68,7 @@ class Console:
     fd: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class InitConfig:
     """Everything the children need, resolved and validated before the first fork."""
 
@@ -393,10 +393,9 @@ def write_pid_file(pid_file: Path, pid: int) -> None:
 def container_resources(spec: Spec) -> Resources:
     """The spec's resources plus what runc adds to the device rules: an allow rule for each
     of linux.devices, then the devices every container may use."""
-    from dataclasses import replace
-
     from dockyard.cgroups.devices import RUNC_DEFAULT_ALLOWED
     from dockyard.model.resources import DeviceRule, Resources
+    from dockyard.values import replace
 
     base = spec.linux.resources or Resources()
     own = tuple(DeviceRule(True, "b" if d.type == "b" else "c", d.major, d.minor, "rwm")

@@ -22,7 +22,6 @@ import contextlib
 import os
 import socket
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +29,7 @@ from dockyard.errors import FailedPrecondition, InvalidArgument
 from dockyard.linux import libc as k
 from dockyard.model.oci import Process, User
 from dockyard.runtime import console, create, process, state
+from dockyard.values import replace
 
 if TYPE_CHECKING:
     from dockyard.cgroups import CgroupManager

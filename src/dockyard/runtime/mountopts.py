@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from dockyard.linux import libc as k
+from dockyard.values import value
 
 # option -> (clear?, flag): "clear" options switch a flag off (rw, suid, dev, exec, ...).
 _FLAGS: dict[str, tuple[bool, int]] = {
@@ -33,7 +32,7 @@ _PROPAGATION: dict[str, int] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class MountOptions:
     flags: int
     propagation: tuple[int, ...]

@@ -11,13 +11,13 @@ import contextlib
 import fcntl
 import os
 import resource
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dockyard.errors import InvalidArgument, NotFound
 from dockyard.linux import libc as k
 from dockyard.model.oci import IO_CLASSES, SCHED_FLAGS, SCHED_POLICIES, Process
 from dockyard.runtime import capabilities
+from dockyard.values import value
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Prepared:
     """A Process plus what was validated and computed from it before fork."""
 

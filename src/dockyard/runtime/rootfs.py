@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
 
 from dockyard.errors import InvalidArgument
 from dockyard.linux import libc as k
@@ -18,9 +17,10 @@ from dockyard.linux.cgroupfs import Hierarchy, host_hierarchies, is_pure_v2
 from dockyard.linux.paths import secure_join
 from dockyard.model.oci import Mount, Spec
 from dockyard.runtime.mountopts import parse_options
+from dockyard.values import value
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class MountStep:
     destination: str              # inside the container
     source: str | None
@@ -31,7 +31,7 @@ class MountStep:
     bind: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class DeviceStep:
     path: str
     major: int
@@ -45,7 +45,7 @@ class DeviceStep:
 _DEVICE_KINDS = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class SymlinkStep:
     path: str
     target: str

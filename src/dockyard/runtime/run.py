@@ -70,6 +70,9 @@ def wait_for(pid: int, master: int | None = None) -> int:
     def forward(signum: int, _frame: object) -> None:
         os.kill(pid, signum)
 
+    import gc
+
+    gc.enable()  # the CLI runs without cyclic GC; a foreground run lives as long as its container
     for sig in _FORWARDED:
         signal.signal(sig, forward)
     try:

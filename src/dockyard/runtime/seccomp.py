@@ -39,12 +39,12 @@ import logging
 import os
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dockyard.errors import InvalidArgument, SyscallError, Unavailable
 from dockyard.linux import seccomp as sc
 from dockyard.model.seccomp import ARCHITECTURES, FLAGS, Action, Operator, Seccomp, SyscallArg
+from dockyard.values import value
 
 if TYPE_CHECKING:
     from pathlib import Path  # only the caller's; importing it costs ~4 ms
@@ -71,7 +71,7 @@ _FLAGS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class CompiledFilter:
     """What the child needs: the program and the seccomp(2) flags to load it with."""
 

@@ -13,12 +13,12 @@ import json
 import os
 import re
 import signal
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dockyard import OCI_SPEC_VERSION
 from dockyard.errors import AlreadyExists, InvalidArgument, NotFound
+from dockyard.values import asdict, value
 
 if TYPE_CHECKING:
     from dockyard.cgroups import CgroupManager
@@ -54,7 +54,7 @@ class Status(enum.Enum):
         return self in (Status.STOPPED, Status.CREATING)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Record:
     """What create writes down; fixed for the container's life."""
 

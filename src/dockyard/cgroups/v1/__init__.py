@@ -8,12 +8,12 @@ also gives ``cgroup.kill`` and a freezer when the v1 freezer is not mounted.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import signal
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from dockyard import values
 from dockyard.cgroups import FreezerState
 from dockyard.cgroups import v2 as v2mod
 from dockyard.cgroups.fs import (
@@ -59,7 +59,7 @@ def given(obj: object) -> bool:
     if obj is None:
         return False
     return any(v is not None and v is not False and v != ()
-               for v in (getattr(obj, f.name) for f in dataclasses.fields(obj)))  # type: ignore[arg-type]
+               for v in (getattr(obj, name) for name in values.fields(obj)))
 
 
 class V1Manager:
@@ -160,7 +160,7 @@ class V1Manager:
             assert resources.memory is not None
             memory.set_limits(fs, self._need("memory", "linux.resources.memory"),
                               resources.memory)
-        if c is not None and given(dataclasses.replace(c, cpus=None, mems=None)):
+        if c is not None and given(values.replace(c, cpus=None, mems=None)):
             cpu.set_limits(fs, self._need("cpu", "linux.resources.cpu"), c)
         if resources.pids is not None and resources.pids.limit is not None:
             pids.set_limits(fs, self._need("pids", "linux.resources.pids"), resources.pids)
