@@ -114,3 +114,31 @@ def test_usage_errors_reach_the_json_log(tmp_path: Path) -> None:
     entry = json.loads(log.read_text().splitlines()[0])
     assert entry["level"] == "error"
     assert "no-such-verb" in entry["msg"]
+
+
+@pytest.mark.parametrize("argv", [
+    ["--root", "/r", "create", "--bundle", "/b", "--pid-file", "/p", "c1"],
+    ["--root=/r", "--log", "/l", "--log-format", "json", "run", "-d", "-b", "/b", "c2"],
+    ["start", "c3"], ["state", "c4"], ["delete", "--force", "c5"], ["kill", "c6", "KILL"],
+    ["kill", "--all", "c7"], ["--systemd-cgroup", "create", "--no-new-keyring", "c8"],
+    ["run", "--preserve-fds", "2", "--console-socket", "/s", "c9"],
+])
+def test_fast_parser_agrees_with_argparse(argv: list[str]) -> None:
+    from dockyard.runtime.cli import _fast_args, _parser
+
+    fast = _fast_args(argv)
+    assert fast is not None
+    full = vars(_parser().parse_args(argv))
+    assert {k: v for k, v in vars(fast).items() if k in full} == \
+        {k: v for k, v in full.items() if k in vars(fast)}
+    assert set(vars(fast)) >= {"command", "id", "root"}
+
+
+@pytest.mark.parametrize("argv", [
+    ["--help"], ["create", "--bund", "/b", "c1"], ["exec", "c1", "true"], ["create"],
+    ["--version"], ["start", "a", "b"], ["run", "--preserve-fds", "x", "c"],
+])
+def test_fast_parser_defers_to_argparse(argv: list[str]) -> None:
+    from dockyard.runtime.cli import _fast_args
+
+    assert _fast_args(argv) is None

@@ -25,13 +25,18 @@ import enum
 import posixpath
 import signal
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Protocol
 
 from dockyard.cgroups.fs import KERNEL, CgroupFs
 from dockyard.cgroups.layout import CgroupMode, HierarchyLike, Layout, detect_layout
 from dockyard.cgroups.paths import inner_path, own_cgroups, v1_dir, v2_dir
 from dockyard.errors import InvalidArgument, Unavailable
 from dockyard.model.resources import Resources, parse_resources
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
+if TYPE_CHECKING:
+    from typing import Protocol
+else:
+    Protocol = object
 
 if TYPE_CHECKING:
     from dockyard.cgroups.stats import Stats

@@ -14,9 +14,14 @@ import enum
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Protocol
 
 from dockyard.values import field, value
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
+if TYPE_CHECKING:
+    from typing import Protocol
+else:
+    Protocol = object
 
 # Super options of a v1 cgroup mount that are not controllers.
 _NOT_CONTROLLERS = frozenset({

@@ -8,10 +8,13 @@ reported with its JSON path instead of being silently ignored.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
 
 from dockyard.errors import InvalidArgument
 from dockyard.values import field, value
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
+if TYPE_CHECKING:
+    from typing import Any
 
 if TYPE_CHECKING:
     from dockyard.model.resources import Resources

@@ -2,23 +2,115 @@
 
 Errors are printed the way runc (logrus, text format) prints them, ``time=... level=error
 msg=...`` on stderr with exit status 1, so engines that parse runc's errors can parse ours.
-Imports stay lazy: this module is on the path of every container start.
+Imports stay lazy: this module is on the path of every container start. The hot verbs
+(create, run, start, state, delete, kill) are parsed by :func:`_fast_args`, a table-driven
+parser that needs no import; anything else (help, the other verbs, abbreviations, a malformed
+line) goes through argparse, which costs ~15 ms to import and build, so only where needed.
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
-import json
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn
 
 from dockyard import OCI_SPEC_VERSION, __version__
 from dockyard.errors import DockyardError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any, NoReturn
+
 PROG = "dockyard-runc"
+
+
+class Args:
+    """A parsed command line: the attributes argparse would give (``argparse.Namespace``)."""
+
+    def __init__(self, **kwargs: object) -> None:
+        self.__dict__.update(kwargs)
+
+    if TYPE_CHECKING:  # attributes are set per verb, as on argparse.Namespace
+        def __getattr__(self, name: str) -> Any: ...
+
+
+# option -> attribute, for the verbs on the hot path; a value option takes the next word.
+_GLOBAL_VALUES = {"--root": "root", "--log": "log", "--log-format": "log_format"}
+_GLOBAL_FLAGS = {"--debug": "debug", "--systemd-cgroup": "systemd_cgroup"}
+_CREATE_VALUES = {"-b": "bundle", "--bundle": "bundle", "--console-socket": "console_socket",
+                  "--pid-file": "pid_file", "--preserve-fds": "preserve_fds"}
+_CREATE_FLAGS = {"--no-pivot": "no_pivot", "--no-new-keyring": "no_new_keyring"}
+_CREATE_DEFAULTS: dict[str, object] = {
+    "bundle": ".", "console_socket": None, "pid_file": None, "no_pivot": False,
+    "no_new_keyring": False, "preserve_fds": "0"}
+#: verb -> (value options, flag options, defaults, required positionals, optional ones)
+_FAST_VERBS: dict[str, tuple[dict[str, str], dict[str, str], dict[str, object],
+                             tuple[str, ...], tuple[str, ...]]] = {
+    "create": (_CREATE_VALUES, _CREATE_FLAGS, _CREATE_DEFAULTS, ("id",), ()),
+    "run": (_CREATE_VALUES, {**_CREATE_FLAGS, "-d": "detach", "--detach": "detach"},
+            {**_CREATE_DEFAULTS, "detach": False}, ("id",), ()),
+    "start": ({}, {}, {}, ("id",), ()),
+    "state": ({}, {}, {}, ("id",), ()),
+    "delete": ({}, {"-f": "force", "--force": "force"}, {"force": False}, ("id",), ()),
+    "kill": ({}, {"-a": "all", "--all": "all"}, {"all": False, "signal": "SIGTERM"}, ("id",),
+             ("signal",)),
+}
+
+
+def _fast_args(argv: list[str]) -> Args | None:
+    """runc's command line for the hot verbs, or None when argparse must decide."""
+    out: dict[str, object] = {
+        "version": False, "root": _default_root(), "log": None, "log_format": "text",
+        "debug": False, "systemd_cgroup": False}
+    values, flags = _GLOBAL_VALUES, _GLOBAL_FLAGS
+    positional: list[str] = []
+    verb = None
+    i, n = 0, len(argv)
+    while i < n:
+        arg = argv[i]
+        i += 1
+        if arg.startswith("-") and arg != "-" and not (verb and arg == "--"):
+            name, eq, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+            if name in values:
+                if eq:
+                    out[values[name]] = inline
+                elif i < n:
+                    out[values[name]] = argv[i]
+                    i += 1
+                else:
+                    return None
+            elif name in flags and not eq:
+                out[flags[name]] = True
+            else:
+                return None  # unknown, abbreviated, help, version: argparse's job
+        elif verb is None:
+            if arg not in _FAST_VERBS:
+                return None
+            verb = arg
+            values, flags, defaults, _, _ = _FAST_VERBS[arg]
+            for key, default in defaults.items():
+                out.setdefault(key, default)
+        else:
+            if arg == "--":
+                positional.extend(argv[i:])
+                break
+            positional.append(arg)
+    if verb is None:
+        return None
+    _, _, _, required, optional = _FAST_VERBS[verb]
+    if not len(required) <= len(positional) <= len(required) + len(optional):
+        return None
+    out.update(zip(required + optional, positional, strict=False))
+    if out["log_format"] not in ("text", "json"):
+        return None
+    if "preserve_fds" in out:
+        try:
+            out["preserve_fds"] = int(str(out["preserve_fds"]))
+        except ValueError:
+            return None
+    out["command"] = verb
+    return Args(**out)
 
 
 def _version() -> str:
@@ -36,19 +128,20 @@ def _default_root() -> str:
     return "/run/dockyard-runc"
 
 
-class _Parser(argparse.ArgumentParser):
-    """Usage errors go through the same error path as every other failure, so an engine that
-    reads ``--log`` (in JSON) sees them too."""
-
-    def error(self, message: str) -> NoReturn:
-        raise _UsageError(f"{self.prog}: {message}")
-
-
 class _UsageError(DockyardError):
     pass
 
 
 def _parser() -> argparse.ArgumentParser:
+    import argparse
+
+    class _Parser(argparse.ArgumentParser):
+        """Usage errors go through the same error path as every other failure, so an engine
+        that reads ``--log`` (in JSON) sees them too."""
+
+        def error(self, message: str) -> NoReturn:
+            raise _UsageError(f"{self.prog}: {message}")
+
     p = _Parser(prog=PROG, description="An OCI runtime (runc-compatible).")
     p.add_argument("-v", "--version", action="store_true", help="print the version")
     p.add_argument("--root", default=_default_root(), help="where container state is kept")
@@ -130,7 +223,9 @@ def _table(rows: list[list[str]]) -> str:
                    + r[-1] + "\n" for r in rows)
 
 
-def _dispatch(args: argparse.Namespace) -> int:
+def _dispatch(args: argparse.Namespace | Args) -> int:
+    import json
+
     from dockyard.runtime import state
 
     root = Path(args.root)
@@ -228,7 +323,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise DockyardError(f"unknown command {command!r}")
 
 
-def _exec(root: Path, args: argparse.Namespace) -> int:
+def _exec(root: Path, args: argparse.Namespace | Args) -> int:
+    import json
+
     from dockyard.errors import InvalidArgument
     from dockyard.model.oci import parse_process
     from dockyard.runtime import exec as exec_mod
@@ -257,9 +354,9 @@ def _exec(root: Path, args: argparse.Namespace) -> int:
                                  ignore_paused=args.ignore_paused)
 
 
-def _global_flags(argv: list[str]) -> argparse.Namespace:
+def _global_flags(argv: list[str]) -> Args:
     """--log and --log-format from a command line that failed to parse as a whole."""
-    out = argparse.Namespace(log=None, log_format="text")
+    out = Args(log=None, log_format="text")
     for i, arg in enumerate(argv):
         for flag, attr in (("--log", "log"), ("--log-format", "log_format")):
             if arg == flag and i + 1 < len(argv):
@@ -269,13 +366,17 @@ def _global_flags(argv: list[str]) -> argparse.Namespace:
     return out
 
 
-def _log_error(args: argparse.Namespace | None, message: str) -> None:
+def _log_error(args: argparse.Namespace | Args | None, message: str) -> None:
+    import datetime as dt
+
+    from dockyard import fastjson
+
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     fmt = getattr(args, "log_format", "text")
     if fmt == "json":
-        line = json.dumps({"level": "error", "msg": message, "time": now})
+        line = fastjson.dumps({"level": "error", "msg": message, "time": now})
     else:
-        line = f'time="{now}" level=error msg={json.dumps(message)}'
+        line = f'time="{now}" level=error msg={fastjson.dumps(message)}'
     log = getattr(args, "log", None)
     if log:
         with open(log, "a") as f:
@@ -284,18 +385,21 @@ def _log_error(args: argparse.Namespace | None, message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    try:
-        args = parser.parse_args(argv)
-    except _UsageError as exc:
-        _log_error(_global_flags(sys.argv[1:] if argv is None else argv), str(exc))
-        return 1
-    if args.version:
-        print(_version())
-        return 0
-    if args.command is None:
-        parser.print_help()
-        return 0
+    words = sys.argv[1:] if argv is None else argv
+    args: argparse.Namespace | Args | None = _fast_args(words)
+    if args is None:
+        parser = _parser()
+        try:
+            args = parser.parse_args(words)
+        except _UsageError as exc:
+            _log_error(_global_flags(words), str(exc))
+            return 1
+        if args.version:
+            print(_version())
+            return 0
+        if args.command is None:
+            parser.print_help()
+            return 0
     try:
         return _dispatch(args)
     except DockyardError as exc:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import os
 import shutil
 import signal
@@ -34,8 +33,8 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from dockyard import fastjson
 from dockyard.errors import DockyardError, InvalidArgument, NotFound, PermissionDenied
 from dockyard.linux import libc as k
 from dockyard.model.oci import Spec, parse_spec
@@ -44,6 +43,7 @@ from dockyard.runtime.mountopts import propagation_flags
 from dockyard.runtime.rootfs import Step
 from dockyard.values import replace, value
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
     from dockyard.cgroups import CgroupManager
     from dockyard.model.resources import Resources
@@ -103,8 +103,8 @@ def _load_bundle(bundle: Path) -> tuple[Spec, str]:
     except FileNotFoundError:
         raise NotFound(f"bundle {bundle}: config.json not found") from None
     try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
+        data = fastjson.loads(raw)
+    except ValueError as exc:  # json.JSONDecodeError
         raise InvalidArgument(f"bundle {bundle}: config.json is not valid JSON: {exc}") from None
     return parse_spec(data), raw
 
@@ -166,14 +166,14 @@ def resolve(spec: Spec, bundle: Path, fifo: str, *, no_pivot: bool, preserve_fds
 
 
 def send(sock: socket.socket, msg: dict[str, object]) -> None:
-    sock.send(json.dumps(msg).encode())
+    sock.send(fastjson.dumps(msg).encode())
 
 
 def recv(sock: socket.socket) -> dict[str, object]:
     raw = sock.recv(65536)
     if not raw:
         raise DockyardError("container init exited before it was ready")
-    msg: dict[str, object] = json.loads(raw)
+    msg: dict[str, object] = fastjson.loads(raw.decode())
     if "error" in msg:
         raise DockyardError(str(msg["error"]))
     return msg

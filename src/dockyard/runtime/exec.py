@@ -23,7 +23,6 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from dockyard.errors import FailedPrecondition, InvalidArgument
 from dockyard.linux import libc as k
@@ -31,6 +30,7 @@ from dockyard.model.oci import Process, User
 from dockyard.runtime import console, create, process, state
 from dockyard.values import replace
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
     from dockyard.cgroups import CgroupManager
 

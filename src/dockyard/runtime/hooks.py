@@ -10,13 +10,13 @@ and poststop, whose failures are logged as warnings (the spec's rule).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import select
 import signal
 import time
 
+from dockyard import fastjson
 from dockyard.errors import DockyardError
 from dockyard.model.oci import Hook
 
@@ -48,7 +48,7 @@ def run_hook(hook: Hook, state_doc: dict[str, object]) -> None:
     os.close(stdin_r)
     try:
         with contextlib.suppress(BrokenPipeError):
-            os.write(stdin_w, json.dumps(state_doc).encode())
+            os.write(stdin_w, fastjson.dumps(state_doc).encode())
         os.close(stdin_w)
         status = _wait(pid, hook.timeout)
         os.lseek(err, 0, os.SEEK_SET)

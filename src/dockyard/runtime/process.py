@@ -11,7 +11,6 @@ import contextlib
 import fcntl
 import os
 import resource
-from typing import TYPE_CHECKING
 
 from dockyard.errors import InvalidArgument, NotFound
 from dockyard.linux import libc as k
@@ -19,6 +18,7 @@ from dockyard.model.oci import IO_CLASSES, SCHED_FLAGS, SCHED_POLICIES, Process
 from dockyard.runtime import capabilities
 from dockyard.values import value
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
     from pathlib import Path
 

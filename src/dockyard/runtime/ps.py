@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-from typing import TYPE_CHECKING
 
 from dockyard.errors import DockyardError, FailedPrecondition
 from dockyard.runtime import state
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
     from pathlib import Path
 

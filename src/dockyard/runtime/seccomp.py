@@ -39,13 +39,13 @@ import logging
 import os
 import stat
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from dockyard.errors import InvalidArgument, SyscallError, Unavailable
 from dockyard.linux import seccomp as sc
 from dockyard.model.seccomp import ARCHITECTURES, FLAGS, Action, Operator, Seccomp, SyscallArg
 from dockyard.values import value
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
     from pathlib import Path  # only the caller's; importing it costs ~4 ms
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
 
 from dockyard.cgroups.fs import (
     CgroupFs,
@@ -16,6 +15,7 @@ from dockyard.cgroups.fs import (
 from dockyard.errors import InvalidArgument, SyscallError
 from dockyard.model.resources import CpuResources
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
     from dockyard.cgroups.stats import Stats
 

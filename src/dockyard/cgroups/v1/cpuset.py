@@ -7,11 +7,11 @@ parent's values (unless the spec gives them) before the process joins (runc's en
 from __future__ import annotations
 
 import posixpath
-from typing import TYPE_CHECKING
 
 from dockyard.cgroups.fs import CgroupFs, join, read_knob, read_optional, write_knob
 from dockyard.model.resources import CpuResources
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
     from dockyard.cgroups.stats import Stats
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import logging
-from typing import TYPE_CHECKING
 
 from dockyard.cgroups.fs import (
     CgroupFs,
@@ -18,6 +17,7 @@ from dockyard.cgroups.fs import (
 from dockyard.errors import FailedPrecondition, SyscallError
 from dockyard.model.resources import MemoryResources
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
     from dockyard.cgroups.stats import MemoryEntry, Stats
 

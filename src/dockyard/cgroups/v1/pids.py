@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from dockyard.cgroups.convert import pids_limit_value
 from dockyard.cgroups.fs import CgroupFs, parse_uint, read_optional, write_knob
 from dockyard.model.resources import PidsResources
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
     from dockyard.cgroups.stats import Stats
 

@@ -13,7 +13,6 @@ import contextlib
 import logging
 import posixpath
 import signal
-from typing import TYPE_CHECKING
 
 from dockyard.cgroups import FreezerState
 from dockyard.cgroups.fs import (
@@ -31,6 +30,7 @@ from dockyard.cgroups.v2 import cpu, cpuset, freezer, hugetlb, io, memory, pids
 from dockyard.errors import DockyardError, InvalidArgument, NotFound, SyscallError, Unavailable
 from dockyard.model.resources import Resources
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
     from collections.abc import Mapping
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
 
 from dockyard.cgroups.convert import cpu_shares_to_weight
 from dockyard.cgroups.fs import CgroupFs, join, parse_flat_keyed, read_optional, write_knob
 from dockyard.errors import SyscallError, Unavailable
 from dockyard.model.resources import CpuResources
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
     from dockyard.cgroups.stats import Stats
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from dockyard.cgroups.fs import CgroupFs, read_optional, write_knob
 from dockyard.cgroups.v1.cpuset import parse_list
 from dockyard.model.resources import CpuResources
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
     from dockyard.cgroups.stats import Stats
 

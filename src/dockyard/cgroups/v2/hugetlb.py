@@ -4,12 +4,12 @@ controller of a hybrid host, which lives in the unified hierarchy."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 from dockyard.cgroups.fs import CgroupFs, parse_flat_keyed, parse_uint, read_optional, write_knob
 from dockyard.errors import NotFound, Unavailable
 from dockyard.model.resources import HugepageLimit
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
     from dockyard.cgroups.stats import Stats
 

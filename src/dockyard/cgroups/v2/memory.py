@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from dockyard.cgroups.convert import limit_to_v2, memory_swap_to_v2
 from dockyard.cgroups.fs import (
@@ -16,6 +15,7 @@ from dockyard.cgroups.fs import (
 from dockyard.errors import FailedPrecondition, Unavailable
 from dockyard.model.resources import MemoryResources
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
     from dockyard.cgroups.stats import MemoryEntry, Stats
 
