@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import shutil
 import signal
 import socket
 import sys
@@ -514,5 +513,5 @@ def create(root: Path, container_id: str, bundle: Path, *, pid_file: Path | None
         if cgroup is not None:
             with contextlib.suppress(DockyardError):
                 cgroup.destroy(kill=True)
-        shutil.rmtree(state_dir, ignore_errors=True)
+        state.remove_dir(state_dir)
         raise

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import select
-import shutil
 import signal
 from pathlib import Path
 
@@ -34,7 +33,7 @@ def delete(root: Path, container_id: str, *, force: bool = False) -> None:
         rec = state.load(root, container_id)
     except NotFound:
         if d.is_dir():  # a create that crashed half-way: nothing runs, clean it up
-            shutil.rmtree(d, ignore_errors=True)
+            state.remove_dir(d)
             return
         if force:  # runc: forcing the removal of what is not there succeeds
             return
@@ -54,7 +53,7 @@ def delete(root: Path, container_id: str, *, force: bool = False) -> None:
     poststop = None
     if "poststop" in rec.hooks:
         poststop = state.load_config(root, container_id).hooks.poststop
-    shutil.rmtree(d, ignore_errors=True)
+    state.remove_dir(d)
     if poststop:
         from dockyard.runtime import hooks
 

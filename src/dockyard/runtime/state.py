@@ -8,6 +8,7 @@ never trusted from the file alone.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 import re
@@ -102,6 +103,26 @@ def reserve(root: Path, container_id: str) -> Path:
     except FileExistsError:
         raise AlreadyExists(f"container with id exists: {container_id}") from None
     return d
+
+
+def remove_dir(d: Path) -> None:
+    """Remove a container's state directory (flat: files and the fifo) without importing
+    shutil on the start path; what cannot be removed is left, as rmtree(ignore_errors)."""
+    try:
+        names = os.listdir(d)
+    except FileNotFoundError:
+        return
+    for name in names:
+        try:
+            os.unlink(os.path.join(d, name))
+        except IsADirectoryError:
+            import shutil
+
+            shutil.rmtree(os.path.join(d, name), ignore_errors=True)
+        except OSError:
+            continue
+    with contextlib.suppress(OSError):
+        os.rmdir(d)
 
 
 def save(root: Path, rec: Record) -> None:

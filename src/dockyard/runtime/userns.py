@@ -6,8 +6,6 @@ check /etc/subuid and /etc/subgid."""
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 
 from dockyard.errors import DockyardError, PermissionDenied
 from dockyard.model.oci import IdMapping, Linux
@@ -44,6 +42,9 @@ def write_maps(pid: int, linux: Linux) -> None:
             except OSError as exc:
                 raise DockyardError(f"writing {name} for pid {pid}: {exc.strerror}") from None
         return
+    import shutil
+    import subprocess
+
     for tool, maps in (("newuidmap", linux.uid_mappings), ("newgidmap", linux.gid_mappings)):
         binary = shutil.which(tool)
         if binary is None:

@@ -8,7 +8,6 @@ also gives ``cgroup.kill`` and a freezer when the v1 freezer is not mounted.
 
 from __future__ import annotations
 
-import logging
 import signal
 from collections.abc import Mapping
 
@@ -41,6 +40,7 @@ from dockyard.cgroups.v1 import (
 from dockyard.cgroups.v2 import freezer as v2freezer
 from dockyard.cgroups.v2 import hugetlb as v2hugetlb
 from dockyard.errors import DockyardError, InvalidArgument, Unavailable
+from dockyard.logs import get_logger
 from dockyard.model.resources import Resources
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 if TYPE_CHECKING:
     from dockyard.cgroups.stats import Stats
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 # Which hierarchy lists the container's processes, best first.
 _PROCS_FROM = ("pids", "freezer", "devices", "memory", "cpu", "cpuacct", "blkio", "cpuset")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import logging
 
 from dockyard.cgroups.fs import (
     CgroupFs,
@@ -15,13 +14,14 @@ from dockyard.cgroups.fs import (
     write_knob,
 )
 from dockyard.errors import FailedPrecondition, SyscallError
+from dockyard.logs import get_logger
 from dockyard.model.resources import MemoryResources
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
     from dockyard.cgroups.stats import MemoryEntry, Stats
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 NAME = "memory"
 _LIMIT = "memory.limit_in_bytes"
 _MEMSW = "memory.memsw.limit_in_bytes"

@@ -10,7 +10,6 @@ processes, or the controller is bound to a v1 hierarchy) shows up later as a cle
 from __future__ import annotations
 
 import contextlib
-import logging
 import posixpath
 import signal
 
@@ -28,6 +27,7 @@ from dockyard.cgroups.fs import (
 )
 from dockyard.cgroups.v2 import cpu, cpuset, freezer, hugetlb, io, memory, pids
 from dockyard.errors import DockyardError, InvalidArgument, NotFound, SyscallError, Unavailable
+from dockyard.logs import get_logger
 from dockyard.model.resources import Resources
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from dockyard.cgroups.stats import Stats
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def enable_controllers(fs: CgroupFs, directory: str) -> None:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import logging
-
 from dockyard.cgroups.convert import blkio_weight_to_io_weight
 from dockyard.cgroups.fs import CgroupFs, join, read_optional, write_knob
+from dockyard.logs import get_logger
 from dockyard.model.resources import BlockIOResources
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
     from dockyard.cgroups.stats import BlkioEntry, Stats
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 NAME = "io"
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from dockyard.cgroups.convert import limit_to_v2, memory_swap_to_v2
 from dockyard.cgroups.fs import (
     CgroupFs,
@@ -13,13 +11,14 @@ from dockyard.cgroups.fs import (
     write_knob,
 )
 from dockyard.errors import FailedPrecondition, Unavailable
+from dockyard.logs import get_logger
 from dockyard.model.resources import MemoryResources
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
     from dockyard.cgroups.stats import MemoryEntry, Stats
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 NAME = "memory"
 _UNLIMITED = 2**64 - 1
 
