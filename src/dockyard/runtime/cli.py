@@ -224,7 +224,6 @@ def _table(rows: list[list[str]]) -> str:
 
 
 def _dispatch(args: argparse.Namespace | Args) -> int:
-    import json
 
     from dockyard.runtime import state
 
@@ -237,6 +236,8 @@ def _dispatch(args: argparse.Namespace | Args) -> int:
         if target.exists():
             raise DockyardError("File config.json exists. Remove it first")
         spec = rootless_spec(os.getuid(), os.getgid()) if args.rootless else default_spec()
+        import json
+
         target.write_text(json.dumps(spec, indent="\t") + "\n")
         return 0
     if command in ("create", "run"):
@@ -285,6 +286,8 @@ def _dispatch(args: argparse.Namespace | Args) -> int:
         events(root, args.id, stats_once=args.stats, interval=parse_interval(args.interval))
         return 0
     if command == "features":
+        import json
+
         from dockyard.runtime.features import features
 
         print(json.dumps(features(), indent=4))
@@ -296,6 +299,8 @@ def _dispatch(args: argparse.Namespace | Args) -> int:
         return 0
     if command == "state":
         rec = state.load(root, args.id)
+        import json
+
         print(json.dumps(state.to_oci_state(root, rec), indent=2))
         return 0
     if command == "list":
@@ -303,7 +308,9 @@ def _dispatch(args: argparse.Namespace | Args) -> int:
         if args.quiet:
             sys.stdout.write("".join(f"{d['id']}\n" for d in docs))
         elif args.format == "json":
-            print(json.dumps(docs))
+            from dockyard import fastjson
+
+            print(fastjson.dumps(docs))
         else:
             rows = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]]
             rows += [[str(d["id"]), str(d["pid"]), str(d["status"]), str(d["bundle"]),
