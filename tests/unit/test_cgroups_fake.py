@@ -844,3 +844,17 @@ def test_kernel_fs_errors_carry_the_path(tmp_path: Path) -> None:
     remove_tree(KERNEL, str(tmp_path / "d"))
     assert not (tmp_path / "d").exists()
     assert KERNEL.kill(2**22 + 12345, 0) is False   # no such process
+
+
+def test_is_frozen_does_not_hang_on_freezing(tmp_path: Path) -> None:
+    """A v1 cgroup that stays FREEZING (its processes keep forking) must not hang a caller."""
+    import time
+
+    from dockyard.cgroups.fs import KERNEL
+    from dockyard.cgroups.v1 import freezer
+
+    (tmp_path / "freezer.state").write_text("FREEZING\n")
+    (tmp_path / "freezer.self_freezing").write_text("1\n")
+    start = time.monotonic()
+    assert freezer.is_frozen(KERNEL, str(tmp_path), settle=0.2) is True
+    assert time.monotonic() - start < 2

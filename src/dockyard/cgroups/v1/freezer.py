@@ -42,9 +42,12 @@ def thaw(fs: CgroupFs, d: str) -> None:
     write_knob(fs, d, "freezer.state", "THAWED", controller=NAME)
 
 
-def is_frozen(fs: CgroupFs, d: str) -> bool | None:
+def is_frozen(fs: CgroupFs, d: str, *, settle: float = 2.0) -> bool | None:
     """True/False, or None if there is no freezer here. A cgroup frozen only because an
-    ancestor is counts as not frozen by us (freezer.self_freezing)."""
+    ancestor is counts as not frozen by us (freezer.self_freezing). FREEZING is waited out
+    for at most ``settle`` seconds, then reported as frozen (freezing was asked for): a
+    cgroup whose processes keep forking may never settle, and no caller may hang on it."""
+    deadline = time.monotonic() + settle
     while True:
         state = read_optional(fs, d, "freezer.state")
         if state is None:
@@ -52,7 +55,7 @@ def is_frozen(fs: CgroupFs, d: str) -> bool | None:
         state = state.strip()
         if state == "THAWED":
             return False
-        if state == "FROZEN":
+        if state == "FROZEN" or time.monotonic() >= deadline:
             own = read_optional(fs, d, "freezer.self_freezing")
             return True if own is None else own.strip() == "1"
         fs.sleep(0.001)   # FREEZING: settle
