@@ -13,7 +13,6 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 
 from dockyard.values import field, value
 
@@ -77,7 +76,10 @@ def _unescape(path: str) -> str:
 
 def cgroup_mounts(mountinfo: str | None = None) -> tuple[CgroupMount, ...]:
     """Every cgroup and cgroup2 mount in ``mountinfo`` (default: this process's)."""
-    text = mountinfo if mountinfo is not None else Path("/proc/self/mountinfo").read_text()
+    if mountinfo is None:
+        with open("/proc/self/mountinfo") as f:
+            mountinfo = f.read()
+    text = mountinfo
     out: list[CgroupMount] = []
     for line in text.splitlines():
         pre, sep, post = line.partition(" - ")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import posixpath
 import re
-from pathlib import Path
 
 from dockyard.cgroups.layout import CgroupMount
 from dockyard.errors import InvalidArgument, Unavailable
@@ -72,7 +71,10 @@ def parse_proc_cgroup(text: str) -> dict[str, str]:
 
 
 def own_cgroups(text: str | None = None) -> dict[str, str]:
-    return parse_proc_cgroup(text if text is not None else Path("/proc/self/cgroup").read_text())
+    if text is None:
+        with open("/proc/self/cgroup") as f:
+            text = f.read()
+    return parse_proc_cgroup(text)
 
 
 def _below(mount: CgroupMount, own: str) -> str:

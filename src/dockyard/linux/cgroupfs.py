@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from dockyard.values import value
 
 
@@ -15,7 +13,10 @@ class Hierarchy:
 
 
 def host_hierarchies(mountinfo: str | None = None) -> tuple[Hierarchy, ...]:
-    text = mountinfo if mountinfo is not None else Path("/proc/self/mountinfo").read_text()
+    if mountinfo is None:
+        with open("/proc/self/mountinfo") as f:
+            mountinfo = f.read()
+    text = mountinfo
     out: list[Hierarchy] = []
     for line in text.splitlines():
         pre, _, post = line.partition(" - ")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 from dockyard import OCI_SPEC_VERSION, __version__
 from dockyard.errors import DockyardError
@@ -227,33 +226,34 @@ def _dispatch(args: argparse.Namespace | Args) -> int:
 
     from dockyard.runtime import state
 
-    root = Path(args.root)
+    root: str = args.root
     command = args.command
     if command == "spec":
         from dockyard.runtime.specgen import default_spec, rootless_spec
 
-        target = Path(args.bundle) / "config.json"
-        if target.exists():
+        target = os.path.join(args.bundle, "config.json")
+        if os.path.exists(target):
             raise DockyardError("File config.json exists. Remove it first")
         spec = rootless_spec(os.getuid(), os.getgid()) if args.rootless else default_spec()
         import json
 
-        target.write_text(json.dumps(spec, indent="\t") + "\n")
+        with open(target, "w") as f:
+            f.write(json.dumps(spec, indent="\t") + "\n")
         return 0
     if command in ("create", "run"):
-        pid_file = Path(args.pid_file).absolute() if args.pid_file else None
+        pid_file = os.path.abspath(args.pid_file) if args.pid_file else None
         console_socket = os.path.abspath(args.console_socket) if args.console_socket else None
         if command == "create":
             from dockyard.runtime.create import create
 
-            create(root, args.id, Path(args.bundle), pid_file=pid_file,
+            create(root, args.id, args.bundle, pid_file=pid_file,
                    no_pivot=args.no_pivot, preserve_fds=args.preserve_fds,
                    console_socket=console_socket, systemd_cgroup=args.systemd_cgroup,
                    no_new_keyring=args.no_new_keyring)
             return 0
         from dockyard.runtime.run import run
 
-        return run(root, args.id, Path(args.bundle), detach=args.detach, pid_file=pid_file,
+        return run(root, args.id, args.bundle, detach=args.detach, pid_file=pid_file,
                    no_pivot=args.no_pivot, preserve_fds=args.preserve_fds,
                    console_socket=console_socket, systemd_cgroup=args.systemd_cgroup,
                    no_new_keyring=args.no_new_keyring)
@@ -330,7 +330,7 @@ def _dispatch(args: argparse.Namespace | Args) -> int:
     raise DockyardError(f"unknown command {command!r}")
 
 
-def _exec(root: Path, args: argparse.Namespace | Args) -> int:
+def _exec(root: str, args: argparse.Namespace | Args) -> int:
     import json
 
     from dockyard.errors import InvalidArgument
@@ -340,7 +340,8 @@ def _exec(root: Path, args: argparse.Namespace | Args) -> int:
 
     if args.process:
         try:
-            proc = parse_process(json.loads(Path(args.process).read_text()))
+            with open(args.process) as f:
+                proc = parse_process(json.loads(f.read()))
         except (OSError, json.JSONDecodeError) as exc:
             raise InvalidArgument(f"--process {args.process}: {exc}") from None
     else:
@@ -353,7 +354,7 @@ def _exec(root: Path, args: argparse.Namespace | Args) -> int:
             user=exec_mod.parse_user(args.user) if args.user else None,
             additional_gids=tuple(args.additional_gids), caps=tuple(args.cap),
             no_new_privs=args.no_new_privs, tty=args.tty)
-    pid_file = Path(args.pid_file).absolute() if args.pid_file else None
+    pid_file = os.path.abspath(args.pid_file) if args.pid_file else None
     console_socket = os.path.abspath(args.console_socket) if args.console_socket else None
     return exec_mod.exec_process(root, args.id, proc, detach=args.detach, pid_file=pid_file,
                                  console_socket=console_socket,

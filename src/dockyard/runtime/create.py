@@ -31,7 +31,6 @@ import signal
 import socket
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 from dockyard import fastjson
 from dockyard.errors import DockyardError, InvalidArgument, NotFound, PermissionDenied
@@ -44,6 +43,8 @@ from dockyard.values import replace, value
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
+    from _typeshed import StrPath
+
     from dockyard.cgroups import CgroupManager
     from dockyard.model.resources import Resources
 
@@ -92,13 +93,14 @@ class InitConfig:
     new_keyring: bool = True
 
 
-def load_bundle(bundle: Path) -> Spec:
+def load_bundle(bundle: StrPath) -> Spec:
     return _load_bundle(bundle)[0]
 
 
-def _load_bundle(bundle: Path) -> tuple[Spec, str]:
+def _load_bundle(bundle: StrPath) -> tuple[Spec, str]:
     try:
-        raw = (bundle / "config.json").read_text()
+        with open(os.path.join(bundle, "config.json")) as f:
+            raw = f.read()
     except FileNotFoundError:
         raise NotFound(f"bundle {bundle}: config.json not found") from None
     try:
@@ -119,12 +121,12 @@ def check_console(terminal: bool, cons: Console | None) -> None:
         raise NotFound(f"console socket {cons.path} does not exist")
 
 
-def resolve(spec: Spec, bundle: Path, fifo: str, *, no_pivot: bool, preserve_fds: int,
-            cons: Console | None, seccomp_cache: Path | None = None) -> InitConfig:
+def resolve(spec: Spec, bundle: StrPath, fifo: str, *, no_pivot: bool, preserve_fds: int,
+            cons: Console | None, seccomp_cache: StrPath | None = None) -> InitConfig:
     if spec.process is None:
         raise InvalidArgument("config.json: process is required to create a container")
     root = spec.root.path
-    rootfs_path = os.path.realpath(root if os.path.isabs(root) else bundle / root)
+    rootfs_path = os.path.realpath(os.path.join(bundle, root))
     if not os.path.isdir(rootfs_path):
         raise NotFound(f"rootfs {rootfs_path} does not exist")
     check_console(spec.process.terminal, cons)
@@ -383,9 +385,10 @@ def now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def write_pid_file(pid_file: Path, pid: int) -> None:
-    tmp = pid_file.with_name(pid_file.name + ".tmp")
-    tmp.write_text(str(pid))
+def write_pid_file(pid_file: StrPath, pid: int) -> None:
+    tmp = os.fspath(pid_file) + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(str(pid))
     os.replace(tmp, pid_file)
 
 
@@ -445,11 +448,12 @@ def _hook_kinds(spec: Spec) -> tuple[str, ...]:
     return tuple(kind for kind, hooks in present if hooks)
 
 
-def create(root: Path, container_id: str, bundle: Path, *, pid_file: Path | None = None,
+def create(root: StrPath, container_id: str, bundle: StrPath, *,
+           pid_file: StrPath | None = None,
            no_pivot: bool = False, preserve_fds: int = 0, console_socket: str | None = None,
            console_fd: int | None = None, systemd_cgroup: bool = False,
            no_new_keyring: bool = False) -> state.Record:
-    bundle = bundle.resolve()
+    bundle = os.path.realpath(bundle)
     spec, raw_config = _load_bundle(bundle)
     state.validate_id(container_id)
     cons = None
@@ -460,7 +464,7 @@ def create(root: Path, container_id: str, bundle: Path, *, pid_file: Path | None
     cgroup: CgroupManager | None = None
     try:
         state.save_config(state_dir, raw_config)
-        fifo = str(state_dir / state.FIFO_NAME)
+        fifo = os.path.join(state_dir, state.FIFO_NAME)
         os.mkfifo(fifo, 0o622)
         # past the umask: the init reopens it after dropping to the process user, who may be
         # "other" to it (a non-root user, or root in a user namespace), as runc does
@@ -483,7 +487,7 @@ def create(root: Path, container_id: str, bundle: Path, *, pid_file: Path | None
                                 if cgroup is not None else ())
 
         cfg = resolve(spec, bundle, fifo, no_pivot=no_pivot, preserve_fds=preserve_fds,
-                      cons=cons, seccomp_cache=root / SECCOMP_CACHE)
+                      cons=cons, seccomp_cache=os.path.join(root, SECCOMP_CACHE))
         cgroup = make_cgroup(spec, container_id, systemd_cgroup)
         cfg = replace(cfg, cgroup=cgroup, container_id=container_id,
                       new_keyring=not no_new_keyring)

@@ -6,10 +6,13 @@ import contextlib
 import os
 import select
 import signal
-from pathlib import Path
 
 from dockyard.errors import FailedPrecondition, NotFound
 from dockyard.runtime import state
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from _typeshed import StrPath
 
 _KILL_WAIT_MS = 10_000
 
@@ -27,12 +30,12 @@ def _kill_and_wait(pid: int) -> None:
         os.close(pidfd)
 
 
-def delete(root: Path, container_id: str, *, force: bool = False) -> None:
+def delete(root: StrPath, container_id: str, *, force: bool = False) -> None:
     d = state.container_dir(root, container_id)
     try:
         rec = state.load(root, container_id)
     except NotFound:
-        if d.is_dir():  # a create that crashed half-way: nothing runs, clean it up
+        if os.path.isdir(d):  # a create that crashed half-way: nothing runs, clean it up
             state.remove_dir(d)
             return
         if force:  # runc: forcing the removal of what is not there succeeds

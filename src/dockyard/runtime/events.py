@@ -13,7 +13,7 @@ from dockyard.runtime import state
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
-    from pathlib import Path
+    from _typeshed import StrPath
 
 
 def parse_interval(text: str) -> float:
@@ -28,7 +28,7 @@ def parse_interval(text: str) -> float:
     return seconds
 
 
-def stats_event(root: Path, container_id: str) -> dict[str, object]:
+def stats_event(root: StrPath, container_id: str) -> dict[str, object]:
     rec = state.load(root, container_id)
     if state.status_of(root, rec) is state.Status.STOPPED:
         raise FailedPrecondition("container is not running")
@@ -38,7 +38,7 @@ def stats_event(root: Path, container_id: str) -> dict[str, object]:
     return {"type": "stats", "id": container_id, "data": cgroup.stats().to_runc()}
 
 
-def events(root: Path, container_id: str, *, stats_once: bool, interval: float) -> None:
+def events(root: StrPath, container_id: str, *, stats_once: bool, interval: float) -> None:
     if stats_once:
         sys.stdout.write(json.dumps(stats_event(root, container_id)) + "\n")
         return

@@ -22,7 +22,6 @@ import contextlib
 import os
 import socket
 import sys
-from pathlib import Path
 
 from dockyard.errors import FailedPrecondition, InvalidArgument
 from dockyard.linux import libc as k
@@ -32,6 +31,8 @@ from dockyard.values import replace
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
+    from _typeshed import StrPath
+
     from dockyard.cgroups import CgroupManager
 
 _NS_FILES = (("user", "user"), ("ipc", "ipc"), ("uts", "uts"), ("network", "net"),
@@ -129,8 +130,8 @@ def _namespace_fds(init_pid: int) -> list[tuple[str, int]]:
     return out
 
 
-def exec_process(root: Path, container_id: str, proc: Process, *, detach: bool = False,
-                 pid_file: Path | None = None, console_socket: str | None = None,
+def exec_process(root: StrPath, container_id: str, proc: Process, *, detach: bool = False,
+                 pid_file: StrPath | None = None, console_socket: str | None = None,
                  preserve_fds: int = 0, ignore_paused: bool = False) -> int:
     """Start ``proc`` in the container; unless detached, wait and return its exit status."""
     rec = state.load(root, container_id)
@@ -153,7 +154,7 @@ def exec_process(root: Path, container_id: str, proc: Process, *, detach: bool =
         cons = create.Console(path=console_socket)
     # runc's rule: an exec'd process gets the container's seccomp profile too
     prepared = process.prepare(proc, preserve_fds, state.load_config(root, container_id)
-                               .linux.seccomp, root / create.SECCOMP_CACHE)
+                               .linux.seccomp, os.path.join(root, create.SECCOMP_CACHE))
     if not detach:
         k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)
     ns_fds = _namespace_fds(rec.pid)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from pathlib import Path
 
 from dockyard.errors import FailedPrecondition
 from dockyard.runtime import state
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from _typeshed import StrPath
 
 
 def _pid_ns(pid: int) -> str | None:
@@ -26,7 +29,7 @@ def _pids_in_ns(ns: str) -> list[int]:
     return pids
 
 
-def kill(root: Path, container_id: str, sig: signal.Signals, *, all_processes: bool = False
+def kill(root: StrPath, container_id: str, sig: signal.Signals, *, all_processes: bool = False
          ) -> None:
     rec = state.load(root, container_id)
     status = state.status_of(root, rec)

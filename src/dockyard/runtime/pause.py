@@ -7,7 +7,7 @@ from dockyard.runtime import state
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
-    from pathlib import Path
+    from _typeshed import StrPath
 
     from dockyard.cgroups import CgroupManager
 
@@ -19,7 +19,7 @@ def _cgroup(rec: state.Record) -> CgroupManager:
     return cgroup
 
 
-def pause(root: Path, container_id: str) -> None:
+def pause(root: StrPath, container_id: str) -> None:
     rec = state.load(root, container_id)
     status = state.status_of(root, rec)
     if status is not state.Status.RUNNING:
@@ -27,7 +27,7 @@ def pause(root: Path, container_id: str) -> None:
     _cgroup(rec).freeze()
 
 
-def resume(root: Path, container_id: str) -> None:
+def resume(root: StrPath, container_id: str) -> None:
     rec = state.load(root, container_id)
     if state.status_of(root, rec) is not state.Status.PAUSED:
         raise FailedPrecondition("container not paused")

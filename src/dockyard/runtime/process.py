@@ -20,7 +20,7 @@ from dockyard.values import value
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
-    from pathlib import Path
+    from _typeshed import StrPath
 
     from dockyard.model.seccomp import Seccomp
     from dockyard.runtime.seccomp import CompiledFilter
@@ -41,7 +41,7 @@ class Prepared:
 
 
 def prepare(proc: Process, preserve_fds: int = 0, seccomp: Seccomp | None = None,
-            seccomp_cache: Path | None = None) -> Prepared:
+            seccomp_cache: StrPath | None = None) -> Prepared:
     rlimits = []
     for rl in proc.rlimits:
         name = rl.type.upper()
@@ -52,9 +52,12 @@ def prepare(proc: Process, preserve_fds: int = 0, seccomp: Seccomp | None = None
         raise InvalidArgument("--preserve-fds must not be negative")
     compiled = None
     if seccomp is not None:
+        from pathlib import Path  # only with a seccomp profile: the cache code works in Paths
+
         from dockyard.runtime import seccomp as seccomp_mod
 
-        compiled = seccomp_mod.prepare(seccomp, seccomp_cache)
+        compiled = seccomp_mod.prepare(seccomp, None if seccomp_cache is None
+                                       else Path(seccomp_cache))
     return Prepared(process=proc, caps=capabilities.resolve(proc.capabilities),
                     rlimits=tuple(rlimits), preserve_fds=preserve_fds, seccomp=compiled)
 

@@ -10,10 +10,10 @@ from dockyard.runtime import state
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
-    from pathlib import Path
+    from _typeshed import StrPath
 
 
-def container_pids(root: Path, container_id: str) -> list[int]:
+def container_pids(root: StrPath, container_id: str) -> list[int]:
     rec = state.load(root, container_id)
     status = state.status_of(root, rec)
     if status is state.Status.STOPPED:
@@ -22,7 +22,7 @@ def container_pids(root: Path, container_id: str) -> list[int]:
     return sorted(cgroup.pids()) if cgroup is not None else [rec.pid]
 
 
-def ps(root: Path, container_id: str, fmt: str, ps_args: list[str]) -> str:
+def ps(root: StrPath, container_id: str, fmt: str, ps_args: list[str]) -> str:
     pids = container_pids(root, container_id)
     if fmt == "json":
         return json.dumps(pids) + "\n"

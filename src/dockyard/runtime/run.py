@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-from pathlib import Path
 
 from dockyard.errors import InvalidArgument
 from dockyard.linux import libc as k
@@ -20,18 +19,22 @@ from dockyard.runtime import create as create_mod
 from dockyard.runtime import delete as delete_mod
 from dockyard.runtime import start as start_mod
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from _typeshed import StrPath
+
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
               signal.SIGUSR2)
 
 
-def run(root: Path, container_id: str, bundle: Path, *, detach: bool = False,
-        pid_file: Path | None = None, no_pivot: bool = False, preserve_fds: int = 0,
+def run(root: StrPath, container_id: str, bundle: StrPath, *, detach: bool = False,
+        pid_file: StrPath | None = None, no_pivot: bool = False, preserve_fds: int = 0,
         console_socket: str | None = None, systemd_cgroup: bool = False,
         no_new_keyring: bool = False) -> int:
     proxy_sock: socket.socket | None = None
     console_fd: int | None = None
     if console_socket is None:
-        spec = create_mod.load_bundle(bundle.resolve())
+        spec = create_mod.load_bundle(os.path.realpath(bundle))
         if spec.process is not None and spec.process.terminal:
             if detach:
                 raise InvalidArgument("cannot allocate tty if dockyard-runc will detach "

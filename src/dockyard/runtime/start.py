@@ -5,22 +5,25 @@ from __future__ import annotations
 import contextlib
 import os
 import select
-from pathlib import Path
 
 from dockyard.errors import DockyardError, FailedPrecondition
 from dockyard.runtime import state
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from _typeshed import StrPath
+
 _POLL_MS = 100
 
 
-def start(root: Path, container_id: str) -> None:
+def start(root: StrPath, container_id: str) -> None:
     rec = state.load(root, container_id)
     status = state.status_of(root, rec)
     if not status.can_start:
         if status is state.Status.STOPPED:
             raise FailedPrecondition("cannot start a container that has stopped")
         raise FailedPrecondition(f"cannot start an already {status.value} container")
-    fifo = state.container_dir(root, container_id) / state.FIFO_NAME
+    fifo = os.path.join(state.container_dir(root, container_id), state.FIFO_NAME)
     # Non-blocking open: a reader appears at once, which releases the init's blocked open.
     fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
@@ -39,7 +42,7 @@ def start(root: Path, container_id: str) -> None:
     finally:
         os.close(fd)
         with contextlib.suppress(FileNotFoundError):
-            fifo.unlink()
+            os.unlink(fifo)
     if "poststart" in rec.hooks:
         from dockyard.runtime import hooks
 

@@ -13,7 +13,6 @@ import enum
 import os
 import re
 import signal
-from pathlib import Path
 
 from dockyard import OCI_SPEC_VERSION, fastjson
 from dockyard.errors import AlreadyExists, InvalidArgument, NotFound
@@ -21,10 +20,12 @@ from dockyard.values import asdict, value
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
+    from _typeshed import StrPath
+
     from dockyard.cgroups import CgroupManager
     from dockyard.model.oci import Spec
 
-DEFAULT_ROOT = Path("/run/dockyard-runc")
+DEFAULT_ROOT = "/run/dockyard-runc"
 _ID_RE = re.compile(r"^[\w+\-.]+$")
 FIFO_NAME = "exec.fifo"
 
@@ -78,14 +79,20 @@ def validate_id(container_id: str) -> str:
     return container_id
 
 
-def container_dir(root: Path, container_id: str) -> Path:
-    return root / validate_id(container_id)
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def container_dir(root: StrPath, container_id: str) -> str:
+    return os.path.join(root, validate_id(container_id))
 
 
 def process_start_time(pid: int) -> int | None:
     """Field 22 of /proc/<pid>/stat, or None when the process is gone or a zombie."""
     try:
-        raw = Path(f"/proc/{pid}/stat").read_bytes()
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
     except (FileNotFoundError, ProcessLookupError):
         return None
     fields = raw[raw.rindex(b")") + 2:].split()
@@ -94,18 +101,18 @@ def process_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
-def reserve(root: Path, container_id: str) -> Path:
+def reserve(root: StrPath, container_id: str) -> str:
     """Make the container's state directory; fail if the id is taken."""
-    root.mkdir(mode=0o711, parents=True, exist_ok=True)
+    os.makedirs(root, mode=0o711, exist_ok=True)
     d = container_dir(root, container_id)
     try:
-        d.mkdir(mode=0o711)
+        os.mkdir(d, mode=0o711)
     except FileExistsError:
         raise AlreadyExists(f"container with id exists: {container_id}") from None
     return d
 
 
-def remove_dir(d: Path) -> None:
+def remove_dir(d: StrPath) -> None:
     """Remove a container's state directory (flat: files and the fifo) without importing
     shutil on the start path; what cannot be removed is left, as rmtree(ignore_errors)."""
     try:
@@ -125,9 +132,9 @@ def remove_dir(d: Path) -> None:
         os.rmdir(d)
 
 
-def save(root: Path, rec: Record) -> None:
+def save(root: StrPath, rec: Record) -> None:
     d = container_dir(root, rec.id)
-    tmp = d / "state.json.tmp"
+    tmp = os.path.join(d, "state.json.tmp")
     data = asdict(rec)
     data["annotations"] = dict(rec.annotations)
     data["cgroup_paths"] = dict(rec.cgroup_paths)
@@ -135,13 +142,13 @@ def save(root: Path, rec: Record) -> None:
         f.write(fastjson.dumps(data))
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, d / "state.json")
+    os.replace(tmp, os.path.join(d, "state.json"))
 
 
-def load(root: Path, container_id: str) -> Record:
+def load(root: StrPath, container_id: str) -> Record:
     d = container_dir(root, container_id)
     try:
-        data = fastjson.loads((d / "state.json").read_text())
+        data = fastjson.loads(_read(os.path.join(d, "state.json")))
     except FileNotFoundError:
         raise NotFound(f"container does not exist: {container_id}") from None
     data["annotations"] = tuple(sorted(data.get("annotations", {}).items()))
@@ -153,32 +160,34 @@ def load(root: Path, container_id: str) -> Record:
 CONFIG_NAME = "config.json"
 
 
-def save_config(state_dir: Path, raw: str) -> None:
+def save_config(state_dir: StrPath, raw: str) -> None:
     """The config.json create used: later verbs (exec, hooks, update) read this copy, not the
     bundle's, which may have changed since."""
-    (state_dir / CONFIG_NAME).write_text(raw)
+    with open(os.path.join(state_dir, CONFIG_NAME), "w") as f:
+        f.write(raw)
 
 
-def load_config(root: Path, container_id: str) -> Spec:
+def load_config(root: StrPath, container_id: str) -> Spec:
     from dockyard.model.oci import parse_spec
 
     try:
-        raw = (container_dir(root, container_id) / CONFIG_NAME).read_text()
+        raw = _read(os.path.join(container_dir(root, container_id), CONFIG_NAME))
     except FileNotFoundError:
         raise NotFound(f"container does not exist: {container_id}") from None
     return parse_spec(fastjson.loads(raw))
 
 
-def list_ids(root: Path) -> list[str]:
-    if not root.is_dir():
+def list_ids(root: StrPath) -> list[str]:
+    if not os.path.isdir(root):
         return []
-    return sorted(p.name for p in root.iterdir() if (p / "state.json").exists())
+    return sorted(name for name in os.listdir(root)
+                  if os.path.exists(os.path.join(root, name, "state.json")))
 
 
-def status_of(root: Path, rec: Record) -> Status:
+def status_of(root: StrPath, rec: Record) -> Status:
     if process_start_time(rec.pid) != rec.pid_start_time:
         return Status.STOPPED
-    if (container_dir(root, rec.id) / FIFO_NAME).exists():
+    if os.path.exists(os.path.join(container_dir(root, rec.id), FIFO_NAME)):
         return Status.CREATED
     try:
         state = _proc_state(rec.pid)
@@ -204,16 +213,17 @@ def is_frozen(rec: Record) -> bool:
     paths = dict(rec.cgroup_paths)
     try:
         if "freezer" in paths:
-            return Path(paths["freezer"], "freezer.state").read_text().strip() == "FROZEN"
+            return _read(os.path.join(paths["freezer"], "freezer.state")).strip() == "FROZEN"
         if "" in paths:
-            return "frozen 1" in Path(paths[""], "cgroup.events").read_text().splitlines()
+            return "frozen 1" in _read(os.path.join(paths[""], "cgroup.events")).splitlines()
     except OSError:
         return False
     return False
 
 
 def _proc_state(pid: int) -> str:
-    raw = Path(f"/proc/{pid}/stat").read_bytes()
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        raw = f.read()
     return raw[raw.rindex(b")") + 2:].split()[0].decode()
 
 
@@ -226,7 +236,7 @@ def hook_state(rec: Record, status: Status) -> dict[str, object]:
     return doc
 
 
-def to_oci_state(root: Path, rec: Record) -> dict[str, object]:
+def to_oci_state(root: StrPath, rec: Record) -> dict[str, object]:
     """The state document as runc prints it (the OCI state plus rootfs, created, owner)."""
     status = status_of(root, rec)
     out: dict[str, object] = {

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 if TYPE_CHECKING:
-    from pathlib import Path
+    from _typeshed import StrPath
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
@@ -70,7 +70,7 @@ def resources_from_flags(flags: dict[str, str | None]) -> dict[str, Any]:
     return out
 
 
-def update(root: Path, container_id: str, raw: dict[str, Any]) -> None:
+def update(root: StrPath, container_id: str, raw: dict[str, Any]) -> None:
     rec = state.load(root, container_id)
     if state.status_of(root, rec) is state.Status.STOPPED:
         raise FailedPrecondition("container not running")
