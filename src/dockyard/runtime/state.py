@@ -8,11 +8,8 @@ never trusted from the file alone.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import os
-import re
-import signal
 
 from dockyard import OCI_SPEC_VERSION, fastjson
 from dockyard.errors import AlreadyExists, InvalidArgument, NotFound
@@ -20,13 +17,16 @@ from dockyard.values import asdict, value
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
+    import signal
+
     from _typeshed import StrPath
 
     from dockyard.cgroups import CgroupManager
     from dockyard.model.oci import Spec
 
 DEFAULT_ROOT = "/run/dockyard-runc"
-_ID_RE = re.compile(r"^[\w+\-.]+$")
+#: runc's container id rule (^[\w+-.]+$, ASCII), checked without importing re
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 FIFO_NAME = "exec.fifo"
 
 
@@ -74,7 +74,8 @@ class Record:
 
 
 def validate_id(container_id: str) -> str:
-    if not container_id or not _ID_RE.match(container_id) or container_id in (".", ".."):
+    if (not container_id or not _ID_CHARS.issuperset(container_id)
+            or container_id in (".", "..")):
         raise InvalidArgument(f"invalid container id format: {container_id!r}")
     return container_id
 
@@ -128,8 +129,10 @@ def remove_dir(d: StrPath) -> None:
             shutil.rmtree(os.path.join(d, name), ignore_errors=True)
         except OSError:
             continue
-    with contextlib.suppress(OSError):
+    try:  # noqa: SIM105 - contextlib costs an import on the start path
         os.rmdir(d)
+    except OSError:
+        pass
 
 
 def save(root: StrPath, rec: Record) -> None:
@@ -255,6 +258,8 @@ def to_oci_state(root: StrPath, rec: Record) -> dict[str, object]:
 
 
 def parse_signal(name: str) -> signal.Signals:
+    import signal
+
     """Accept ``9``, ``KILL`` or ``SIGKILL`` (any case), as runc does."""
     text = name.strip()
     try:
