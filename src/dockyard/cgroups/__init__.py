@@ -71,6 +71,14 @@ class CgroupManager(Protocol):
     def add_pid(self, pid: int) -> None:
         """Move a process into the existing cgroup(s) (``runc exec``)."""
 
+    @property
+    def clone_dir(self) -> str | None:
+        """A cgroup v2 directory a child can be cloned into (CLONE_INTO_CGROUP), if any."""
+
+    def add_self(self, *, cloned: bool = False) -> None:
+        """Move the calling single-threaded process in, the cheap way; ``cloned``: it was
+        born in :attr:`clone_dir` already."""
+
     def set(self, resources: Resources) -> None:
         """Apply what ``resources`` gives; what it leaves out is left as it is."""
 

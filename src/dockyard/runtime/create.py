@@ -342,7 +342,26 @@ def _init_hooks(cfg: InitConfig, sock: socket.socket) -> dict[str, object]:
     return state_doc
 
 
-def _intermediate(cfg: InitConfig, sock: socket.socket) -> None:
+def _fork_middle(cgroup: CgroupManager | None) -> tuple[int, bool]:
+    """Fork the middle child, into the container's cgroup v2 directory where there is one
+    (clone3 CLONE_INTO_CGROUP: no wait on the kernel's threadgroup lock). Returns
+    (pid, cloned into the cgroup); falls back to a plain fork on older kernels."""
+    clone_dir = cgroup.clone_dir if cgroup is not None else None
+    if clone_dir is not None:
+        try:
+            fd = os.open(clone_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return os.fork(), False
+        try:
+            return k.fork_into_cgroup(fd), True
+        except DockyardError:
+            pass
+        finally:
+            os.close(fd)
+    return os.fork(), False
+
+
+def _intermediate(cfg: InitConfig, sock: socket.socket, cloned: bool = False) -> None:
     """Join or create the namespaces, then fork the init into them. Never returns."""
     try:
         k.prctl(k.PR_SET_DUMPABLE, 0)
@@ -353,7 +372,7 @@ def _intermediate(cfg: InitConfig, sock: socket.socket) -> None:
             finally:
                 os.close(fd)
         if cfg.cgroup is not None:  # before the cgroup namespace: it is rooted here
-            cfg.cgroup.add_pid(os.getpid())
+            cfg.cgroup.add_self(cloned=cloned)
         if cfg.new_userns:
             k.unshare(k.CLONE_NEWUSER)
             rootless = os.geteuid() != 0
@@ -494,10 +513,10 @@ def create(root: StrPath, container_id: str, bundle: StrPath, *,
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         sys.stdout.flush()
         sys.stderr.flush()
-        mid = os.fork()
+        mid, cloned = _fork_middle(cgroup)
         if mid == 0:
             parent_sock.close()
-            _intermediate(cfg, child_sock)
+            _intermediate(cfg, child_sock, cloned)
         child_sock.close()
         os.close(cfg.fifo_fd)
         init_pid = collect(parent_sock, mid, pids, on_hooks,

@@ -138,6 +138,22 @@ class V1Manager:
         for _, d in self._unique_dirs():
             add_pid(self.fs, d, pid)
 
+    @property
+    def clone_dir(self) -> str | None:
+        """The cgroup v2 directory a child can be cloned into (the unified one, if any)."""
+        return self._paths.get(UNIFIED)
+
+    def add_self(self, *, cloned: bool = False) -> None:
+        """Move the calling (single-threaded) process in: "0" into each v1 ``tasks`` file,
+        which moves just this thread without the kernel's threadgroup write lock; the
+        unified directory through ``cgroup.procs`` unless the process was cloned into it."""
+        for key, d in self._unique_dirs():
+            if key == UNIFIED:
+                if not cloned:
+                    add_pid(self.fs, d, 0)
+            else:
+                self.fs.write(join(d, "tasks"), "0")
+
     # --- limits ----------------------------------------------------------------------------
 
     def _need(self, controller: str, what: str) -> str:

@@ -123,6 +123,16 @@ class V2Manager:
     def add_pid(self, pid: int) -> None:
         add_pid(self.fs, self._path, pid)
 
+    @property
+    def clone_dir(self) -> str | None:
+        """The directory a child can be cloned into (CLONE_INTO_CGROUP)."""
+        return self._path
+
+    def add_self(self, *, cloned: bool = False) -> None:
+        """Move the calling process in, unless it was cloned into the cgroup already."""
+        if not cloned:
+            add_pid(self.fs, self._path, 0)
+
     def set(self, resources: Resources) -> None:
         fs, d = self.fs, self._path
         if resources.pids is not None:
