@@ -24,11 +24,11 @@ already belongs to the container. No re-exec: the children are forks of this pro
 
 from __future__ import annotations
 
+import _socket  # not socket.py: that costs ~4 ms of imports on every start
 import contextlib
 import datetime as dt
 import os
 import signal
-import socket
 import sys
 from collections.abc import Callable
 
@@ -36,13 +36,15 @@ from dockyard import fastjson
 from dockyard.errors import DockyardError, InvalidArgument, NotFound, PermissionDenied
 from dockyard.linux import libc as k
 from dockyard.model.oci import Spec, parse_spec
-from dockyard.runtime import console, process, rootfs, state, userns
+from dockyard.runtime import process, rootfs, state, userns
 from dockyard.runtime.mountopts import propagation_flags
 from dockyard.runtime.rootfs import Step
 from dockyard.values import replace, value
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
+    import socket
+
     from _typeshed import StrPath
 
     from dockyard.cgroups import CgroupManager
@@ -156,6 +158,7 @@ def resolve(spec: Spec, bundle: StrPath, fifo: str, *, no_pivot: bool, preserve_
     from dockyard.runtime import lsm
 
     lsm.check(spec)
+    _preload_child_modules(spec, clone_flags)
     propagation = propagation_flags(spec.linux.rootfs_propagation or "rslave")
     return InitConfig(
         rootfs=rootfs_path, spec=spec, steps=rootfs.plan(spec), propagation=propagation,
@@ -166,11 +169,29 @@ def resolve(spec: Spec, bundle: StrPath, fifo: str, *, no_pivot: bool, preserve_
         new_userns=new_userns)
 
 
-def send(sock: socket.socket, msg: dict[str, object]) -> None:
+def _preload_child_modules(spec: Spec, clone_flags: int) -> None:
+    """Import here what the children will need. After it enters a user namespace the init
+    may no longer be able to read the interpreter's library (here it lives under /root,
+    0700), so nothing may be imported there for the first time."""
+    import importlib
+
+    h = spec.hooks
+    needed = []
+    if clone_flags & k.CLONE_NEWNET:
+        needed.append("dockyard.linux.netdev")
+    if h.create_container or h.start_container or h.prestart or h.create_runtime:
+        needed.append("dockyard.runtime.hooks")
+    if spec.process is not None and spec.process.terminal:
+        needed += ["socket", "dockyard.runtime.console"]
+    for name in needed:
+        importlib.import_module(name)
+
+
+def send(sock: _socket.socket, msg: dict[str, object]) -> None:
     sock.send(fastjson.dumps(msg).encode())
 
 
-def recv(sock: socket.socket) -> dict[str, object]:
+def recv(sock: _socket.socket) -> dict[str, object]:
     raw = sock.recv(65536)
     if not raw:
         raise DockyardError("container init exited before it was ready")
@@ -180,7 +201,7 @@ def recv(sock: socket.socket) -> dict[str, object]:
     return msg
 
 
-def handshake(sock: socket.socket, pids: list[int],
+def handshake(sock: _socket.socket, pids: list[int],
               on_hooks: Callable[[int], dict[str, object]] | None = None,
               on_userns: Callable[[], None] | None = None) -> int:
     """Collect the grandchild's pid (from the middle child) and its "ready" (from itself).
@@ -212,23 +233,23 @@ def handshake(sock: socket.socket, pids: list[int],
     return pids[0]
 
 
-def collect(sock: socket.socket, mid: int, pids: list[int],
+def collect(sock: _socket.socket, mid: int, pids: list[int],
             on_hooks: Callable[[int], dict[str, object]] | None = None,
             on_userns: Callable[[], None] | None = None) -> int:
     """The parent's side of the handshake, then the middle child reaped; closes ``sock``."""
-    with sock:
-        try:
-            return handshake(sock, pids, on_hooks, on_userns)
-        except BaseException:
-            # the middle child may be waiting for us (its id maps): don't wait for it
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(mid, signal.SIGKILL)
-            raise
-        finally:
-            os.waitpid(mid, 0)
+    try:
+        return handshake(sock, pids, on_hooks, on_userns)
+    except BaseException:
+        # the middle child may be waiting for us (its id maps): don't wait for it
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(mid, signal.SIGKILL)
+        raise
+    finally:
+        sock.close()
+        os.waitpid(mid, 0)
 
 
-def report_and_exit(sock: socket.socket, exc: BaseException, status: int) -> None:
+def report_and_exit(sock: _socket.socket, exc: BaseException, status: int) -> None:
     """The last thing a child does when it fails: tell the parent (who prints it), or, if the
     parent is gone, stderr."""
     try:
@@ -242,13 +263,17 @@ def report_and_exit(sock: socket.socket, exc: BaseException, status: int) -> Non
 def _console_socket(cfg: InitConfig) -> socket.socket | None:
     if cfg.console is None:
         return None
+    import socket
+
+    from dockyard.runtime import console
+
     if cfg.console.fd is not None:
         return socket.socket(fileno=cfg.console.fd)
     assert cfg.console.path is not None
     return console.connect(cfg.console.path)
 
 
-def _init(cfg: InitConfig, sock: socket.socket) -> None:
+def _init(cfg: InitConfig, sock: _socket.socket) -> None:
     """The container's init, before exec. Never returns."""
     proc = cfg.proc.process
     try:
@@ -282,6 +307,8 @@ def _init(cfg: InitConfig, sock: socket.socket) -> None:
         os.chdir(proc.cwd)
         exe = process.find_executable(proc.args[0], proc.env)
         if csock is not None:
+            from dockyard.runtime import console
+
             console.make_pty_and_send(csock, proc.user.uid, proc.user.gid, proc.console_size)
             console.bind_console()
         if proc.oom_score_adj is not None:
@@ -322,7 +349,7 @@ def _new_session_keyring(container_id: str) -> None:
             raise
 
 
-def _init_hooks(cfg: InitConfig, sock: socket.socket) -> dict[str, object]:
+def _init_hooks(cfg: InitConfig, sock: _socket.socket) -> dict[str, object]:
     """With hooks: let the parent run prestart/createRuntime (in the runtime's namespaces),
     then run createContainer here (container namespaces, before pivot_root)."""
     h = cfg.spec.hooks
@@ -361,7 +388,7 @@ def _fork_middle(cgroup: CgroupManager | None) -> tuple[int, bool]:
     return os.fork(), False
 
 
-def _intermediate(cfg: InitConfig, sock: socket.socket, cloned: bool = False) -> None:
+def _intermediate(cfg: InitConfig, sock: _socket.socket, cloned: bool = False) -> None:
     """Join or create the namespaces, then fork the init into them. Never returns."""
     try:
         k.prctl(k.PR_SET_DUMPABLE, 0)
@@ -510,7 +537,7 @@ def create(root: StrPath, container_id: str, bundle: StrPath, *,
         cgroup = make_cgroup(spec, container_id, systemd_cgroup)
         cfg = replace(cfg, cgroup=cgroup, container_id=container_id,
                       new_keyring=not no_new_keyring)
-        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
         sys.stdout.flush()
         sys.stderr.flush()
         mid, cloned = _fork_middle(cgroup)

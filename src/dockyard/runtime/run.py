@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 
 from dockyard.errors import InvalidArgument
 from dockyard.linux import libc as k
-from dockyard.runtime import console
 from dockyard.runtime import create as create_mod
 from dockyard.runtime import delete as delete_mod
 from dockyard.runtime import start as start_mod
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
+    import socket
+
     from _typeshed import StrPath
 
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
@@ -39,6 +39,8 @@ def run(root: StrPath, container_id: str, bundle: StrPath, *, detach: bool = Fal
             if detach:
                 raise InvalidArgument("cannot allocate tty if dockyard-runc will detach "
                                       "without setting console socket")
+            import socket  # only with a terminal
+
             proxy_sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             console_fd = theirs.detach()
     if not detach:
@@ -52,7 +54,11 @@ def run(root: StrPath, container_id: str, bundle: StrPath, *, detach: bool = Fal
     finally:
         if console_fd is not None:
             os.close(console_fd)
-    master = console.recv_master(proxy_sock) if proxy_sock is not None else None
+    master = None
+    if proxy_sock is not None:
+        from dockyard.runtime import console
+
+        master = console.recv_master(proxy_sock)
     try:
         start_mod.start(root, container_id)
     except BaseException:
@@ -80,6 +86,8 @@ def wait_for(pid: int, master: int | None = None) -> int:
         signal.signal(sig, forward)
     try:
         if master is not None:
+            from dockyard.runtime import console
+
             pidfd = os.pidfd_open(pid)
             try:
                 console.proxy(master, pidfd)
