@@ -25,7 +25,6 @@ already belongs to the container. No re-exec: the children are forks of this pro
 from __future__ import annotations
 
 import _socket  # not socket.py: that costs ~4 ms of imports on every start
-import contextlib
 import datetime as dt
 import os
 import signal
@@ -241,8 +240,10 @@ def collect(sock: _socket.socket, mid: int, pids: list[int],
         return handshake(sock, pids, on_hooks, on_userns)
     except BaseException:
         # the middle child may be waiting for us (its id maps): don't wait for it
-        with contextlib.suppress(ProcessLookupError):
+        try:
             os.kill(mid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         raise
     finally:
         sock.close()
@@ -255,8 +256,10 @@ def report_and_exit(sock: _socket.socket, exc: BaseException, status: int) -> No
     try:
         send(sock, {"error": str(exc)})
     except OSError:
-        with contextlib.suppress(OSError):
+        try:
             os.write(2, f"dockyard-runc: {exc}\n".encode())
+        except OSError:
+            pass
     os._exit(status)
 
 
@@ -558,10 +561,14 @@ def create(root: StrPath, container_id: str, bundle: StrPath, *,
         return rec
     except BaseException:
         for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
+            try:
                 os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if cgroup is not None:
-            with contextlib.suppress(DockyardError):
+            try:
                 cgroup.destroy(kill=True)
+            except DockyardError:
+                pass
         state.remove_dir(state_dir)
         raise

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
 import signal
@@ -23,8 +22,10 @@ def _kill_and_wait(pid: int) -> None:
     except ProcessLookupError:
         return
     try:
-        with contextlib.suppress(ProcessLookupError):
+        try:
             os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         select.select([pidfd], [], [], _KILL_WAIT_MS / 1000)
     finally:
         os.close(pidfd)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 
@@ -45,5 +44,7 @@ def kill(root: StrPath, container_id: str, sig: signal.Signals, *, all_processes
         if ns is not None and ns != _pid_ns(os.getpid()):
             targets = _pids_in_ns(ns)
     for pid in targets:
-        with contextlib.suppress(ProcessLookupError):
+        try:
             os.kill(pid, sig)
+        except ProcessLookupError:
+            pass

@@ -7,7 +7,6 @@ child that is already inside the container's namespaces and root.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import resource
@@ -146,9 +145,11 @@ def sweep_fds(preserve_fds: int, keep: tuple[int, ...] = ()) -> None:
         fd = int(entry)
         if fd < 3 or fd in keep:
             continue
-        with contextlib.suppress(OSError):
+        try:
             if fd < first_kept:
                 os.set_inheritable(fd, True)
             else:
                 flags = fcntl.fcntl(fd, fcntl.F_GETFD)
                 fcntl.fcntl(fd, fcntl.F_SETFD, flags | fcntl.FD_CLOEXEC)
+        except OSError:
+            pass

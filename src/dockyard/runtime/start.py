@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
 
@@ -41,8 +40,10 @@ def start(root: StrPath, container_id: str) -> None:
                 raise DockyardError("container init exited before it was started")
     finally:
         os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
+        try:
             os.unlink(fifo)
+        except FileNotFoundError:
+            pass
     if "poststart" in rec.hooks:
         from dockyard.runtime import hooks
 

@@ -129,7 +129,7 @@ def remove_dir(d: StrPath) -> None:
             shutil.rmtree(os.path.join(d, name), ignore_errors=True)
         except OSError:
             continue
-    try:  # noqa: SIM105 - contextlib costs an import on the start path
+    try:
         os.rmdir(d)
     except OSError:
         pass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 
 from dockyard.cgroups.fs import CgroupFs, read_knob, read_optional, write_knob
@@ -33,8 +32,10 @@ def freeze(fs: CgroupFs, d: str, *, timeout: float = 10.0) -> None:
             if i % 25 == 24:
                 fs.sleep(0.001)
     except BaseException:
-        with contextlib.suppress(DockyardError):
+        try:
             write_knob(fs, d, "freezer.state", "THAWED", controller=NAME)
+        except DockyardError:
+            pass
         raise
 
 

@@ -9,7 +9,6 @@ processes, or the controller is bound to a v1 hierarchy) shows up later as a cle
 
 from __future__ import annotations
 
-import contextlib
 import posixpath
 import signal
 
@@ -83,8 +82,10 @@ def create(fs: CgroupFs, mountpoint: str, directory: str) -> list[str]:
 def undo(fs: CgroupFs, created: list[str]) -> None:
     """Best-effort removal of directories an operation created before it failed."""
     for d in reversed(created):
-        with contextlib.suppress(DockyardError):
+        try:
             fs.rmdir(d)
+        except DockyardError:
+            pass
 
 
 class V2Manager:
