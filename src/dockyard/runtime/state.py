@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from dockyard.cgroups import CgroupManager
     from dockyard.model.oci import Spec
 
-DEFAULT_ROOT = "/run/dockyard-runc"
 #: runc's container id rule (^[\w+-.]+$, ASCII), checked without importing re
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 FIFO_NAME = "exec.fifo"

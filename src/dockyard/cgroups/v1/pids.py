@@ -1,29 +1,17 @@
-"""v1 pids controller: pids.max (the same file and values as v2)."""
+"""v1 pids controller: pids.max, the same file and values as v2's, so v2's code serves."""
 
 from __future__ import annotations
 
-from dockyard.cgroups.convert import pids_limit_value
-from dockyard.cgroups.fs import CgroupFs, parse_uint, read_optional, write_knob
-from dockyard.model.resources import PidsResources
+from dockyard.cgroups.v2 import pids as _v2
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
+    from dockyard.cgroups.fs import CgroupFs
     from dockyard.cgroups.stats import Stats
 
 NAME = "pids"
-
-
-def set_limits(fs: CgroupFs, d: str, p: PidsResources) -> None:
-    if p.limit is not None:
-        write_knob(fs, d, "pids.max", pids_limit_value(p.limit), controller=NAME)
+set_limits = _v2.set_limits
 
 
 def stats(fs: CgroupFs, d: str, st: Stats) -> None:
-    current = read_optional(fs, d, "pids.current")
-    if current is None:
-        return
-    st.pids.current = parse_uint(current)
-    limit = read_optional(fs, d, "pids.max")
-    if limit is not None:
-        value = parse_uint(limit)
-        st.pids.limit = 0 if value == 2**64 - 1 else value
+    _v2.stats(fs, d, st, count_procs=False)

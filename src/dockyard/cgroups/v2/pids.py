@@ -18,10 +18,13 @@ def set_limits(fs: CgroupFs, d: str, p: PidsResources) -> None:
         write_knob(fs, d, "pids.max", pids_limit_value(p.limit), controller=NAME)
 
 
-def stats(fs: CgroupFs, d: str, st: Stats) -> None:
+def stats(fs: CgroupFs, d: str, st: Stats, *, count_procs: bool = True) -> None:
+    """pids.current and pids.max; without pids.current (the root cgroup), the number of
+    processes when ``count_procs`` (v2), nothing otherwise (v1)."""
     current = read_optional(fs, d, "pids.current")
     if current is None:
-        st.pids.current = len(read_procs(fs, d))
+        if count_procs:
+            st.pids.current = len(read_procs(fs, d))
         return
     st.pids.current = parse_uint(current)
     limit = read_optional(fs, d, "pids.max")
