@@ -1192,12 +1192,212 @@ def torture(cache_dir: Path | None = None) -> BuiltImage:
 
 
 # --------------------------------------------------------------------------------------------
+# pullbench
+
+#: Bump when the pullbench recipe below changes (its own key input, so the other images stay).
+PULLBENCH_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class _SyntheticLayer:
+    """One generated layer: ``files`` files below ``top``, ``per_dir`` to a subdirectory.
+
+    ``random_bytes`` of pseudo-random (incompressible) and ``text_bytes`` of word-salad text
+    (gzip takes it to about 28 %) are spread over the files with sizes that vary about 256-fold.
+    ``mixed`` files hold both (random first); otherwise the first files hold the random bytes and
+    the rest the text.
+    """
+
+    top: str
+    created_by: str
+    files: int
+    random_bytes: int
+    text_bytes: int
+    per_dir: int = 50
+    mixed: bool = False
+    mode: int = 0o644
+
+
+_MB = 1_000_000
+
+#: With the debian minbase rootfs (~121 MB of tar, ~49 MB gzipped, ~6,650 entries) as layer 1,
+#: about ISSUE 4's image: 5 gzip layers, ~129 MB compressed, ~229 MB of tar, ~8,600 entries.
+_PULLBENCH_LAYERS = (
+    _SyntheticLayer("opt/pullbench/lib", "COPY lib/ /opt/pullbench/lib/ (binaries)",
+                    files=240, random_bytes=36 * _MB, text_bytes=0, per_dir=40, mode=0o755),
+    _SyntheticLayer("usr/share/pullbench/doc", "COPY doc/ /usr/share/pullbench/doc/ (text)",
+                    files=1250, random_bytes=0, text_bytes=24_500_000, per_dir=50),
+    _SyntheticLayer("opt/pullbench/assets", "COPY assets/ /opt/pullbench/assets/ (mixed)",
+                    files=360, random_bytes=12 * _MB, text_bytes=12 * _MB, per_dir=40,
+                    mixed=True),
+    _SyntheticLayer("var/lib/pullbench", "RUN pullbench-init (data files)",
+                    files=64, random_bytes=20_500_000, text_bytes=1 * _MB, per_dir=16),
+)
+
+
+def _shake(label: str, size: int) -> bytes:
+    """``size`` deterministic pseudo-random bytes named by ``label`` (SHAKE-256 is a standard,
+    so the bytes, and the image's digests, do not depend on Python's ``random``)."""
+    return hashlib.shake_256(label.encode()).digest(size)
+
+
+def _vocabulary() -> list[bytes]:
+    seed = _shake("pullbench/vocabulary", 4096)
+    words: list[bytes] = []
+    pos = 0
+    for n in range(256):
+        length = 2 + seed[pos] % 9
+        pos += 1
+        word = bytes(ord("a") + b % 26 for b in seed[pos : pos + length])
+        pos += length
+        words.append(word + (b"\n" if n % 12 == 0 else b" "))
+    return words
+
+
+def _text(label: str, size: int, vocabulary: list[bytes]) -> bytes:
+    """``size`` bytes of text: words picked by a SHAKE stream, a newline every dozen or so."""
+    if size <= 0:
+        return b""
+    # The shortest word is 3 bytes with its separator: size // 3 + 1 picks always suffice.
+    picks = _shake(label, size // 3 + 1)
+    return b"".join(map(vocabulary.__getitem__, picks))[:size]
+
+
+def _split_sizes(label: str, count: int, total: int) -> list[int]:
+    """``count`` sizes summing to ``total``, spread log-uniformly over a factor of 256."""
+    if count <= 0:
+        return []
+    weights = [2.0 ** (b / 32) for b in _shake(label, count)]
+    scale = total / sum(weights)
+    sizes = [int(w * scale) for w in weights]
+    sizes[-1] += total - sum(sizes)
+    return sizes
+
+
+def _synthetic_layer_writer(
+    spec: _SyntheticLayer, index: int, parents: Callable[[LayerWriter, str], None]
+) -> LayerRecipe:
+    def write(w: LayerWriter) -> None:
+        vocabulary = _vocabulary()
+        parents(w, spec.top)
+        w.directory(spec.top)
+        tag = f"pullbench/{PULLBENCH_VERSION}/layer{index}"
+        if spec.mixed:
+            randoms = _split_sizes(f"{tag}/random-sizes", spec.files, spec.random_bytes)
+            texts = _split_sizes(f"{tag}/text-sizes", spec.files, spec.text_bytes)
+        else:
+            n_random = (
+                spec.files * spec.random_bytes // (spec.random_bytes + spec.text_bytes)
+                if spec.random_bytes + spec.text_bytes
+                else 0
+            )
+            if spec.random_bytes and spec.text_bytes:
+                n_random = min(max(n_random, 1), spec.files - 1)
+            randoms = _split_sizes(f"{tag}/random-sizes", n_random, spec.random_bytes)
+            randoms += [0] * (spec.files - n_random)
+            texts = [0] * n_random
+            texts += _split_sizes(f"{tag}/text-sizes", spec.files - n_random, spec.text_bytes)
+        subdir = ""
+        for i in range(spec.files):
+            if i % spec.per_dir == 0:
+                subdir = f"{spec.top}/d{i // spec.per_dir:03d}"
+                w.directory(subdir)
+            kind = "bin" if texts[i] == 0 else ("dat" if randoms[i] else "txt")
+            name = f"{subdir}/f{i:04d}.{kind}"
+            content = _shake(f"{tag}/{name}", randoms[i]) + _text(
+                f"{tag}/{name}/text", texts[i], vocabulary
+            )
+            w.file(name, content, mode=spec.mode)
+
+    return write
+
+
+def _pullbench_recipe(rootfs_cache: Path) -> _Recipe:
+    rootfs = rootfs_cache / "rootfs"
+
+    def write_rootfs(w: LayerWriter) -> None:
+        _add_tree(w, rootfs, _debian_skip)
+
+    def parents(w: LayerWriter, top: str) -> None:
+        # Each parent repeats the rootfs layer's metadata where it has one, so a layer changes
+        # only what it adds.
+        parts = top.split("/")
+        for depth in range(1, len(parts)):
+            rel = "/".join(parts[:depth])
+            try:
+                st = os.lstat(rootfs / rel)
+            except FileNotFoundError:
+                w.directory(rel)
+                continue
+            w.directory(
+                rel, stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid, mtime=int(st.st_mtime)
+            )
+
+    layers = [
+        _Layer(
+            f"debootstrap --variant=minbase {DEBIAN_SUITE} ({rootfs_cache.name})", write_rootfs
+        )
+    ]
+    for index, spec in enumerate(_PULLBENCH_LAYERS, start=2):
+        layers.append(_Layer(spec.created_by, _synthetic_layer_writer(spec, index, parents)))
+    return _Recipe(
+        name="pullbench",
+        inputs=(rootfs_cache.name, f"pullbench-v{PULLBENCH_VERSION}"),
+        layers=tuple(layers),
+        cmd=("bash",),
+    )
+
+
+_PULLBENCH_IMAGE_NAME = re.compile(r"^pullbench-[0-9a-f]{16}$")
+
+
+def _prune_pullbench(cache_dir: Path, *, keep: Path) -> None:
+    """Drops pullbench images (about 360 MB each) of older rootfs caches nobody is using."""
+    now = time.time()
+    for image_dir in cache_dir.iterdir():
+        complete = image_dir / _COMPLETE
+        if image_dir == keep or not _PULLBENCH_IMAGE_NAME.match(image_dir.name):
+            continue
+        if not complete.exists() or now - complete.stat().st_mtime < DEBIAN_IMAGE_MAX_AGE:
+            continue
+        with _flock(cache_dir / f"{image_dir.name}.lock", blocking=False) as free:
+            if free:
+                log.info("pruning the old pullbench image %s", image_dir)
+                _remove_tree(image_dir)
+
+
+def pullbench(cache_dir: Path | None = None) -> BuiltImage:
+    """The pull benchmark's image (issue 4): 5 gzip layers, ~129 MB compressed, ~229 MB of tar.
+
+    Layer 1 is the debian image's rootfs layer (same debootstrap cache, so the same needs:
+    root, and the mirror once per UTC day); layers 2-5 hold ~1,960 generated files, binary
+    (SHAKE-256 output, incompressible) and text (word salad, ~28 % after gzip), fully
+    determined by :data:`PULLBENCH_VERSION`. Building it cold takes some 20-40 s.
+    """
+    cache = cache_dir or default_cache_dir()
+    rootfs_cache = _debian_rootfs(cache)
+
+    @contextlib.contextmanager
+    def hold_rootfs() -> Iterator[None]:
+        with _flock(cache / f"{rootfs_cache.name}.lock", shared=True):
+            if not (rootfs_cache / _COMPLETE).exists():
+                raise ImageBuildError(f"{rootfs_cache} was pruned meanwhile; try again")
+            yield
+
+    recipe = _pullbench_recipe(rootfs_cache)
+    image = _build_cached(recipe, cache, hold_rootfs)
+    _prune_pullbench(cache, keep=cache / f"{recipe.name}-{_cache_key(recipe)}")
+    return image
+
+
+# --------------------------------------------------------------------------------------------
 # CLI
 
 _BUILDERS: dict[str, Callable[[Path | None], BuiltImage]] = {
     "busybox": busybox,
     "debian": debian,
     "torture": torture,
+    "pullbench": pullbench,
 }
 
 
