@@ -378,9 +378,16 @@ class RegistryClient:
         except OSError:
             start = None
 
+        sent = False
+
         def body() -> Iterator[bytes]:
+            nonlocal sent
             if start is not None:
                 reader.seek(start)
+            elif sent:
+                raise Unavailable(
+                    f"blob {desc.digest}: upload must be sent again but its reader cannot seek")
+            sent = True
             remaining = desc.size
             while remaining > 0:
                 chunk = reader.read(min(CHUNK_SIZE, remaining))
@@ -613,6 +620,8 @@ class RegistryClient:
         detail = _registry_errors(resp)
         detail_s = f" ({detail})" if detail else ""
         if status == 404:
+            if detail.startswith(("manifest unknown", "blob unknown")):
+                detail_s = ""  # says no more than our own message
             if what == "manifest":
                 return NotFound(f"manifest unknown: {ref} not found{detail_s}")
             if what == "blob" and digest:
