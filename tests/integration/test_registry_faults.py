@@ -256,6 +256,15 @@ def test_range_ignored_starts_over(fake: FakeRegistry, tmp_path: Path) -> None:
         assert b"".join(stream) == BLOB
 
 
+def test_offset_at_the_end_is_an_empty_stream(fake: FakeRegistry, tmp_path: Path) -> None:
+    _, layer = seed(fake)
+    client, _ = make_client(fake, tmp_path)
+    with client, client.open_blob(ref(fake), layer, layer.size) as stream:
+        assert stream.resumed and stream.offset == layer.size
+        assert list(stream) == []
+    assert fake.requests_to("/blobs/") == []
+
+
 def test_blob_with_wrong_content_length(fake: FakeRegistry, tmp_path: Path) -> None:
     _, layer = seed(fake)
     fake.fault(f"blobs/{layer.digest}", "wrong_length", length=len(BLOB) - 10)

@@ -289,6 +289,10 @@ class RegistryClient:
         """
         if offset < 0 or offset > desc.size:
             raise InvalidArgument(f"blob offset {offset} outside 0..{desc.size}")
+        if offset and offset == desc.size:
+            # Nothing left to fetch; a registry would answer 416 to "bytes=<size>-".
+            yield BlobStream(offset, True, 0, iter(()))
+            return
         headers = {"Accept-Encoding": "identity"}
         if offset:
             headers["Range"] = f"bytes={offset}-"
