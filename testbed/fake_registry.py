@@ -68,9 +68,12 @@ class FakeRegistry:
         users: dict[str, str] | None = None,
         token_ttl: int = 300,
         page_size: int = 0,
+        refresh_tokens: set[str] | None = None,
     ) -> None:
         self.auth = auth
         self.users = dict(users or {})
+        # Identity tokens accepted by the OAuth2 form (POST /token, grant_type=refresh_token).
+        self.refresh_tokens = set(refresh_tokens or ())
         self.token_ttl = token_ttl
         self.page_size = page_size
         self.blobs: dict[str, bytes] = {}
@@ -255,7 +258,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(307, b"", {"Location": fault.location}, method=method)
                 return
         if url.path == "/token":
-            self._token(url.query, method)
+            if method == "POST":
+                self._oauth2_token(body.decode(), method)
+            else:
+                self._token(url.query, method)
             return
         if url.path.startswith("/storage/"):
             self._blob(url.path[len("/storage/"):], method, fault)
@@ -321,6 +327,18 @@ class _Handler(BaseHTTPRequestHandler):
                 return
         token = fake._issue_token(set(q.get("scope", [])))
         body = json.dumps({"token": token, "expires_in": fake.token_ttl}).encode()
+        self._send(200, body, {"Content-Type": "application/json"}, method=method)
+
+    def _oauth2_token(self, form: str, method: str) -> None:
+        fake = self.fake
+        q = parse_qs(form)
+        if (q.get("grant_type") != ["refresh_token"]
+                or q.get("refresh_token", [""])[0] not in fake.refresh_tokens):
+            self._error(401, "UNAUTHORIZED", "bad refresh token", method)
+            return
+        scopes = {s for v in q.get("scope", []) for s in v.split(" ")}
+        token = fake._issue_token(scopes)
+        body = json.dumps({"access_token": token, "expires_in": fake.token_ttl}).encode()
         self._send(200, body, {"Content-Type": "application/json"}, method=method)
 
     def _manifest(self, repo: str, ref: str, method: str, body: bytes,

@@ -128,6 +128,21 @@ def test_wrong_password_for_token_is_permission_denied(tmp_path: Path,
     assert PASSWORD not in caplog.text and "tok-" not in caplog.text
 
 
+def test_identity_token_uses_the_oauth2_form(tmp_path: Path) -> None:
+    with FakeRegistry(auth="bearer", users={"alice": PASSWORD},
+                      refresh_tokens={"refresh-123"}) as reg:
+        manifest, _ = seed(reg)
+        (tmp_path / "config.json").write_text(json.dumps(
+            {"auths": {reg.host: {"identitytoken": "refresh-123"}}}))
+        client, _ = make_client(reg, tmp_path)
+        with client:
+            assert client.get_manifest(ref(reg))[0] == manifest
+        token_req = reg.requests_to("/token")[0]
+        assert token_req.method == "POST"
+        assert token_req.authorization is None
+        assert "refresh-123" not in token_req.path  # in the form body, not the URL
+
+
 def test_anonymous_refused_by_token_service(tmp_path: Path) -> None:
     with FakeRegistry(auth="bearer", users={"alice": PASSWORD}) as reg:
         seed(reg)
