@@ -1,44 +1,180 @@
 """``dockyard``: the docker-compatible engine command line.
 
-The engine commands arrive with their issues; today this answers ``--version`` and ``version``
-and says clearly that other commands are not there yet (exit 125, docker's engine-error code).
+Global options come before the command (as with docker); each command lives in a module of
+this package and is found through :data:`COMMANDS`. Errors are printed as one line (plus a
+hint) and mapped to exit codes through :data:`EXIT_CODES`, the CLI's one error table.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Callable
 
 from dockyard import __version__
+from dockyard.errors import (
+    AlreadyExists,
+    DockyardError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+)
 
 PROG = "dockyard"
 EXIT_ENGINE_ERROR = 125
 
+# Error category -> exit code. docker's non-run commands exit 1 on a daemon error; a command
+# line that does not parse exits 125 (the parser's UsageError is an InvalidArgument that carries
+# its own code, see cli.parser).
+EXIT_CODES: dict[type[DockyardError], int] = {
+    NotFound: 1,
+    AlreadyExists: 1,
+    InvalidArgument: 1,
+    FailedPrecondition: 1,
+    PermissionDenied: 1,
+    Unavailable: 1,
+}
 
-def _usage() -> str:
-    return (f"Usage:  {PROG} [OPTIONS] COMMAND\n\n"
-            "A container engine built straight from kernel primitives.\n\n"
-            "Commands available today:\n  version     Show the Dockyard version information\n\n"
-            "Options:\n  -v, --version   Print version information and quit\n"
-            "  -h, --help      Print usage\n")
+# command -> (module under dockyard.cli, function name). Modules are imported on use.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "pull": ("images", "cmd_pull"),
+    "push": ("images", "cmd_push"),
+    "images": ("images", "cmd_images"),
+    "tag": ("images", "cmd_tag"),
+    "rmi": ("images", "cmd_rmi"),
+    "history": ("images", "cmd_history"),
+    "save": ("archive", "cmd_save"),
+    "load": ("archive", "cmd_load"),
+    "import": ("archive", "cmd_import"),
+    "login": ("login", "cmd_login"),
+    "logout": ("login", "cmd_logout"),
+    "image": ("images", "cmd_image"),
+}
+
+GLOBAL_HELP = f"""Usage:  {PROG} [OPTIONS] COMMAND
+
+A container engine built straight from kernel primitives.
+
+Image commands:
+  images      List images
+  pull        Download an image from a registry
+  push        Upload an image to a registry
+  tag         Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+  rmi         Remove one or more images
+  history     Show the history of an image
+  save        Save one or more images to a tar archive
+  load        Load an image from a tar archive or STDIN
+  import      Import the contents from a tarball to create a filesystem image
+  login       Log in to a registry
+  logout      Log out from a registry
+  image       Manage images (ls, pull, push, rm, tag, inspect, history, prune, fsck, ...)
+  version     Show the Dockyard version information
+
+Global Options:
+      --root string     Engine root (default "/var/lib/dockyard", or $DOCKYARD_ROOT)
+      --config string   Engine config file (default "/etc/dockyard/daemon.json")
+  -D, --debug           Enable debug output
+  -v, --version         Print version information and quit
+  -h, --help            Print usage
+"""
+
+
+class Globals:
+    def __init__(self) -> None:
+        self.root: str | None = None
+        self.config: str | None = None
+        self.debug = False
+
+
+def _split_globals(args: list[str]) -> tuple[Globals, list[str]]:
+    g = Globals()
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if not a.startswith("-") or a == "-":
+            break
+        name, eq, val = a.partition("=")
+        if name in ("--root", "--config"):
+            if not eq:
+                i += 1
+                if i >= len(args):
+                    raise InvalidArgument(f"flag needs an argument: {name}",
+                                          hint=f"See '{PROG} --help'.")
+                val = args[i]
+            setattr(g, name[2:], val)
+        elif a in ("-D", "--debug"):
+            g.debug = True
+        else:
+            break
+        i += 1
+    return g, args[i:]
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] in ("-h", "--help", "help"):
-        sys.stdout.write(_usage())
+    try:
+        g, rest = _split_globals(args)
+    except DockyardError as e:
+        return _report(e, EXIT_ENGINE_ERROR)
+    if not rest or rest[0] in ("-h", "--help", "help"):
+        sys.stdout.write(GLOBAL_HELP)
         return 0
-    if args[0] in ("-v", "--version"):
+    cmd, cmd_args = rest[0], rest[1:]
+    if cmd in ("-v", "--version"):
         print(f"Dockyard version {__version__}, build python{sys.version_info[0]}."
               f"{sys.version_info[1]}")
         return 0
-    if args[0] == "version":
+    if cmd == "version":
         print(f"Client:\n Version:           {__version__}\n"
               f" Python version:    {sys.version.split()[0]}\n OS/Arch:           linux/"
               f"{_arch()}")
         return 0
-    sys.stderr.write(f"{PROG}: '{args[0]}' is not a {PROG} command yet.\n"
-                     f"See '{PROG} --help'\n")
+    if cmd.startswith("-"):
+        return _report(InvalidArgument(f"unknown flag: {cmd}", hint=f"See '{PROG} --help'."),
+                       EXIT_ENGINE_ERROR)
+    target = COMMANDS.get(cmd)
+    if target is None:
+        sys.stderr.write(f"{PROG}: '{cmd}' is not a {PROG} command.\nSee '{PROG} --help'\n")
+        return EXIT_ENGINE_ERROR
+    import importlib
+
+    module = importlib.import_module(f"dockyard.cli.{target[0]}")
+    func: Callable[[Globals, list[str]], int] = getattr(module, target[1])
+    try:
+        return func(g, cmd_args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except DockyardError as e:
+        from dockyard.cli.parser import UsageError
+
+        if isinstance(e, UsageError):
+            return _report(e, EXIT_ENGINE_ERROR)
+        if g.debug:
+            import traceback
+
+            traceback.print_exc()
+        return _report(e, _exit_code(e))
+
+
+def _exit_code(e: DockyardError) -> int:
+    for cls in type(e).__mro__:
+        if cls in EXIT_CODES:
+            return EXIT_CODES[cls]
     return EXIT_ENGINE_ERROR
+
+
+def _report(e: DockyardError, code: int) -> int:
+    from dockyard.cli.parser import UsageError
+
+    prefix = "" if isinstance(e, UsageError) else "Error: "
+    sys.stderr.write(f"{prefix}{e.message}\n")
+    if e.hint:
+        sys.stderr.write(f"{e.hint}\n")
+    return code
 
 
 def _arch() -> str:
@@ -46,6 +182,10 @@ def _arch() -> str:
 
     machine = platform.machine()
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
+
+
+def engine_root_for(g: Globals) -> str | None:
+    return g.root or os.environ.get("DOCKYARD_ROOT")
 
 
 if __name__ == "__main__":

@@ -131,6 +131,11 @@ class ImageStore:
         old = str(row[0]) if row else None
         return old if old != image_id else None
 
+    def add_repo_digest(self, image_id: str, repository: str, digest: str) -> None:
+        with transaction(self.conn) as c:
+            c.execute("INSERT OR REPLACE INTO image_repo_digests VALUES (?,?,?)",
+                      (repository, digest, image_id))
+
     def untag(self, reference: str) -> str:
         with transaction(self.conn) as c:
             row = c.execute("SELECT image_id FROM image_refs WHERE reference = ?",

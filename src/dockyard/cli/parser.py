@@ -1,0 +1,51 @@
+"""argparse shaped like docker's command line: its usage errors, its help, its exit codes.
+
+docker answers a bad flag with ``unknown flag: --foo`` and ``See 'docker pull --help'.`` and
+exits 125; :class:`CommandParser` does the same instead of argparse's exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import NoReturn
+
+from dockyard.errors import InvalidArgument
+
+PROG = "dockyard"
+EXIT_USAGE = 125
+
+
+class UsageError(InvalidArgument):
+    """A command line that does not parse; printed with a "See --help" line, exit 125."""
+
+    def __init__(self, message: str, command: str) -> None:
+        super().__init__(message, hint=f"See '{PROG} {command} --help'.")
+        self.command = command
+
+
+class CommandParser(argparse.ArgumentParser):
+    def __init__(self, command: str, usage: str, description: str) -> None:
+        super().__init__(prog=f"{PROG} {command}", usage=f"{PROG} {command} {usage}",
+                         description=description, add_help=True, allow_abbrev=False,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+        self.command = command
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith("unrecognized arguments: "):
+            flag = message.split(": ", 1)[1].split(maxsplit=1)[0]
+            message = (f"unknown flag: {flag}" if flag.startswith("-")
+                       else f'"{self.prog}" accepts no more arguments than it takes: {flag}')
+        elif message.startswith("the following arguments are required"):
+            message = f'"{self.prog}" requires more arguments'
+        raise UsageError(message, self.command)
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if message:
+            sys.stderr.write(message)
+        raise SystemExit(status)
+
+
+def parse(parser: CommandParser, argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv``; flags may follow positionals, as with docker (and ``--`` ends them)."""
+    return parser.parse_args(argv)

@@ -1,0 +1,51 @@
+"""The engine's configuration: where its root is and what its config file says.
+
+The config file is daemon.json-like JSON (``/etc/dockyard/daemon.json`` by default, or
+``$DOCKYARD_CONFIG``); the root is ``/var/lib/dockyard`` (or ``--root`` / ``$DOCKYARD_ROOT``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dockyard.errors import InvalidArgument
+
+DEFAULT_ROOT = "/var/lib/dockyard"
+DEFAULT_RUN_ROOT = "/run/dockyard"
+DEFAULT_CONFIG_FILE = "/etc/dockyard/daemon.json"
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    root: str = DEFAULT_ROOT
+    run_root: str = DEFAULT_RUN_ROOT
+    config_file: str = DEFAULT_CONFIG_FILE
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+def load_config(root: str | None = None, config_file: str | None = None,
+                run_root: str | None = None) -> EngineConfig:
+    root = root or os.environ.get("DOCKYARD_ROOT") or DEFAULT_ROOT
+    run_root = run_root or os.environ.get("DOCKYARD_RUN_ROOT") or DEFAULT_RUN_ROOT
+    path = config_file or os.environ.get("DOCKYARD_CONFIG") or DEFAULT_CONFIG_FILE
+    settings: dict[str, Any] = {}
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        if config_file is not None:
+            raise InvalidArgument(f"config file {path} does not exist") from None
+    else:
+        try:
+            doc = json.loads(raw or b"{}")
+        except ValueError as e:
+            raise InvalidArgument(f"config file {path}: invalid JSON: {e}") from None
+        if not isinstance(doc, dict):
+            raise InvalidArgument(f"config file {path}: expected a JSON object")
+        settings = doc
+    return EngineConfig(root=os.path.abspath(root), run_root=os.path.abspath(run_root),
+                        config_file=path, settings=settings)
