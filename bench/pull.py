@@ -64,7 +64,7 @@ from bench.harness import Case, HarnessError, Report, run_cases
 from bench.spawn import SpawnError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
     from types import FrameType
 
     from testbed.dockerd import Dockerd
@@ -114,8 +114,23 @@ class Tool:
     """One tool's measured command, its untimed setup/teardown, and what the check reads."""
 
     case: Case
-    store: Path  # where a pull leaves the image (checked after the check round)
+    store: Path  # where a pull leaves the image
+    survey: Path  # one "entries bytes" line per run: what the store held after it
     kind: str = "unpacked"  # or "blobs" (skopeo: download only)
+
+    def surveys(self) -> list[tuple[int, int]]:
+        try:
+            lines = self.survey.read_text().split("\n")
+        except FileNotFoundError:
+            return []
+        return [(int(a), int(b)) for a, b in (line.split() for line in lines if line.strip())]
+
+    def held_the_image(self, survey: tuple[int, int], size: ImageSize) -> bool:
+        """Whether a store that held ``survey`` after a pull holds the image as it should:
+        at least every non-directory entry of the layers (unpacked), or the blobs' bytes."""
+        entries, stored = survey
+        return stored >= size.compressed_bytes if self.kind == "blobs" else (
+            entries >= size.non_dirs)
 
 
 # ------------------------------------------------------------------------------- the tools
@@ -130,6 +145,15 @@ def _cold(script: Path, text: str) -> tuple[str, ...]:
     """An untimed setup: check that the store is empty, then flush the dirty pages that the
     previous pull (of any tool) left, so no run pays for another's writeback."""
     return _sh(script, text + "sync\n")
+
+
+def _survey(store: Path, log: Path) -> str:
+    """Shell, first thing in every teardown: append what the store holds (non-directory
+    entries, their bytes) to ``log``, so every measured run is checked, not only the first."""
+    return (
+        f"find {shlex.quote(str(store))} ! -type d -printf '%s\\n' 2>/dev/null"
+        f" | awk '{{ n++; s += $1 }} END {{ print n + 0, s + 0 }}' >> {shlex.quote(str(log))}\n"
+    )
 
 
 def _no_mounts_below(path: Path) -> str:
@@ -156,8 +180,11 @@ def podman_tool(work: Path, registry_host: str, ref: str) -> tuple[Tool, Podman]
     prefix = _env_argv(env, keys)
     dirs = " ".join(shlex.quote(str(d)) for d in (podman.root, podman.runroot, podman.tmpdir))
     # start_podman ran `podman info`: the first measured pull must start from nothing too.
+    store = podman.root / "overlay"
+    survey = work / "podman.survey"
     reset = (
-        f"{shlex.join((*prefix, *podman.argv('system', 'reset', '-f')))} >/dev/null\n"
+        _survey(store, survey)
+        + f"{shlex.join((*prefix, *podman.argv('system', 'reset', '-f')))} >/dev/null\n"
         + _no_mounts_below(podman.workdir)
         + f"rm -rf {dirs}\n"
     )
@@ -171,7 +198,7 @@ def podman_tool(work: Path, registry_host: str, ref: str) -> tuple[Tool, Podman]
         setup=_cold(work / "podman-cold.sh", f"for d in {dirs}; do test ! -e \"$d\"; done\n"),
         teardown=("/bin/sh", str(work / "podman-reset.sh")),
     )
-    return Tool(case, podman.root / "overlay"), podman
+    return Tool(case, store, survey), podman
 
 
 def docker_tool(work: Path, ref: str) -> tuple[Tool, Dockerd]:
@@ -193,11 +220,12 @@ def docker_tool(work: Path, ref: str) -> tuple[Tool, Dockerd]:
         ),
         teardown=_sh(
             work / "docker-rmi.sh",
-            f"{docker} rmi {shlex.quote(ref)} >/dev/null\n"
+            _survey(daemon.data_root / "overlay2", work / "docker.survey")
+            + f"{docker} rmi {shlex.quote(ref)} >/dev/null\n"
             f"{docker} image prune -af >/dev/null\n",
         ),
     )
-    return Tool(case, daemon.data_root / "overlay2"), daemon
+    return Tool(case, daemon.data_root / "overlay2", work / "docker.survey"), daemon
 
 
 def skopeo_tool(work: Path, ref: str) -> Tool:
@@ -207,9 +235,12 @@ def skopeo_tool(work: Path, ref: str) -> Tool:
         (SKOPEO, "--insecure-policy", "copy", "--src-tls-verify=false", f"docker://{ref}",
          f"oci:{dest}:{TAG}"),
         setup=_cold(work / "skopeo-cold.sh", f"test ! -e {shlex.quote(str(dest))}\n"),
-        teardown=_sh(work / "skopeo-rm.sh", f"rm -rf {shlex.quote(str(dest))}\n"),
+        teardown=_sh(
+            work / "skopeo-rm.sh",
+            _survey(dest, work / "skopeo.survey") + f"rm -rf {shlex.quote(str(dest))}\n",
+        ),
     )
-    return Tool(case, dest, kind="blobs")
+    return Tool(case, dest, work / "skopeo.survey", kind="blobs")
 
 
 def dockyard_tool(work: Path, ref: str) -> Tool:
@@ -220,28 +251,14 @@ def dockyard_tool(work: Path, ref: str) -> Tool:
         setup=_cold(work / "dockyard-cold.sh", f"test ! -e {shlex.quote(str(root))}\n"),
         teardown=_sh(
             work / "dockyard-rm.sh",
-            _no_mounts_below(root) + f"rm -rf {shlex.quote(str(root))}\n",
+            _survey(root, work / "dockyard.survey")
+            + _no_mounts_below(root) + f"rm -rf {shlex.quote(str(root))}\n",
         ),
     )
-    return Tool(case, root)
+    return Tool(case, root, work / "dockyard.survey")
 
 
 # ------------------------------------------------------------------------------- checks
-
-
-def count_non_dirs(root: Path) -> tuple[int, int]:
-    """(non-directory entries, their bytes) below ``root``, symlinks not followed."""
-    count = size = 0
-    stack = [str(root)]
-    while stack:
-        with os.scandir(stack.pop()) as it:
-            for entry in it:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
-                else:
-                    count += 1
-                    size += entry.stat(follow_symlinks=False).st_size
-    return count, size
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,23 +290,21 @@ def check_round(tool: Tool, size: ImageSize) -> Check:
               f" be flagged as failed:\n{tail[-1500:]}", file=sys.stderr)
         last = tail.splitlines()[-1] if tail else "(no output)"
         check = Check(True, f"the check pull exited {proc.returncode}: {last}")
-    elif tool.kind == "blobs":
-        _, stored = count_non_dirs(tool.store)
-        if stored < size.compressed_bytes:
-            check = Check(True, f"{tool.store} held {stored} bytes after the check pull, less"
-                                f" than the image's {size.compressed_bytes}")
-    else:
-        entries, _ = count_non_dirs(tool.store) if tool.store.exists() else (0, 0)
-        if entries < size.non_dirs:
-            check = Check(True, f"its store held {entries} non-directory entries after the"
-                                f" check pull, the layers have {size.non_dirs}: not unpacked?")
-        else:
-            print(f"bench: {case.label}: check pull ok, {entries} non-directory entries in"
-                  f" {tool.store} (the layers have {size.non_dirs})", file=sys.stderr)
     if case.teardown is not None:
         done = _quiet(case.teardown)
         if done.returncode != 0 and proc.returncode == 0:
             raise HarnessError(f"{case.label}: teardown failed: {done.stderr.strip()}")
+    surveys = tool.surveys()
+    tool.survey.unlink(missing_ok=True)  # from here on, one line per timed or warm-up run
+    if proc.returncode == 0 and surveys:
+        entries, stored = surveys[-1]
+        what = (f"{stored:,} bytes of blobs (the image's: {size.compressed_bytes:,})"
+                if tool.kind == "blobs" else
+                f"{entries:,} non-directory entries (the layers': {size.non_dirs:,})")
+        if tool.held_the_image(surveys[-1], size):
+            print(f"bench: {case.label}: check pull ok, {what} in {tool.store}", file=sys.stderr)
+        else:
+            check = Check(True, f"after the check pull its store held only {what}")
     return check
 
 
@@ -312,9 +327,15 @@ class PullRow:
     ratio_of_medians: float | None  # against the faster reference
     ratio_paired: float | None
     failures: int
+    held: int  # measured runs after which the store held the image (unpacked, for skopeo blobs)
+    runs: int
+
+    @property
+    def ok(self) -> bool:
+        return self.failures == 0 and self.held == self.runs
 
 
-def pull_rows(report: Report, size: ImageSize) -> list[PullRow]:
+def pull_rows(report: Report, size: ImageSize, held: Mapping[str, int]) -> list[PullRow]:
     rows = []
     for s in report.summaries():
         median = s.wall_ms.median / 1000
@@ -328,17 +349,26 @@ def pull_rows(report: Report, size: ImageSize) -> list[PullRow]:
             ratio_of_medians=s.wall_ratio.of_medians,
             ratio_paired=s.wall_ratio.paired,
             failures=s.failures,
+            held=held.get(s.label, 0),
+            runs=report.runs_per_case,
         ))
     return rows
 
 
-def faster_reference(report: Report) -> str | None:
-    """The faster (by median) of podman and docker among the cases that never failed."""
-    medians = {
-        s.label: s.wall_ms.median for s in report.summaries()
-        if s.label in REFERENCES and not s.failed
-    }
+def faster_reference(rows: Sequence[PullRow]) -> str | None:
+    """The faster (by median) of podman and docker, among those whose every run was ok."""
+    medians = {row.label: row.median_s for row in rows if row.label in REFERENCES and row.ok}
     return min(medians, key=lambda label: medians[label]) if medians else None
+
+
+def with_baseline(rows: Sequence[PullRow], report: Report, size: ImageSize,
+                  held: Mapping[str, int]) -> tuple[Report, list[PullRow], str | None]:
+    """The report and rows with their ratios taken against the faster reference."""
+    reference = faster_reference(rows)
+    if reference is None:
+        return report, list(rows), None
+    report = dataclasses.replace(report, baseline=reference)
+    return report, pull_rows(report, size, held), reference
 
 
 def target_line(rows: Sequence[PullRow], reference: str | None) -> str:
@@ -353,6 +383,9 @@ def target_line(rows: Sequence[PullRow], reference: str | None) -> str:
         return head + ": dockyard not measured."
     if mine.failures:
         return head + f": dockyard failed {mine.failures} run(s)."
+    if not mine.ok:
+        return head + (f": dockyard's store held the unpacked image after only {mine.held} of"
+                       f" {mine.runs} runs -> **not met**.")
     met = mine.median_s <= budget
     return (head + f": dockyard {mine.median_s:.2f} s, ratio {_r(mine.ratio_of_medians)} /"
             f" {_r(mine.ratio_paired)} -> {'**met**' if met else '**not met**'}.")
@@ -362,8 +395,8 @@ def _r(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
-def render(report: Report, size: ImageSize, reference: str | None, notes: Sequence[str]) -> str:
-    rows = pull_rows(report, size)
+def render(report: Report, rows: Sequence[PullRow], size: ImageSize, reference: str | None,
+           notes: Sequence[str]) -> str:
     base = reference or report.baseline
     lines = [
         f"### pull: cold pull to ready-to-run, {report.runs_per_case} rounds, alternated",
@@ -376,12 +409,17 @@ def render(report: Report, size: ImageSize, reference: str | None, notes: Sequen
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
-        status = "ok" if not row.failures else f"**FAILED** {row.failures}/{report.runs_per_case}"
+        if row.failures:
+            status = f"**FAILED** {row.failures}/{row.runs}"
+        elif not row.ok:
+            status = f"**image missing from the store** after {row.runs - row.held}/{row.runs}"
+        else:
+            status = "ok"
         # A failed pull moved nothing worth a rate: its times only say what failing cost.
         rates = (
             f"{row.mb_s:.0f} | {row.tar_mb_s:.0f}"
             f" | {_r(row.ratio_of_medians)} / {_r(row.ratio_paired)}"
-            if not row.failures
+            if row.ok
             else "- | - | -"
         )
         lines.append(
@@ -393,7 +431,9 @@ def render(report: Report, size: ImageSize, reference: str | None, notes: Sequen
         "Ratios: ratio of the medians / median of the per-round ratios, against "
         + ("the faster of podman and docker in this run" if reference else
            f"{base} (neither podman nor docker measured)")
-        + ". skopeo downloads only (no unpack): the floor.",
+        + ". skopeo downloads only (no unpack): the floor. Status ok: every run exited 0 and"
+        " left the image in the store (every layer's non-directory entries; skopeo: the"
+        " blobs), checked after each run.",
         "",
         target_line(rows, reference),
         "",
@@ -403,15 +443,14 @@ def render(report: Report, size: ImageSize, reference: str | None, notes: Sequen
     return "\n".join(lines)
 
 
-def to_json(report: Report, size: ImageSize, reference: str | None,
+def to_json(report: Report, rows: Sequence[PullRow], size: ImageSize, reference: str | None,
             notes: Sequence[str]) -> dict[str, Any]:
-    rows = pull_rows(report, size)
     return {
         "image": dataclasses.asdict(size),
         "reference": reference,
         "target_ratio": TARGET_RATIO,
         "target_line": target_line(rows, reference),
-        "tools": [dataclasses.asdict(row) for row in rows],
+        "tools": [{**dataclasses.asdict(row), "ok": row.ok} for row in rows],
         "notes": list(notes),
         "harness": report.to_json(),
     }
@@ -528,19 +567,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 2
             report = run_cases([tool.case for tool in measured], args.runs, args.warmup,
                                name="pull")
+            # The surveys live in the work directory, which goes with the environment.
+            held = {
+                tool.case.label: sum(
+                    tool.held_the_image(survey, size) for survey in tool.surveys()[-args.runs:]
+                )
+                for tool in measured
+            }
     # RuntimeError: testbed's errors (image build, registry, podman, dockerd) all derive from it.
     except (HarnessError, SpawnError, _Interrupted, RuntimeError, OSError) as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2
     finally:
         signal.signal(signal.SIGTERM, previous)
-    reference = faster_reference(report)
-    if reference is not None:
-        report = dataclasses.replace(report, baseline=reference)
+    report, rows, reference = with_baseline(pull_rows(report, size, held), report, size, held)
     out = report.write(args.out)
-    text = render(report, size, reference, notes)
+    text = render(report, rows, size, reference, notes)
     (out / "pull.md").write_text(text)
-    summary = to_json(report, size, reference, notes)
+    summary = to_json(report, rows, size, reference, notes)
     (out / "pull.json").write_text(json.dumps(summary, indent=2) + "\n")
     if args.json is not None:
         args.json.write_text(json.dumps(summary, indent=2) + "\n")
