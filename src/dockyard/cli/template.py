@@ -23,13 +23,11 @@ part that Go's text/template produced.
 
 from __future__ import annotations
 
-import decimal
 import math
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
-from urllib.parse import quote_plus
 
 from dockyard.errors import InvalidArgument
 
@@ -116,6 +114,7 @@ def _go_type(v: Any) -> str:
 
 def _shortest_digits(f: float) -> tuple[str, int]:
     """Shortest round-trip decimal digits of abs(f) and the decimal point position."""
+    import decimal  # only floats need it; keep it off the CLI's import path
     t = decimal.Decimal(repr(abs(f))).as_tuple()
     digits = "".join(map(str, t.digits)).lstrip("0")
     exp = int(t.exponent)
@@ -1374,6 +1373,7 @@ def _html(*args: Any) -> str:
 
 
 def _urlquery(*args: Any) -> str:
+    from urllib.parse import quote_plus
     return quote_plus(go_sprint(*args), safe="")
 
 
