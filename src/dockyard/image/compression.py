@@ -305,6 +305,14 @@ class DecompressedReader:
         if n == 0:
             return b""
         limit = n if n > 0 else -1
+        if self.compression == NONE:
+            if not self._head:
+                return self._raw.read(n)
+            if n < 0:
+                out, self._head = self._head, b""
+                return out + self._raw.read()
+            out, self._head = self._head[:n], self._head[n:]
+            return out
         while not self._done:
             if not self._d.needs_input:
                 out = self._d.decompress(b"", limit)

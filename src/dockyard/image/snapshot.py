@@ -26,7 +26,7 @@ from typing import Protocol
 
 from dockyard.errors import InvalidArgument, NotFound, SyscallError
 from dockyard.image.unpack import OPAQUE_XATTR
-from dockyard.model.image import Digest, is_digest
+from dockyard.model.image import is_digest
 
 # The kernel refuses more lower layers than this (OVL_MAX_STACK).
 OVERLAY_MAX_LAYERS = 500
@@ -55,29 +55,29 @@ class Usage:
 class Snapshotter(Protocol):
     root: str
 
-    def has_layer(self, chain_id: Digest) -> bool: ...
+    def has_layer(self, chain_id: str) -> bool: ...
 
-    def layer_path(self, chain_id: Digest) -> str: ...
+    def layer_path(self, chain_id: str) -> str: ...
 
-    def prepare_layer(self, chain_id: Digest) -> str: ...
+    def prepare_layer(self, chain_id: str) -> str: ...
 
-    def commit_layer(self, chain_id: Digest, tmpdir: str) -> str: ...
+    def commit_layer(self, chain_id: str, tmpdir: str) -> None: ...
 
     def abort_layer(self, tmpdir: str) -> None: ...
 
-    def remove_layer(self, chain_id: Digest) -> None: ...
+    def remove_layer(self, chain_id: str) -> None: ...
 
-    def prepare(self, key: str, parents: Sequence[Digest], readonly: bool = False
+    def prepare(self, key: str, parents: Sequence[str], readonly: bool = False
                 ) -> list[Mount]: ...
 
-    def view(self, key: str, parents: Sequence[Digest]) -> list[Mount]: ...
+    def view(self, key: str, parents: Sequence[str]) -> list[Mount]: ...
 
     def remove(self, key: str) -> None: ...
 
     def usage(self, key: str) -> Usage: ...
 
 
-def _hex(chain_id: Digest) -> str:
+def _hex(chain_id: str) -> str:
     if not is_digest(chain_id):
         raise InvalidArgument(f"invalid chain id {chain_id!r} (want sha256:<64 hex digits>)")
     return chain_id[7:]
@@ -106,26 +106,26 @@ class _LayerStore:
 
     # --- layers -------------------------------------------------------------------------
 
-    def layer_path(self, chain_id: Digest) -> str:
+    def layer_path(self, chain_id: str) -> str:
         return os.path.join(self.root, "layers", _hex(chain_id))
 
-    def has_layer(self, chain_id: Digest) -> bool:
+    def has_layer(self, chain_id: str) -> bool:
         return os.path.isdir(self.layer_path(chain_id))
 
     @staticmethod
-    def short_name(chain_id: Digest) -> str:
+    def short_name(chain_id: str) -> str:
         """13 base32 characters (65 bits) of the chain id: unique enough, short enough."""
         raw = bytes.fromhex(_hex(chain_id))[:9]
         return base64.b32encode(raw).decode().lower()[:13]
 
-    def prepare_layer(self, chain_id: Digest) -> str:
+    def prepare_layer(self, chain_id: str) -> str:
         """An empty directory to unpack ``chain_id``'s layer into (then commit or abort)."""
         tmp = os.path.join(self.root, "staging", f"{_hex(chain_id)[:12]}-{uuid.uuid4().hex}")
         os.mkdir(tmp, 0o755)
         os.chmod(tmp, 0o755)  # noqa: S103 (the rootfs's "/" unless the layer says otherwise)
         return tmp
 
-    def commit_layer(self, chain_id: Digest, tmpdir: str) -> str:
+    def commit_layer(self, chain_id: str, tmpdir: str) -> None:
         """Publish an unpacked layer; one committed before (a concurrent pull) wins."""
         target = self.layer_path(chain_id)
         link = os.path.join(self.root, "l", self.short_name(chain_id))
@@ -139,14 +139,13 @@ class _LayerStore:
             if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                 raise SyscallError("rename", e.errno or 0, tmpdir) from None
             _rmtree(tmpdir)
-        return target
 
     def abort_layer(self, tmpdir: str) -> None:
         if os.path.dirname(os.path.abspath(tmpdir)) != os.path.join(self.root, "staging"):
             raise InvalidArgument(f"{tmpdir} is not a staging directory of {self.root}")
         _rmtree(tmpdir)
 
-    def remove_layer(self, chain_id: Digest) -> None:
+    def remove_layer(self, chain_id: str) -> None:
         target = self.layer_path(chain_id)
         if not os.path.isdir(target):
             raise NotFound(f"layer {chain_id} not found")
@@ -165,8 +164,8 @@ class _LayerStore:
         for name in os.listdir(staging):
             _rmtree(os.path.join(staging, name))
 
-    def _lowers(self, parents: Sequence[Digest]) -> list[Digest]:
-        """``parents`` base first, as chain_ids() gives them; each must be committed."""
+    def _lowers(self, parents: Sequence[str]) -> list[str]:
+        """``parents``: chain ids base first, as chain_ids() gives them; each committed."""
         for chain_id in parents:
             if not self.has_layer(chain_id):
                 raise NotFound(f"layer {chain_id} is not unpacked")
@@ -218,7 +217,7 @@ class _LayerStore:
 class OverlaySnapshotter(_LayerStore):
     """Layers stacked with overlayfs; a container's changes go to its own upper directory."""
 
-    def prepare(self, key: str, parents: Sequence[Digest], readonly: bool = False
+    def prepare(self, key: str, parents: Sequence[str], readonly: bool = False
                 ) -> list[Mount]:
         lowers = self._lowers(parents)
         if len(lowers) > OVERLAY_MAX_LAYERS:
@@ -238,7 +237,7 @@ class OverlaySnapshotter(_LayerStore):
             "lowerdir=" + ":".join(f"l/{self.short_name(c)}" for c in reversed(lowers)),
             f"upperdir={rel}/upper", f"workdir={rel}/work", "index=off"), chdir=self.root)]
 
-    def _readonly(self, lowers: list[Digest], path: str) -> list[Mount]:
+    def _readonly(self, lowers: list[str], path: str) -> list[Mount]:
         if not lowers:
             os.mkdir(os.path.join(path, "empty"), 0o755)
             return [Mount("bind", os.path.join(path, "empty"), ("rbind", "ro"))]
@@ -248,7 +247,7 @@ class OverlaySnapshotter(_LayerStore):
             "lowerdir=" + ":".join(f"l/{self.short_name(c)}" for c in reversed(lowers)),
             "index=off", "ro"), chdir=self.root)]
 
-    def view(self, key: str, parents: Sequence[Digest]) -> list[Mount]:
+    def view(self, key: str, parents: Sequence[str]) -> list[Mount]:
         return self.prepare(key, parents, readonly=True)
 
     def usage(self, key: str) -> Usage:
@@ -263,7 +262,7 @@ class CopySnapshotter(_LayerStore):
     """Where overlayfs is unavailable: each snapshot is a full copy of its layers, merged
     (whiteouts and opaque directories applied while copying), bind-mounted."""
 
-    def prepare(self, key: str, parents: Sequence[Digest], readonly: bool = False
+    def prepare(self, key: str, parents: Sequence[str], readonly: bool = False
                 ) -> list[Mount]:
         lowers = self._lowers(parents)
         path = self._new_container(key)
@@ -278,7 +277,7 @@ class CopySnapshotter(_LayerStore):
             raise
         return [Mount("bind", fs, ("rbind", "ro" if readonly else "rw"))]
 
-    def view(self, key: str, parents: Sequence[Digest]) -> list[Mount]:
+    def view(self, key: str, parents: Sequence[str]) -> list[Mount]:
         return self.prepare(key, parents, readonly=True)
 
     def usage(self, key: str) -> Usage:

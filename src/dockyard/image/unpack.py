@@ -109,8 +109,9 @@ def unpack_layer(reader: Readable, dest: str, *, compression: str = NONE,
         if isinstance(e, PermissionError):
             raise PermissionDenied(f"unpacking a layer into {dest}: {e}") from None
         if isinstance(e, OSError):
-            path = e.filename if isinstance(e.filename, str) else os.fsdecode(e.filename or b"")
-            raise SyscallError("unpack", e.errno or 0, path or dest) from None
+            name = e.filename
+            path = os.fsdecode(name) if isinstance(name, (str, bytes)) and name else dest
+            raise SyscallError("unpack", e.errno or 0, path) from None
         if isinstance(e, ValueError):  # an embedded NUL in a name, a bad number
             raise InvalidArgument(f"invalid layer: {e}") from None
         raise
