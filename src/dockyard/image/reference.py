@@ -62,6 +62,9 @@ class Reference:
             # Only single-level official names lose the prefix (docker's familiarizeName).
             if "/" not in rest:
                 return rest
+        if split_domain(self.path)[0] != DEFAULT_DOMAIN:
+            # "docker.io/a.b/c" shortened to "a.b/c" would name the registry a.b.
+            return self.repository
         return self.path
 
     @property
