@@ -125,7 +125,7 @@ def test_pull_missing_and_bad_names(engine: Engine, registry: Registry) -> None:
     assert p.stderr.startswith("Error: ")
     assert "not found" in p.stderr or "manifest unknown" in p.stderr
     assert "Traceback" not in p.stderr
-    bad = engine.run("pull", "UPPER/case", check=False)
+    bad = engine.run("pull", "someone/UPPER", check=False)
     assert bad.returncode == 1 and "invalid reference format" in bad.stderr
     flag = engine.run("pull", "--bogus", "x", check=False)
     assert flag.returncode == 125 and "unknown flag: --bogus" in flag.stderr
