@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import io
 import os
+import shutil
 import stat
 import struct
 import tarfile
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import pytest
 import zstandard
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dockyard.errors import InvalidArgument
 from dockyard.image.mounter import mount_all, unmount
@@ -382,3 +385,52 @@ def test_debian_layers_diff_ids(tmp_path: Path) -> None:
         assert result.diff_id == diff_id
     assert (tmp_path / "0/usr/bin/bash").exists()
     assert (tmp_path / "1/usr/local/bin/hello").exists()
+
+
+# --- property tests ----------------------------------------------------------------------------
+
+_NAMES = st.sampled_from(["a", "b", "c", ".wh.a", "..", ".", "", "/", "x y"])
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(paths=st.lists(st.lists(_NAMES, min_size=1, max_size=4).map("/".join), min_size=1,
+                      max_size=8),
+       kinds=st.lists(st.sampled_from("fdsl"), min_size=8, max_size=8))
+def test_any_layer_stays_inside(paths: list[str], kinds: list[str], tmp_path: Path) -> None:
+    """Whatever names and types a layer holds, unpacking it succeeds or is refused with
+    InvalidArgument/PermissionDenied, and nothing outside the layer changes."""
+    outside = tmp_path / "outside"
+    outside.mkdir(exist_ok=True)
+    (outside / "sentinel").write_bytes(b"untouched\n")
+    before = _snapshot(outside)
+    maker = {"f": lambda n: f(n, b"data"), "d": d, "s": lambda n: sym(n, str(outside)),
+             "l": lambda n: hard(n, paths[0])}
+    entries = (maker[k](p) for p, k in zip(paths, kinds, strict=False))
+    tar = make_tar(sym("out", str(outside)), *entries)
+    dest = tmp_path / "layer"
+    try:
+        unpack(tar, dest)
+    except InvalidArgument:
+        assert not dest.exists()
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
+    assert _snapshot(outside) == before
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_corrupted_tars_fail_cleanly(data: st.DataObject, tmp_path: Path) -> None:
+    tar = bytearray(make_tar(d("dir"), f("dir/file", b"x" * 700), sym("dir/link", "file"),
+                             hard("dir/hard", "dir/file"), fmt=tarfile.GNU_FORMAT))
+    for _ in range(data.draw(st.integers(1, 8))):
+        pos = data.draw(st.integers(0, 3 * 512 + 700))
+        tar[pos] = data.draw(st.integers(0, 255))
+    dest = tmp_path / "layer"
+    try:
+        unpack(bytes(tar), dest)
+    except InvalidArgument:
+        assert not dest.exists()
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)

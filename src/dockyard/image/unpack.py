@@ -119,6 +119,13 @@ def unpack_layer(reader: Readable, dest: str, *, compression: str = NONE,
 
 def _num(field: bytes) -> int:
     """A numeric header field: octal text, or GNU base-256 when the high bit is set."""
+    try:
+        return int(field.rstrip(b"\0"), 8)  # the usual "0000644\0" (int() allows spaces)
+    except ValueError:
+        return _num_slow(field)
+
+
+def _num_slow(field: bytes) -> int:
     if field and field[0] & 0x80:
         value = int.from_bytes(field[1:], "big")
         if field[0] & 0x40:  # negative base-256: only mtimes before 1970 use it
@@ -314,6 +321,8 @@ class _Unpacker:
                                       "(bad checksum)")
             kind = hdr[156:157]
             size = _num(hdr[124:136])
+            if size < 0:
+                raise InvalidArgument("invalid layer: negative entry size")
             if kind in (_PAX, _PAX_GLOBAL, _GNU_LONGNAME, _GNU_LONGLINK):
                 data = self._take(size)
                 self._skip(-size % _BLOCK)
@@ -331,6 +340,8 @@ class _Unpacker:
             if pax:
                 if b"size" in pax:
                     size = int(pax[b"size"])
+                    if size < 0:
+                        raise InvalidArgument("invalid layer: negative entry size")
                 if any(k.startswith(b"GNU.sparse.") for k in pax):
                     raise InvalidArgument("invalid layer: sparse files are not supported")
             if b"path" in pax:
