@@ -208,3 +208,40 @@ def test_concurrent_pulls_store_each_blob_once(engine: Engine, registry: Registr
     assert engine.run("images", "-q").stdout.split() == [busybox.config_digest[7:19]]
     assert engine.run("image", "fsck").returncode == 0
     assert os.listdir(engine.root / "content" / "ingest") == []
+
+
+def test_login_pull_logout_with_tls_and_auth(tmp_path: Path, tls_registry: Registry,
+                                            busybox: tb_images.BuiltImage) -> None:
+    assert tls_registry.ca_cert is not None and tls_registry.password is not None
+    certs = tmp_path / "certs.d" / tls_registry.host
+    certs.mkdir(parents=True)
+    (certs / "ca.crt").write_bytes(tls_registry.ca_cert.read_bytes())
+    config = tmp_path / "daemon.json"
+    config.write_text(json.dumps({"certs-dirs": [str(tmp_path / "certs.d")]}))
+    docker_config = tmp_path / "docker-config"
+    eng = Engine(tmp_path / "root", config, env={"DOCKER_CONFIG": str(docker_config)})
+    name = _push(tls_registry, busybox, "cli/secret")
+
+    denied = eng.run("pull", name, check=False)
+    assert denied.returncode == 1 and "Traceback" not in denied.stderr
+
+    bad = eng.run("login", "-u", tls_registry.username or "", "--password-stdin",
+                  tls_registry.host, stdin="wrong-password\n", check=False)
+    assert bad.returncode == 1
+    assert "incorrect username or password" in bad.stderr
+    assert "wrong-password" not in bad.stderr + bad.stdout
+    assert not (docker_config / "config.json").exists()
+
+    ok = eng.run("login", "-u", tls_registry.username or "", "--password-stdin",
+                 tls_registry.host, stdin=tls_registry.password + "\n")
+    assert "Login Succeeded" in ok.stdout
+    auths = json.loads((docker_config / "config.json").read_text())["auths"]
+    assert tls_registry.host in auths
+    assert (docker_config / "config.json").stat().st_mode & 0o777 == 0o600
+
+    eng.run("pull", name)
+    assert eng.run("images", "-q").stdout.split() == [busybox.config_digest[7:19]]
+    out = eng.run("logout", tls_registry.host).stdout
+    assert f"Removing login credentials for {tls_registry.host}" in out
+    assert tls_registry.host not in json.loads(
+        (docker_config / "config.json").read_text()).get("auths", {})
