@@ -8,6 +8,7 @@ decompressed there once. Spool files are removed when the command ends, whatever
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -92,8 +93,9 @@ def load(svc: ImageService, *, path: str | None = None, stream: BinaryIO | None 
             compression, head = sniff(f)
             if not head:
                 raise InvalidArgument("unexpected EOF: the archive is empty")
-            if compression == NONE and path is not None:
-                tar_path = path
+            regular = stat.S_ISREG(os.fstat(f.fileno()).st_mode)
+            if compression == NONE and path is not None and regular:
+                tar_path = path     # a plain tar file: read in place
             else:
                 _copy(open_decompressed(_Prepend(head, f), compression), spool)
                 tar_path = spool

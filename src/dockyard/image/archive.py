@@ -693,6 +693,8 @@ def write_archive(content: ContentStore, items: Sequence[SaveItem], out: BinaryI
         if not refs:
             index_entries.append(desc)
     index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": index_entries}
+    for d in blobs:     # a missing blob fails before the first byte is written
+        content.size(d)
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         tar.addfile(_member("blobs", directory=True))
         tar.addfile(_member("blobs/sha256", directory=True))
@@ -858,7 +860,11 @@ def apply_changes(config: dict[str, Any], changes: Sequence[str]) -> dict[str, A
         elif word == "ENV":
             env = list(cfg.get("Env") or [])
             for key, value in _pairs(rest, "ENV"):
-                env = [e for e in env if e.partition("=")[0] != key] + [f"{key}={value}"]
+                keys = [e.partition("=")[0] for e in env]
+                if key in keys:        # docker replaces a variable where it stands
+                    env[keys.index(key)] = f"{key}={value}"
+                else:
+                    env.append(f"{key}={value}")
             cfg["Env"] = env
         elif word == "LABEL":
             labels = dict(cfg.get("Labels") or {})
