@@ -113,6 +113,7 @@ class _ZstdMember:
         self._d = zstandard.ZstdDecompressor().decompressobj()
         self._in = b""
         self._out = b""
+        self._rest = b""  # input after the frame's end: the next frame's
 
     def decompress(self, data: bytes, max_length: int = -1) -> bytes:
         if data:
@@ -145,8 +146,7 @@ class _ZstdMember:
 
     @property
     def unused_data(self) -> bytes:
-        rest: bytes = getattr(self, "_rest", b"")
-        return rest or self._d.unused_data
+        return self._rest or self._d.unused_data
 
 
 def _gzip_member() -> _Member:
