@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-pytest_plugins = ["testbed.leakguard", "testbed.fixtures_registry"]
+pytest_plugins = ["testbed.leakguard", "testbed.fixtures_registry", "testbed.engine"]
 
 IS_ROOT = os.geteuid() == 0
 

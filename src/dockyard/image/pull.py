@@ -22,7 +22,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-from dockyard.errors import DockyardError, InvalidArgument
+from dockyard.errors import DockyardError, InvalidArgument, Unavailable
 from dockyard.image.content import ContentStore, Ingest
 from dockyard.image.platform import host_platform, select_manifest
 from dockyard.image.reference import Reference
@@ -42,6 +42,8 @@ from dockyard.model.image import (
 )
 
 MAX_PARALLEL_LAYERS = 4
+# How often one pull reopens a layer download that broke off, continuing where it stopped.
+MAX_RESUMES = 5
 
 
 class BlobStream(Protocol):
@@ -262,25 +264,55 @@ class Puller:
                 last[0] = now
                 self.progress(Progress(short, "Downloading", done[0], desc.size))
 
-        with self.source.open_blob(ref, desc, ing.offset) as stream:
-            if ing.offset and not stream.resumed:
-                ing.restart()
+        def chunks() -> Iterator[bytes]:
+            # Bytes an interrupted pull left in ingest go to the unpacker first; then the
+            # network continues from there. A download that breaks off is reopened at the
+            # ingest offset (HTTP Range) a few times; a server that ignores the range resends
+            # from 0 and what we already have is skipped.
+            yield from ing.read_existing()
+            done[0] = ing.offset
+            reopened = 0
+            while True:
+                skip = 0
+                with self.source.open_blob(ref, desc, ing.offset) as stream:
+                    if ing.offset and not stream.resumed:
+                        skip = ing.offset
+                    it = iter(stream)
+                    while True:
+                        try:
+                            chunk = next(it)
+                        except StopIteration:
+                            break
+                        except Unavailable:
+                            if reopened >= MAX_RESUMES:
+                                raise
+                            break
+                        if skip:
+                            cut = min(skip, len(chunk))
+                            skip -= cut
+                            chunk = chunk[cut:]
+                            if not chunk:
+                                continue
+                        ing.write(chunk)
+                        on_bytes(len(chunk))
+                        if cancel.is_set():
+                            raise _Cancelled("cancelled")
+                        yield chunk
+                if ing.offset >= desc.size or reopened >= MAX_RESUMES:
+                    return          # complete, or short for good: commit() tells which
+                reopened += 1
+                time.sleep(min(2.0, 0.2 * reopened))
 
-            def chunks() -> Iterator[bytes]:
-                yield from ing.read_existing()
-                done[0] = ing.offset
-                for chunk in stream:
-                    ing.write(chunk)
-                    on_bytes(len(chunk))
-                    if cancel.is_set():
-                        raise _Cancelled("cancelled")
-                    yield chunk
-
-            reader = _LayerReader(chunks(), ing, on_bytes, cancel)
+        reader = _LayerReader(chunks(), ing, on_bytes, cancel)
+        try:
             result = unpack_layer(reader, tmpdir, compression=compression)
             # The unpacker may stop at the tar's end-of-archive blocks: drain the rest.
             while reader.read(1 << 20):
                 pass
+        except InvalidArgument as e:
+            # Bad content (not a broken connection): nothing of it is worth resuming.
+            ing.abort()
+            raise InvalidArgument(f"layer {desc.digest}: {e.message}") from None
         ing.commit()
         self.progress(Progress(short, "Download complete"))
         return result

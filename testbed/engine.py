@@ -1,0 +1,45 @@
+"""The ``dockyard`` engine CLI as a subprocess on a throwaway engine root (for image tests)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+DOCKYARD = [sys.executable, "-m", "dockyard.cli.main"]
+
+
+class Engine:
+    def __init__(self, root: Path, config: Path | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.root = root
+        self.config = config
+        self.env = dict(os.environ, **(env or {}))
+
+    def run(self, *args: str, check: bool = True, stdin: str | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        cmd = [*DOCKYARD, "--root", str(self.root)]
+        if self.config is not None:
+            cmd += ["--config", str(self.config)]
+        proc = subprocess.run([*cmd, *args], capture_output=True, text=True, input=stdin,
+                              env=self.env, timeout=timeout, check=False)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"dockyard {' '.join(args)} failed ({proc.returncode}):\n"
+                                 f"{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def blobs(self) -> set[str]:
+        d = self.root / "content" / "blobs" / "sha256"
+        return set(os.listdir(d)) if d.exists() else set()
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    root = tmp_path / "root"
+    yield Engine(root)
+
+
