@@ -409,6 +409,28 @@ def _docker_members(img: tb_images.BuiltImage) -> dict[str, bytes]:
     return out
 
 
+def _oci_with(img: tb_images.BuiltImage, path: Path, *, size: int = 0,
+              digest: str = "") -> Path:
+    """The image's OCI layout as a tar, its layer descriptor changed (size + ``size``, or
+    another digest)."""
+    blobs = img.oci_layout / "blobs" / "sha256"
+    manifest = json.loads((blobs / img.manifest_digest[7:]).read_bytes())
+    layer = manifest["layers"][0]
+    layer["size"] += size
+    if digest:
+        layer["digest"] = f"sha256:{digest}"
+    raw = json.dumps(manifest).encode()
+    index = json.loads((img.oci_layout / "index.json").read_bytes())
+    index["manifests"][0].update(digest=f"sha256:{hashlib.sha256(raw).hexdigest()}",
+                                 size=len(raw))
+    members = {"oci-layout": (img.oci_layout / "oci-layout").read_bytes(),
+               "index.json": json.dumps(index).encode(),
+               f"blobs/sha256/{hashlib.sha256(raw).hexdigest()}": raw}
+    for blob in blobs.iterdir():
+        members[f"blobs/sha256/{blob.name}"] = blob.read_bytes()
+    return _tar(path, members)
+
+
 def _bad_archives(busybox: tb_images.BuiltImage, tmp: Path) -> dict[str, tuple[Path, str]]:
     good = _docker_members(busybox)
     manifest = json.loads(good["manifest.json"])
@@ -433,6 +455,10 @@ def _bad_archives(busybox: tb_images.BuiltImage, tmp: Path) -> dict[str, tuple[P
     bogus[first.offset_data] ^= 0xFF     # a file's content: still a tar, another diff_id
     gz[layer_name] = gzip.compress(bytes(bogus), compresslevel=1)
     cases["gzip diff_id mismatch"] = (_tar(tmp / "gz.tar", gz), "diff_id")
+    cases["oci size lie"] = (_oci_with(busybox, tmp / "size.tar", size=1),
+                             "its descriptor says")
+    cases["oci missing blob"] = (_oci_with(busybox, tmp / "blob.tar", digest="0" * 64),
+                                 "is missing")
     cases["no manifest"] = (_tar(tmp / "none.tar", {"hello": b"x"}), "no manifest.json")
     bad_json = {**good, "manifest.json": b"[{"}
     cases["bad json"] = (_tar(tmp / "json.tar", bad_json), "not valid JSON")

@@ -541,7 +541,12 @@ class ArchiveSource:
 
     def open_blob(self, ref: Reference, desc: Descriptor,
                   offset: int = 0) -> AbstractContextManager[_Stream]:
-        return _stream_of(self.archive.blob(desc.digest), offset)
+        blob = self.archive.blob(desc.digest)
+        size = len(blob) if isinstance(blob, bytes) else blob.size
+        if size != desc.size:   # a local file does not grow: fail now, no retries
+            raise ArchiveError(f"invalid archive: blob {desc.digest} has {size} bytes, "
+                               f"its descriptor says {desc.size}")
+        return _stream_of(blob, offset)
 
 
 @contextmanager
