@@ -54,10 +54,9 @@ from dockyard.image.content import ContentStore
 from dockyard.image.platform import host_platform, select_manifest
 from dockyard.image.pull import LayerStore, ProgressFn, Puller
 from dockyard.image.reference import Reference, parse_reference
-from dockyard.image.store import ImageRecord, ImageStore, Layer
+from dockyard.image.store import ImageRecord, ImageStore
 from dockyard.model.image import (
     INDEX_TYPES,
-    LAYER_COMPRESSION,
     MANIFEST_TYPES,
     OCI_CONFIG,
     OCI_INDEX,
@@ -70,7 +69,6 @@ from dockyard.model.image import (
     Index,
     Manifest,
     Platform,
-    chain_ids,
     check_digest,
     is_digest,
     parse_image_config,
@@ -574,34 +572,8 @@ class _Loader(Puller):
         if image.index:
             self.content.put_bytes(image.index, image.index_digest)
         self.content.put_bytes(image.manifest, image.manifest_digest)
-        cfg_desc = manifest.config
-        if not self.content.has(cfg_desc.digest):
-            with self.source.open_blob(_LOCAL, cfg_desc) as stream:
-                data = b"".join(stream)
-            self.content.put_bytes(data, cfg_desc.digest)
-        config = parse_image_config(self.content.read_bytes(cfg_desc.digest))
-        if len(config.diff_ids) != len(manifest.layers):
-            raise ArchiveError(f"image config lists {len(config.diff_ids)} layers, "
-                               f"the manifest {len(manifest.layers)}")
-        for desc in manifest.layers:
-            if desc.media_type not in LAYER_COMPRESSION:
-                raise ArchiveError(f"layer {desc.digest}: unsupported media type "
-                                   f"{desc.media_type!r}")
-        chains = chain_ids(config.diff_ids)
-        sizes = self._pull_layers(_LOCAL, manifest.layers, config.diff_ids, chains)
-        layers = tuple(
-            Layer(chains[i], config.diff_ids[i], d.digest, d.media_type, d.size, sizes[i])
-            for i, d in enumerate(manifest.layers))
-        record = ImageRecord(
-            id=cfg_desc.digest, manifest_digest=image.manifest_digest,
-            manifest_media_type=manifest.media_type, index_digest=image.index_digest,
-            platform=str(config.platform), size=sum(sizes), created=config.created,
-            added=time.time(), layers=layers)
-        blobs: list[str] = [cfg_desc.digest, image.manifest_digest,
-                            *(d.digest for d in manifest.layers)]
-        if image.index_digest:
-            blobs.append(image.index_digest)
-        return self.images.add(record, blobs, image.names)
+        return self.install(_LOCAL, manifest, image.manifest_digest,
+                            index_digest=image.index_digest, names=image.names)
 
 
 def blobs_of(image: ArchiveImage) -> list[Digest]:

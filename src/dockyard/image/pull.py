@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -158,7 +158,19 @@ class Puller:
     # --- the pull ------------------------------------------------------------------------------
 
     def pull(self, ref: Reference, platform: Platform | None = None) -> ImageRecord:
-        manifest, manifest_digest, media_type, index_digest = self.resolve(ref, platform)
+        manifest, manifest_digest, _, index_digest = self.resolve(ref, platform)
+        digest_for_repo = index_digest or manifest_digest
+        names = [f"{ref.repository}:{ref.tag}"] if ref.tag and not ref.digest else []
+        rec = self.install(ref, manifest, manifest_digest, index_digest=index_digest,
+                           names=names, repo_digests=(f"{ref.repository}@{digest_for_repo}",))
+        self.progress(Progress("", f"Digest: {digest_for_repo}"))
+        return rec
+
+    def install(self, ref: Reference, manifest: Manifest, manifest_digest: Digest, *,
+                index_digest: str = "", names: Sequence[str] = (),
+                repo_digests: tuple[str, ...] = ()) -> ImageRecord:
+        """Fetch the config and layers of a manifest already stored, then write the image row
+        (last, so a failure leaves no image). ``ref`` is only where blobs come from."""
         cfg_desc = manifest.config
         if not self.content.has(cfg_desc.digest):
             with self.source.open_blob(ref, cfg_desc) as stream:
@@ -178,19 +190,15 @@ class Puller:
         layers = tuple(
             Layer(chains[i], config.diff_ids[i], d.digest, d.media_type, d.size, sizes[i])
             for i, d in enumerate(manifest.layers))
-        digest_for_repo = index_digest or manifest_digest
         record = ImageRecord(
-            id=cfg_desc.digest, manifest_digest=manifest_digest, manifest_media_type=media_type,
-            index_digest=index_digest, platform=str(config.platform), size=sum(sizes),
-            created=config.created, added=time.time(),
-            repo_digests=(f"{ref.repository}@{digest_for_repo}",), layers=layers)
+            id=cfg_desc.digest, manifest_digest=manifest_digest,
+            manifest_media_type=manifest.media_type, index_digest=index_digest,
+            platform=str(config.platform), size=sum(sizes), created=config.created,
+            added=time.time(), repo_digests=repo_digests, layers=layers)
         blobs = [cfg_desc.digest, manifest_digest, *(d.digest for d in manifest.layers)]
         if index_digest:
             blobs.append(check_digest(index_digest))
-        names = [f"{ref.repository}:{ref.tag}"] if ref.tag and not ref.digest else []
-        rec = self.images.add(record, blobs, names)
-        self.progress(Progress("", f"Digest: {digest_for_repo}"))
-        return rec
+        return self.images.add(record, blobs, names)
 
     def _pull_layers(self, ref: Reference, descs: tuple[Descriptor, ...],
                      diff_ids: tuple[Digest, ...], chains: list[Digest]) -> list[int]:
