@@ -33,11 +33,13 @@ median, min and max wall time, MB/s (compressed bytes / median, and tar bytes / 
 the ratio against the faster of podman and docker in this run (ratio of the medians / median of
 the per-round ratios); the target of issue 4 is dockyard <= 0.5x that.
 
-All tools write to the same filesystem (a temporary directory under /tmp); everything they
-leave (daemons, mounts, directories) is removed at the end, also on failure or Ctrl-C.
+Each tool's store is on a new ext4 of its own (a sparse file, loop-mounted; ``--shared-fs``
+puts them all on /tmp's filesystem instead, see :func:`mount_fresh_fs` for why not by default);
+everything they leave (daemons, mounts, loop devices, directories) is removed at the end, also
+on failure or Ctrl-C.
 
     .venv/bin/python -m bench.pull [-n 5] [--warmup 0] [--tools podman,docker,skopeo,dockyard]
-                                   [--out DIR] [--json FILE]
+                                   [--out DIR] [--json FILE] [--shared-fs]
 """
 
 from __future__ import annotations
@@ -170,10 +172,10 @@ def _env_argv(env: dict[str, str], keys: Sequence[str]) -> tuple[str, ...]:
     return ("/usr/bin/env", *(f"{key}={env[key]}" for key in keys))
 
 
-def podman_tool(work: Path, registry_host: str, ref: str) -> tuple[Tool, Podman]:
+def podman_tool(work: Path, registry_host: str, ref: str, home: Path) -> tuple[Tool, Podman]:
     from testbed.podman import start_podman
 
-    podman = start_podman(work / "podman", insecure_registries=[registry_host])
+    podman = start_podman(home / "podman", insecure_registries=[registry_host])
     env = dict(podman.env)
     keys = ("CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF", "CONTAINERS_REGISTRIES_CONF",
             "REGISTRY_AUTH_FILE")
@@ -201,10 +203,10 @@ def podman_tool(work: Path, registry_host: str, ref: str) -> tuple[Tool, Podman]
     return Tool(case, store, survey), podman
 
 
-def docker_tool(work: Path, ref: str) -> tuple[Tool, Dockerd]:
+def docker_tool(work: Path, ref: str, home: Path) -> tuple[Tool, Dockerd]:
     from testbed.dockerd import start_dockerd
 
-    daemon = start_dockerd()
+    daemon = start_dockerd(home / "d")
     env = dict(daemon.env)
     prefix = _env_argv(env, ("DOCKER_CONFIG",))
     docker = shlex.join((*prefix, *daemon.argv()))
@@ -228,8 +230,8 @@ def docker_tool(work: Path, ref: str) -> tuple[Tool, Dockerd]:
     return Tool(case, daemon.data_root / "overlay2", work / "docker.survey"), daemon
 
 
-def skopeo_tool(work: Path, ref: str) -> Tool:
-    dest = work / "skopeo-oci"
+def skopeo_tool(work: Path, ref: str, home: Path) -> Tool:
+    dest = home / "skopeo-oci"
     case = Case(
         "skopeo",
         (SKOPEO, "--insecure-policy", "copy", "--src-tls-verify=false", f"docker://{ref}",
@@ -243,8 +245,8 @@ def skopeo_tool(work: Path, ref: str) -> Tool:
     return Tool(case, dest, work / "skopeo.survey", kind="blobs")
 
 
-def dockyard_tool(work: Path, ref: str) -> Tool:
-    root = work / "dockyard-root"
+def dockyard_tool(work: Path, ref: str, home: Path) -> Tool:
+    root = home / "dockyard-root"
     case = Case(
         "dockyard",
         (str(DOCKYARD), "--root", str(root), "pull", ref),
@@ -468,8 +470,8 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 @contextlib.contextmanager
-def _environment(work: Path, tools: Sequence[str], notes: list[str]) -> Iterator[
-        tuple[list[Tool], ImageSize]]:
+def _environment(work: Path, tools: Sequence[str], notes: list[str], *,
+                 fresh_fs: bool) -> Iterator[tuple[list[Tool], ImageSize]]:
     """Registry, image, daemons and tools; everything torn down on the way out."""
     from testbed import images
     from testbed.dockerd import DockerdError, stop_dockerd
@@ -485,29 +487,39 @@ def _environment(work: Path, tools: Sequence[str], notes: list[str]) -> Iterator
         push_oci_layout(reg, image.oci_layout, image.tag, REPO_NAME, TAG)
         ref = f"{reg.host}/{REPO_NAME}:{TAG}"
         found: list[Tool] = []
+
+        def home(name: str) -> Path:
+            """Where a tool keeps its store: a new ext4 of its own, or a dir in ``work``."""
+            path = work / f"fs-{name}"
+            path.mkdir()
+            if fresh_fs:
+                mount_fresh_fs(work / f"fs-{name}.img", path)
+                cleanups.append(functools.partial(unmount_fresh_fs, path))
+            return path
+
         for name in tools:
             if name == "podman":
                 if not os.path.exists("/usr/bin/podman"):
                     notes.append("podman: /usr/bin/podman not found, skipped (run bench/setup)")
                     continue
-                tool, podman = podman_tool(work, reg.host, ref)
+                tool, podman = podman_tool(work, reg.host, ref, home(name))
                 cleanups.append(functools.partial(remove_podman, podman))
             elif name == "docker":
                 if not os.path.exists("/usr/sbin/dockerd"):
                     notes.append("docker: /usr/sbin/dockerd not found, skipped (bench/setup)")
                     continue
-                tool, daemon = docker_tool(work, ref)
+                tool, daemon = docker_tool(work, ref, home(name))
                 cleanups.append(functools.partial(stop_dockerd, daemon))
             elif name == "skopeo":
                 if not os.path.exists(SKOPEO):
                     notes.append(f"skopeo: {SKOPEO} not found, skipped (run bench/setup)")
                     continue
-                tool = skopeo_tool(work, ref)
+                tool = skopeo_tool(work, ref, home(name))
             else:
                 if not os.access(DOCKYARD, os.X_OK):
                     notes.append(f"dockyard: {DOCKYARD} not found, skipped (pip install -e .)")
                     continue
-                tool = dockyard_tool(work, ref)
+                tool = dockyard_tool(work, ref, home(name))
             found.append(tool)
         yield found, size
     finally:
@@ -523,6 +535,30 @@ def _environment(work: Path, tools: Sequence[str], notes: list[str]) -> Iterator
             print(f"bench: clean-up: {problem}", file=sys.stderr)
 
 
+# ------------------------------------------------------------------------------- filesystems
+
+FRESH_FS_SIZE = 8 << 30  # sparse: only what the tool writes takes space
+
+
+def mount_fresh_fs(image: Path, target: Path) -> None:
+    """A new ext4 (mkfs defaults) on a sparse file, loop-mounted at ``target``.
+
+    Why: on a filesystem that has created and deleted many files, ext4's inode allocator can
+    spend most of a pull's time skipping recently freed inodes (``find_inode_bit`` →
+    ``recently_deleted``; on this VM's root filesystem it tripled a pull's system time). A
+    new filesystem per tool measures the tools, not that history, and is the same for all.
+    """
+    with open(image, "wb") as f:
+        f.truncate(FRESH_FS_SIZE)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+    subprocess.run(["mount", "-o", "loop", str(image), str(target)], check=True)
+
+
+def unmount_fresh_fs(target: Path) -> None:
+    # A loop device set up by mount(8) is detached when its last mount goes (autoclear).
+    subprocess.run(["umount", str(target)], check=False)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.pull",
@@ -536,6 +572,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"comma-separated subset of {','.join(TOOLS)}")
     parser.add_argument("--out", type=Path, help="output dir (default bench/results/pull-TIME)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the summary here")
+    parser.add_argument("--shared-fs", action="store_true",
+                        help="keep every store on /tmp's filesystem instead of a new ext4 "
+                             "per tool")
     args = parser.parse_args(argv)
     wanted = [t.strip() for t in args.tools.split(",") if t.strip()]
     unknown = sorted(set(wanted) - set(TOOLS))
@@ -553,7 +592,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     work = Path(tempfile.mkdtemp(prefix="dyp-", dir="/tmp"))  # short: dockerd's sockets
     try:
-        with _environment(work, wanted, notes) as (tools, size):
+        notes.append("each tool's store is on " + (
+            "/tmp's filesystem (--shared-fs)" if args.shared_fs else
+            "a new ext4 of its own (loop-mounted sparse file, mkfs defaults)"))
+        with _environment(work, wanted, notes, fresh_fs=not args.shared_fs) as (tools, size):
             measured = []
             for tool in tools:
                 check = check_round(tool, size)
