@@ -28,6 +28,7 @@ from dockyard.image.platform import host_platform, select_manifest
 from dockyard.image.reference import Reference
 from dockyard.image.store import ImageRecord, ImageStore, Layer
 from dockyard.image.unpack import UnpackResult, unpack_layer
+from dockyard.image.unpack_pool import UnpackPool, iter_file
 from dockyard.model.image import (
     LAYER_COMPRESSION,
     Descriptor,
@@ -98,20 +99,14 @@ class _Cancelled(DockyardError):
 
 
 class _LayerReader:
-    """A file-like view of a layer's compressed bytes that also fills the ingest file."""
+    """A file-like view of an iterator of byte chunks."""
 
-    def __init__(self, chunks: Iterator[bytes], ingest: Ingest | None, on_bytes: Callable[[int],
-                 None], cancel: threading.Event) -> None:
+    def __init__(self, chunks: Iterator[bytes]) -> None:
         self._chunks = chunks
-        self._ingest = ingest
         self._buf = memoryview(b"")
-        self._on_bytes = on_bytes
-        self._cancel = cancel
 
     def read(self, n: int = -1) -> bytes:
         if not self._buf:
-            if self._cancel.is_set():
-                raise _Cancelled("cancelled")
             chunk = next(self._chunks, b"")
             if not chunk:
                 return b""
@@ -127,12 +122,26 @@ class _LayerReader:
 
 class Puller:
     def __init__(self, source: Source, content: ContentStore, layers: LayerStore,
-                 images: ImageStore, *, progress: ProgressFn = _quiet) -> None:
+                 images: ImageStore, *, progress: ProgressFn = _quiet,
+                 fork_unpackers: bool = True) -> None:
+        self.fork_unpackers = fork_unpackers
+        self._unpackers: UnpackPool | None = None
         self.source = source
         self.content = content
         self.layers = layers
         self.images = images
         self.progress = progress
+
+    def _unpack(self, chunks: Iterator[bytes], dest: str, compression: str) -> UnpackResult:
+        """Unpack a layer's compressed ``chunks`` (all of them are consumed, so the ingest
+        file gets every byte) in a forked unpacker, or in this thread without a pool."""
+        if self._unpackers is not None:
+            return self._unpackers.unpack(chunks, dest, compression)
+        reader = _LayerReader(chunks)
+        result = unpack_layer(reader, dest, compression=compression)
+        while reader.read(1 << 20):   # the unpacker may stop at the end-of-archive blocks
+            pass
+        return result
 
     # --- manifests -----------------------------------------------------------------------------
 
@@ -211,9 +220,23 @@ class Puller:
         def job(i: int) -> None:
             sizes[i] = self._pull_layer(ref, descs[i], diff_ids[i], chains[i], cancel)
 
+        todo = sum(not (self.layers.has_layer(c) and self.content.has(d.digest))
+                   for d, c in zip(descs, chains, strict=True))
         workers = max(1, min(MAX_PARALLEL_LAYERS, len(descs)))
+        # Unpackers are forked now, before the download threads exist (see unpack_pool).
+        self._unpackers = UnpackPool(min(workers, todo)) if todo and self.fork_unpackers \
+            else None
+        try:
+            return self._run_layer_jobs(job, sizes, workers, len(descs), cancel)
+        finally:
+            if self._unpackers is not None:
+                self._unpackers.close()
+                self._unpackers = None
+
+    def _run_layer_jobs(self, job: Callable[[int], None], sizes: list[int], workers: int,
+                        count: int, cancel: threading.Event) -> list[int]:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pull") as pool:
-            futures = [pool.submit(job, i) for i in range(len(descs))]
+            futures = [pool.submit(job, i) for i in range(count)]
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             failed = [f for f in done if f.exception() is not None]
             if failed:
@@ -243,7 +266,7 @@ class Puller:
                 if ing.committed:
                     with self.content.open(desc.digest) as f:
                         self.progress(Progress(short, "Extracting", 0, desc.size))
-                        result = unpack_layer(f, tmpdir, compression=compression)
+                        result = self._unpack(iter_file(f), tmpdir, compression)
                 else:
                     result = self._download_and_unpack(ref, desc, ing, tmpdir=tmpdir,
                                                        compression=compression, cancel=cancel)
@@ -311,12 +334,8 @@ class Puller:
                 reopened += 1
                 time.sleep(min(2.0, 0.2 * reopened))
 
-        reader = _LayerReader(chunks(), ing, on_bytes, cancel)
         try:
-            result = unpack_layer(reader, tmpdir, compression=compression)
-            # The unpacker may stop at the tar's end-of-archive blocks: drain the rest.
-            while reader.read(1 << 20):
-                pass
+            result = self._unpack(chunks(), tmpdir, compression)
         except InvalidArgument as e:
             # Bad content (not a broken connection): nothing of it is worth resuming.
             ing.abort()
