@@ -24,6 +24,7 @@ from dockyard.errors import InvalidArgument, NotFound
 from dockyard.model.image import Digest, check_digest
 
 _CHUNK = 1 << 20
+_WRITEBACK_STEP = 8 << 20
 
 
 class DigestMismatch(InvalidArgument):
@@ -69,6 +70,7 @@ class Ingest:
         self._hash = hashlib.sha256()
         self._file: BinaryIO | None = None
         self.offset = 0
+        self._flushed = 0
         self.committed = store.has(digest)
         if not self.committed:
             self._open_partial()
@@ -86,7 +88,7 @@ class Ingest:
             self._hash = hashlib.sha256()
             n = 0
         self._file = f
-        self.offset = n
+        self.offset = self._flushed = n
 
     def read_existing(self) -> Iterator[bytes]:
         """The bytes an earlier writer left, from the start (for replay into an unpacker)."""
@@ -107,7 +109,7 @@ class Ingest:
         self._file.truncate(0)
         self._file.seek(0)
         self._hash = hashlib.sha256()
-        self.offset = 0
+        self.offset = self._flushed = 0
 
     def write(self, chunk: bytes) -> None:
         assert self._file is not None, "blob already committed"
@@ -117,6 +119,13 @@ class Ingest:
             raise DigestMismatch(f"blob {self.digest}: more data than its size {self.size}")
         self._hash.update(chunk)
         self._file.write(chunk)
+        if self.offset - self._flushed >= _WRITEBACK_STEP:
+            # Start writing back what we have (asynchronously), so that the fsync in
+            # commit() waits for the tail of the blob and not for all of it.
+            self._file.flush()
+            os.posix_fadvise(self._file.fileno(), self._flushed, self.offset - self._flushed,
+                             os.POSIX_FADV_DONTNEED)
+            self._flushed = self.offset
 
     def commit(self) -> None:
         """Verify size and digest, then make the blob visible. On mismatch nothing is kept."""
