@@ -120,17 +120,23 @@ def test_push_then_pull_back_by_digest(engine: Engine, registry: Registry,
         busybox.config_digest
 
 
-def test_torture_layers_unpack_exactly(engine: Engine, registry: Registry,
-                                       torture: tb_images.BuiltImage) -> None:
+@pytest.mark.parametrize("driver", ["overlay2", "vfs"])
+def test_torture_layers_unpack_exactly(tmp_path: Path, registry: Registry,
+                                       torture: tb_images.BuiltImage, driver: str) -> None:
     from dockyard.engine.config import load_config
     from dockyard.engine.images import ImageService
     from dockyard.image.mounter import mount_all, unmount
 
+    config = tmp_path / "daemon.json"
+    config.write_text(json.dumps({"storage-driver": driver}))
+    engine = Engine(tmp_path / "root", config)
     name = _push(registry, torture, "cli/torture")
     engine.run("pull", name)
-    svc = ImageService(load_config(root=str(engine.root)))
+    doc = json.loads(engine.run("image", "inspect", name).stdout)[0]
+    assert doc["GraphDriver"]["Name"] == driver
+    svc = ImageService(load_config(root=str(engine.root), config_file=str(config)))
     rec = svc.resolve(name)
-    target = engine.root.parent / "merged"
+    target = tmp_path / "merged"
     target.mkdir()
     mounts = svc.snapshots.view("torture-check", [la.chain_id for la in rec.layers])
     mount_all(mounts, str(target))

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from dockyard.engine.config import EngineConfig
     from dockyard.image.pull import ProgressFn
     from dockyard.image.registry import RegistryClient
-    from dockyard.image.snapshot import OverlaySnapshotter
+    from dockyard.image.snapshot import Snapshotter
 
 # Who uses an image: (container id, running) pairs, given an image id (the container service
 # provides this; until it exists no container uses an image).
@@ -64,18 +64,31 @@ class ImageService:
         self.store = ImageStore(self.db)
         self.content = ContentStore(os.path.join(self.root, "content"))
         self.users = users
-        self._snapshots: OverlaySnapshotter | None = None
+        self._snapshots: Snapshotter | None = None
         self._client: RegistryClient | None = None
         self._lock = threading.Lock()
 
     # --- collaborators, made on first use (httpx and friends are not cheap to import) --------
 
     @property
-    def snapshots(self) -> OverlaySnapshotter:
-        if self._snapshots is None:
-            from dockyard.image.snapshot import OverlaySnapshotter
+    def storage_driver(self) -> str:
+        """docker's names: "overlay2" (overlayfs), or "vfs" (copies) where overlay is missing
+        or the config's ``storage-driver`` asks for it."""
+        wanted = str(self.config.settings.get("storage-driver", "") or "")
+        if wanted in ("overlay2", "overlay", "vfs"):
+            return "vfs" if wanted == "vfs" else "overlay2"
+        if wanted:
+            raise InvalidArgument(f"unknown storage-driver {wanted!r} (overlay2 or vfs)")
+        return "overlay2" if _has_overlayfs() else "vfs"
 
-            self._snapshots = OverlaySnapshotter(os.path.join(self.root, "overlay"))
+    @property
+    def snapshots(self) -> Snapshotter:
+        if self._snapshots is None:
+            from dockyard.image.snapshot import CopySnapshotter, OverlaySnapshotter
+
+            # Both keep layers in the same layout; only container snapshots differ.
+            cls = OverlaySnapshotter if self.storage_driver == "overlay2" else CopySnapshotter
+            self._snapshots = cls(os.path.join(self.root, "overlay"))
         return self._snapshots
 
     def registry(self) -> RegistryClient:
@@ -284,7 +297,7 @@ class ImageService:
             container_config.setdefault(k, v)
         snaps = self.snapshots
         layer_dirs = [snaps.layer_path(la.chain_id) for la in reversed(record.layers)]
-        graph: dict[str, Any] = {"Name": "overlay2", "Data": None}
+        graph: dict[str, Any] = {"Name": self.storage_driver, "Data": None}
         if layer_dirs:
             graph["Data"] = {"MergedDir": "", "UpperDir": layer_dirs[0],
                              "LowerDir": ":".join(layer_dirs[1:]), "WorkDir": ""}
@@ -351,6 +364,14 @@ _EMPTY_CONTAINER_CONFIG: dict[str, Any] = {
     "Cmd": None, "Image": "", "Volumes": None, "WorkingDir": "", "Entrypoint": None,
     "OnBuild": None, "Labels": None,
 }
+
+
+def _has_overlayfs() -> bool:
+    try:
+        with open("/proc/filesystems") as f:
+            return any(line.split()[-1:] == ["overlay"] for line in f)
+    except OSError:
+        return False
 
 
 def _disk_usage(path: str) -> int:
