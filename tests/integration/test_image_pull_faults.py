@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -15,6 +16,7 @@ import pytest
 from testbed import images as tb_images
 from testbed.engine import DOCKYARD, Engine
 from testbed.fake_registry import FakeRegistry
+from testbed.registry import Registry, push_oci_layout
 
 pytestmark = pytest.mark.integration
 
@@ -141,3 +143,34 @@ def test_wrong_diff_id_in_config_is_rejected(engine: Engine, busybox: tb_images.
     assert p.returncode == 1
     assert "diff_id" in p.stderr and "Traceback" not in p.stderr
     _clean(engine)
+
+
+def test_sigkill_mid_download_resumes(engine: Engine, registry: Registry) -> None:
+    """Killed while layers stream in: the partial blobs stay in ingest, and the next pull
+    finishes the job (HTTP Range) with a clean store."""
+    img = tb_images.pullbench()
+    push_oci_layout(registry, img.oci_layout, img.tag, "faults/big", "latest")
+    name = f"{registry.host}/faults/big:latest"
+    proc = subprocess.Popen([*DOCKYARD, "--root", str(engine.root), "pull", "-q", name],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ingest = engine.root / "content" / "ingest"
+    partial = 0
+    try:
+        deadline = time.monotonic() + 120
+        while partial < (4 << 20):
+            assert time.monotonic() < deadline, "no layer data arrived"
+            assert proc.poll() is None, "the pull ended before it could be killed"
+            sizes = [p.stat().st_size for p in ingest.glob("*.data")] if ingest.exists() else []
+            partial = max(sizes, default=0)
+            time.sleep(0.005)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    assert engine.run("images", "-q").stdout == ""
+    engine.run("pull", name)
+    # The registry's access log: the second pull asked for the rest of a blob (206).
+    assert re.search(r'"GET /v2/faults/big/blobs/sha256:[0-9a-f]{64} HTTP/1\.1" 206 ',
+                     registry.log_path.read_text())
+    assert engine.run("image", "fsck").returncode == 0
+    assert engine.run("images", "-q").stdout.split() == [img.config_digest[7:19]]
+    assert [p for p in ingest.iterdir() if p.name.endswith(".data")] == []

@@ -230,6 +230,12 @@ def test_hardlink_to_a_symlink_links_the_symlink_itself(tmp_path: Path, outside:
     assert _snapshot(outside) == before
 
 
+def test_hardlink_to_a_directory_over_a_file_is_refused(tmp_path: Path, outside: Path) -> None:
+    """Found by hypothesis: the link replaces an existing file, then EPERM from link(2)."""
+    tar = make_tar(d("b"), f("a", b"x"), hard("a", "b"))
+    _refused(tar, tmp_path / "layer", outside, "the target is not a file")
+
+
 def test_device_outside_is_refused(tmp_path: Path, outside: Path) -> None:
     _refused(make_tar(chardev("../outside/null")), tmp_path / "layer", outside, "outside")
 

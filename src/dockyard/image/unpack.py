@@ -504,13 +504,11 @@ class _Unpacker:
             self._parent_dirs(tparent, target, create=False)
         tpath = self.destb + target
         try:
-            os.link(tpath, path, follow_symlinks=False)
-        except FileExistsError:
-            self._clear(name, path)
             try:
                 os.link(tpath, path, follow_symlinks=False)
-            except FileNotFoundError:
-                raise self._no_target(name, link) from None
+            except FileExistsError:
+                self._clear(name, path)
+                os.link(tpath, path, follow_symlinks=False)
         except FileNotFoundError:
             raise self._no_target(name, link) from None
         except PermissionError:  # EPERM: the target is a directory
