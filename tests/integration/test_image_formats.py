@@ -254,3 +254,36 @@ def test_progress_in_a_terminal(engine: Engine, fake: FakeRegistry,
     text = out.decode(errors="replace")
     assert "Pull complete" in text
     assert "Status: Downloaded newer image for" in text
+
+
+def test_images_filters_and_formats(engine: Engine, fake: FakeRegistry,
+                                    busybox: tb_images.BuiltImage) -> None:
+    parts = Parts(busybox)
+    config = json.loads(parts.config)
+    config.setdefault("config", {})["Labels"] = {"tier": "web", "team": "yard"}
+    parts.config = json.dumps(config).encode()
+    parts.serve(fake, "filt/web", "v1", parts.gz, "application/vnd.oci.image.layer.v1.tar+gzip")
+    parts.config = json.dumps({**config, "config": {"Labels": {"tier": "db"}}}).encode()
+    parts.serve(fake, "filt/db", "v1", parts.gz, "application/vnd.oci.image.layer.v1.tar+gzip")
+    engine.run("pull", f"{fake.host}/filt/web:v1")
+    engine.run("pull", f"{fake.host}/filt/db:v1")
+
+    def names(*args: str) -> list[str]:
+        return engine.run("images", "--format", "{{.Repository}}", *args).stdout.split()
+
+    assert names("--filter", "label=tier=web") == [f"{fake.host}/filt/web"]
+    assert names("--filter", "label=team") == [f"{fake.host}/filt/web"]
+    assert names("--filter", f"reference={fake.host}/filt/d*") == [f"{fake.host}/filt/db"]
+    assert names("--filter", "dangling=true") == []
+    engine.run("tag", f"{fake.host}/filt/web:v1", "other:1")
+    engine.run("rmi", f"{fake.host}/filt/web:v1", "other:1")
+    assert f"{fake.host}/filt/web" not in names()
+    rows = [json.loads(line) for line in
+            engine.run("images", "--format", "json").stdout.splitlines()]
+    assert [r["Repository"] for r in rows] == [f"{fake.host}/filt/db"]
+    assert set(rows[0]) >= {"ID", "Repository", "Tag", "Size", "CreatedSince", "Digest"}
+    table = engine.run("images", "--digests").stdout.splitlines()
+    assert table[0].split()[:4] == ["REPOSITORY", "TAG", "DIGEST", "IMAGE"]
+    assert table[1].split()[2].startswith("sha256:")
+    bad = engine.run("images", "--filter", "color=red", check=False)
+    assert bad.returncode == 1 and "invalid filter 'color'" in bad.stderr
