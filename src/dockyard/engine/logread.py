@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from dockyard import fastjson
-from dockyard.errors import InvalidArgument
+from dockyard.errors import InvalidArgument, Unavailable
 from dockyard.logs import get_logger
 
 log = get_logger(__name__)
@@ -335,7 +335,7 @@ def _snapshot(path: str) -> tuple[list[_Source], _Source | None]:
             return rotated, current
         for src in [*rotated, *([current] if current else [])]:
             src.close()
-    raise InvalidArgument(f"{path}: the log file rotates faster than it can be read")
+    raise Unavailable(f"{path}: the log file rotates faster than it can be read")
 
 
 def _complete_end(src: _Source, size: int) -> int:
