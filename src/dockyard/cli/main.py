@@ -51,11 +51,35 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "login": ("login", "cmd_login"),
     "logout": ("login", "cmd_logout"),
     "image": ("images", "cmd_image"),
+    "run": ("containers", "cmd_run"),
+    "create": ("containers", "cmd_create"),
+    "start": ("containers", "cmd_start"),
+    "stop": ("containers", "cmd_stop"),
+    "kill": ("containers", "cmd_kill"),
+    "rm": ("containers", "cmd_rm"),
+    "ps": ("containers", "cmd_ps"),
+    "logs": ("containers", "cmd_logs"),
+    "wait": ("containers", "cmd_wait"),
+    "container": ("containers", "cmd_container"),
+    "inspect": ("inspect", "cmd_inspect"),
 }
 
 GLOBAL_HELP = f"""Usage:  {PROG} [OPTIONS] COMMAND
 
 A container engine built straight from kernel primitives.
+
+Container commands:
+  run         Create and run a new container from an image
+  create      Create a new container
+  start       Start one or more stopped containers
+  stop        Stop one or more running containers
+  kill        Kill one or more running containers
+  rm          Remove one or more containers
+  ps          List containers
+  logs        Fetch the logs of a container
+  wait        Block until one or more containers stop, then print their exit codes
+  inspect     Return low-level information on containers or images
+  container   Manage containers
 
 Image commands:
   images      List images

@@ -25,11 +25,15 @@ class UsageError(InvalidArgument):
 
 
 class CommandParser(argparse.ArgumentParser):
-    def __init__(self, command: str, usage: str, description: str) -> None:
+    def __init__(self, command: str, usage: str, description: str, *,
+                 short_help: bool = True) -> None:
+        # ``short_help=False``: -h means something else (run's --hostname), as in docker.
         super().__init__(prog=f"{PROG} {command}", usage=f"{PROG} {command} {usage}",
-                         description=description, add_help=True, allow_abbrev=False,
+                         description=description, add_help=short_help, allow_abbrev=False,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
         self.command = command
+        if not short_help:
+            self.add_argument("--help", action="help", help="Print usage")
 
     def error(self, message: str) -> NoReturn:
         if message.startswith("unrecognized arguments: "):

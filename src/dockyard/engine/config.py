@@ -29,8 +29,15 @@ class EngineConfig:
 
 def load_config(root: str | None = None, config_file: str | None = None,
                 run_root: str | None = None) -> EngineConfig:
-    root = root or os.environ.get("DOCKYARD_ROOT") or DEFAULT_ROOT
-    run_root = run_root or os.environ.get("DOCKYARD_RUN_ROOT") or DEFAULT_RUN_ROOT
+    root = os.path.abspath(root or os.environ.get("DOCKYARD_ROOT") or DEFAULT_ROOT)
+    run_root = run_root or os.environ.get("DOCKYARD_RUN_ROOT")
+    if not run_root:
+        # Another engine root gets runtime state of its own (still under /run: a reboot
+        # clears it), so two roots never see each other's containers.
+        import hashlib
+
+        run_root = DEFAULT_RUN_ROOT if root == DEFAULT_ROOT else os.path.join(
+            DEFAULT_RUN_ROOT, "roots", hashlib.sha256(root.encode()).hexdigest()[:16])
     path = config_file or os.environ.get("DOCKYARD_CONFIG") or DEFAULT_CONFIG_FILE
     settings: dict[str, Any] = {}
     try:

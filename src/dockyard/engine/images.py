@@ -68,6 +68,15 @@ class ImageService:
         self._client: RegistryClient | None = None
         self._lock = threading.Lock()
 
+    def close_db(self) -> None:
+        """Close the database before a fork: SQLite's per-process lock bookkeeping must not
+        cross into a child that opens the database itself (the supervisor does)."""
+        self.db.close()
+
+    def reopen_db(self) -> None:
+        self.db = open_database(self.root)
+        self.store.conn = self.db
+
     # --- collaborators, made on first use (httpx and friends are not cheap to import) --------
 
     @property

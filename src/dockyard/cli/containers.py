@@ -1,0 +1,477 @@
+"""Container commands: run, create, start, stop, kill, rm, ps, logs, wait, inspect, and
+``container <sub>``. Exit codes as docker's: 125 when the engine fails, else the container's."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from dockyard.cli.parser import CommandParser
+from dockyard.errors import DockyardError, NotFound
+
+if TYPE_CHECKING:
+    from dockyard.cli.main import Globals
+    from dockyard.engine.containers import Container, ContainerService
+
+EXIT_ENGINE = 125
+
+
+class EngineFailure(DockyardError):
+    """An engine error in run/create/start: docker exits 125 for these."""
+
+
+def service(g: Globals) -> ContainerService:
+    from dockyard.engine.config import load_config
+    from dockyard.engine.containers import ContainerService
+    from dockyard.engine.images import ImageService
+
+    config = load_config(g.root, g.config)
+    return ContainerService(config, ImageService(config))
+
+
+# --- run / create -----------------------------------------------------------------------------
+
+
+def _create_parser(command: str) -> CommandParser:
+    p = CommandParser(command, "[OPTIONS] IMAGE [COMMAND] [ARG...]",
+                      "Create and run a new container from an image" if command.endswith("run")
+                      else "Create a new container", short_help=False)
+    add = p.add_argument
+    if command.endswith("run"):
+        add("-d", "--detach", action="store_true", help="Run container in background")
+        add("--rm", action="store_true", help="Automatically remove the container when it exits")
+    add("--name", default="", help="Assign a name to the container")
+    add("-e", "--env", action="append", default=[], help="Set environment variables")
+    add("--env-file", action="append", default=[], help="Read in a file of environment variables")
+    add("-w", "--workdir", default=None, help="Working directory inside the container")
+    add("-u", "--user", default=None, help="Username or UID (format: <name|uid>[:<group|gid>])")
+    add("--entrypoint", default=None, help="Overwrite the default ENTRYPOINT of the image")
+    add("-h", "--hostname", default=None, help="Container host name")
+    add("-l", "--label", action="append", default=[], help="Set meta data on a container")
+    add("--read-only", action="store_true", help="Mount the root filesystem read-only")
+    add("--tmpfs", action="append", default=[], help="Mount a tmpfs directory")
+    add("--init", action="store_true", help=argparse.SUPPRESS)
+    add("--memory", "-m", default=None, help="Memory limit")
+    add("--memory-swap", default=None, help="Swap limit equal to memory plus swap")
+    add("--cpus", default=None, help="Number of CPUs")
+    add("--cpu-shares", "-c", default=None, help="CPU shares (relative weight)")
+    add("--cpuset-cpus", default=None, help="CPUs in which to allow execution")
+    add("--pids-limit", default=None, help="Tune container pids limit")
+    add("--ulimit", action="append", default=[], help="Ulimit options")
+    add("--cap-add", action="append", default=[], help="Add Linux capabilities")
+    add("--cap-drop", action="append", default=[], help="Drop Linux capabilities")
+    add("--privileged", action="store_true", help="Give extended privileges")
+    add("--security-opt", action="append", default=[], help="Security Options")
+    add("--device", action="append", default=[], help="Add a host device")
+    add("--shm-size", default=None, help="Size of /dev/shm")
+    add("--stop-signal", default=None, help="Signal to stop the container")
+    add("--stop-timeout", default=None, type=int, help="Timeout (in seconds) to stop")
+    add("--restart", default="", help="Restart policy to apply when a container exits")
+    add("--log-driver", default="json-file", help="Logging driver for the container")
+    add("--log-opt", action="append", default=[], help="Log driver options")
+    add("--runtime", default="", help="Runtime to use for this container")
+    add("--pull", default="missing", choices=("missing", "always", "never"),
+        help='Pull image before running ("always", "missing", "never")')
+    add("--platform", default="", help="Set platform if server is multi-platform capable")
+    add("--network", "--net", default="none", help="Connect a container to a network")
+    add("-i", "--interactive", action="store_true", help=argparse.SUPPRESS)
+    add("-t", "--tty", action="store_true", help=argparse.SUPPRESS)
+    add("image")
+    add("command", nargs=argparse.REMAINDER)
+    return p
+
+
+def _ensure_image(g: Globals, a: argparse.Namespace) -> None:
+    from dockyard.cli.images import cmd_pull
+    from dockyard.cli.images import service as image_service
+
+    svc = image_service(g)
+    have = svc.exists(a.image)
+    if a.pull == "never" and not have:
+        raise NotFound(f"No such image: {a.image}")
+    if a.pull == "always" or not have:
+        if not have:
+            sys.stderr.write(f"Unable to find image '{a.image}' locally\n")
+        args = ["-q"] if a.detach else []
+        if a.platform:
+            args += ["--platform", a.platform]
+        old_stdout = sys.stdout
+        sys.stdout = sys.stderr      # docker prints the pull's progress on stderr here
+        try:
+            cmd_pull(g, [*args, a.image])
+        finally:
+            sys.stdout = old_stdout
+
+
+def _create(g: Globals, a: argparse.Namespace, svc: ContainerService) -> Container:
+    from dockyard.cli.runflags import create_container
+
+    if a.tty or a.interactive:
+        raise EngineFailure("-i and -t are not supported yet by dockyard run")
+    if a.network not in ("none", "host"):
+        raise EngineFailure(f"network {a.network!r} is not supported yet (none or host)")
+    _ensure_image(g, a)
+    return create_container(svc, a)
+
+
+def cmd_create(g: Globals, argv: list[str], command: str = "create") -> int:
+    a = _create_parser(command).parse_args(argv)
+    a.detach, a.rm = True, False
+    svc = service(g)
+    c = _engine(lambda: _create(g, a, svc))
+    sys.stdout.write(c.id + "\n")
+    return 0
+
+
+def cmd_run(g: Globals, argv: list[str], command: str = "run") -> int:
+    a = _create_parser(command).parse_args(argv)
+    svc = service(g)
+    c = _engine(lambda: _create(g, a, svc))
+    if a.detach:
+        _started, status_r = _engine(lambda: svc.start(c.id))
+        _await_start(status_r, c.id)
+        os.close(status_r)
+        sys.stdout.write(c.id + "\n")
+        return 0
+    sys.stdout.flush()
+    _, status_r = _engine(lambda: svc.start(c.id, attach=True))
+    return _attached(svc, c.id, status_r)
+
+
+def _engine(fn: Any) -> Any:
+    """Run an engine step of run/create/start; its errors exit 125, as docker's do."""
+    try:
+        return fn()
+    except EngineFailure:
+        raise
+    except DockyardError as e:
+        raise EngineFailure(e.message, hint=e.hint) from None
+
+
+def _await_start(status_r: int, cid: str) -> int:
+    line = _read_line(status_r)
+    if line.startswith("started "):
+        return int(line.split()[1])
+    what = line[6:] if line.startswith("error ") else "the supervisor exited before starting it"
+    raise EngineFailure(f"failed to start container {cid[:12]}: {what}")
+
+
+def _read_line(fd: int) -> str:
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = os.read(fd, 1)
+        if not chunk:
+            break
+        buf += chunk
+    return buf.decode(errors="replace").strip()
+
+
+def _attached(svc: ContainerService, cid: str, status_r: int) -> int:
+    """Foreground run: output arrives through the supervisor; signals go to the container."""
+    init_pid = _await_start(status_r, cid)
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.kill(init_pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, forward)
+    line = _read_line(status_r)
+    os.close(status_r)
+    if line.startswith("exited "):
+        return int(line.split()[1])
+    raise EngineFailure(f"container {cid[:12]}: lost its supervisor ({line or 'no status'})")
+
+
+# --- start / stop / kill / rm / wait -----------------------------------------------------------
+
+
+def cmd_start(g: Globals, argv: list[str], command: str = "start") -> int:
+    p = CommandParser(command, "[OPTIONS] CONTAINER [CONTAINER...]",
+                      "Start one or more stopped containers")
+    p.add_argument("-a", "--attach", action="store_true", help="Attach STDOUT/STDERR")
+    p.add_argument("-i", "--interactive", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("containers", nargs="+")
+    a = p.parse_args(argv)
+    svc = service(g)
+    if a.attach:
+        if len(a.containers) > 1:
+            raise EngineFailure("you cannot start and attach multiple containers at once")
+        c, status_r = _engine(lambda: svc.start(a.containers[0], attach=True))
+        return _attached(svc, c.id, status_r)
+    code = 0
+    for ref in a.containers:
+        try:
+            c = svc.get(ref)
+            if c.running:
+                sys.stdout.write(f"{ref}\n")
+                continue
+            _, status_r = svc.start(ref)
+            _await_start(status_r, c.id)
+            os.close(status_r)
+            sys.stdout.write(f"{ref}\n")
+        except DockyardError as e:
+            sys.stderr.write(f"Error response from daemon: {e.message}\n")
+            code = 1
+    return code
+
+
+def _each(refs: list[str], fn: Any) -> int:
+    code = 0
+    for ref in refs:
+        try:
+            fn(ref)
+            sys.stdout.write(f"{ref}\n")
+        except DockyardError as e:
+            sys.stderr.write(f"Error response from daemon: {e.message}\n")
+            code = 1
+    return code
+
+
+def cmd_stop(g: Globals, argv: list[str], command: str = "stop") -> int:
+    p = CommandParser(command, "[OPTIONS] CONTAINER [CONTAINER...]",
+                      "Stop one or more running containers")
+    p.add_argument("-t", "--time", "--timeout", dest="time", type=int, default=None,
+                   help="Seconds to wait before killing the container")
+    p.add_argument("-s", "--signal", default=None, help=argparse.SUPPRESS)
+    p.add_argument("containers", nargs="+")
+    a = p.parse_args(argv)
+    svc = service(g)
+    return _each(a.containers, lambda ref: svc.stop(ref, a.time))
+
+
+def cmd_kill(g: Globals, argv: list[str], command: str = "kill") -> int:
+    from dockyard.engine.containers import _signal_number
+
+    p = CommandParser(command, "[OPTIONS] CONTAINER [CONTAINER...]",
+                      "Kill one or more running containers")
+    p.add_argument("-s", "--signal", default="KILL", help="Signal to send to the container")
+    p.add_argument("containers", nargs="+")
+    a = p.parse_args(argv)
+    svc = service(g)
+    sig = _signal_number(a.signal)
+    return _each(a.containers, lambda ref: svc.kill(ref, sig))
+
+
+def cmd_rm(g: Globals, argv: list[str], command: str = "rm") -> int:
+    p = CommandParser(command, "[OPTIONS] CONTAINER [CONTAINER...]",
+                      "Remove one or more containers")
+    p.add_argument("-f", "--force", action="store_true",
+                   help="Force the removal of a running container (uses SIGKILL)")
+    p.add_argument("-v", "--volumes", action="store_true",
+                   help="Remove anonymous volumes associated with the container")
+    p.add_argument("containers", nargs="+")
+    a = p.parse_args(argv)
+    svc = service(g)
+    return _each(a.containers, lambda ref: svc.remove(ref, force=a.force))
+
+
+def cmd_wait(g: Globals, argv: list[str], command: str = "wait") -> int:
+    p = CommandParser(command, "CONTAINER [CONTAINER...]",
+                      "Block until one or more containers stop, then print their exit codes")
+    p.add_argument("containers", nargs="+")
+    a = p.parse_args(argv)
+    svc = service(g)
+    code = 0
+    for ref in a.containers:
+        try:
+            result = svc.wait(ref)
+        except DockyardError as e:
+            sys.stderr.write(f"Error response from daemon: {e.message}\n")
+            code = 1
+            continue
+        sys.stdout.write(f"{result if result is not None else -1}\n")
+        sys.stdout.flush()
+    return code
+
+
+# --- ps / logs / inspect ---------------------------------------------------------------------
+
+_PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
+               "CreatedAt": "CREATED AT", "RunningFor": "CREATED", "Status": "STATUS",
+               "Ports": "PORTS", "Names": "NAMES", "Labels": "LABELS", "State": "STATE",
+               "Size": "SIZE", "Mounts": "MOUNTS", "Networks": "NETWORKS",
+               "LocalVolumes": "LOCAL VOLUMES"}
+
+
+def cmd_ps(g: Globals, argv: list[str], command: str = "ps") -> int:
+    p = CommandParser(command, "[OPTIONS]", "List containers")
+    p.add_argument("-a", "--all", action="store_true", help="Show all containers")
+    p.add_argument("-q", "--quiet", action="store_true", help="Only display container IDs")
+    p.add_argument("-n", "--last", type=int, default=-1, help="Show n last created containers")
+    p.add_argument("-l", "--latest", action="store_true",
+                   help="Show the latest created container")
+    p.add_argument("-s", "--size", action="store_true", help="Display total file sizes")
+    p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
+    p.add_argument("-f", "--filter", action="append", default=[], help="Filter output")
+    p.add_argument("--format", default=None, help="Format output using a custom template")
+    a = p.parse_args(argv)
+    from dockyard.cli.formatter import render_rows
+
+    svc = service(g)
+    shown = svc.list()
+    if a.latest:
+        a.last = 1
+    if not a.all and a.last < 0:
+        shown = [c for c in shown if c.running]
+    if a.last >= 0:
+        shown = shown[:a.last]
+    shown = [c for c in shown if _ps_match(c, a.filter)]
+    rows = [_ps_row(c, a.no_trunc) for c in shown]
+    if a.quiet:
+        sys.stdout.write("".join(f"{r['ID']}\n" for r in rows))
+        return 0
+    default = ("table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t"
+               "{{.Ports}}\t{{.Names}}")
+    sys.stdout.write(render_rows(a.format, rows, default_table=default, headers=_PS_HEADERS))
+    return 0
+
+
+def _ps_match(c: Container, filters: list[str]) -> bool:
+    for f in filters:
+        key, _, value = f.partition("=")
+        if key == "status" and _state_word(c) != value:
+            return False
+        if key == "name" and value not in c.name:
+            return False
+        if key == "id" and not c.id.startswith(value):
+            return False
+        if key == "label":
+            k, eq, v = value.partition("=")
+            if k not in c.labels or (eq and c.labels[k] != v):
+                return False
+        if key == "ancestor" and value not in (c.image_name, c.image_id, c.image_id[7:19]):
+            return False
+        if key == "exited" and (c.state != "exited" or str(c.exit_code) != value):
+            return False
+    return True
+
+
+def _state_word(c: Container) -> str:
+    return {"creating": "created", "removing": "removing"}.get(c.state, c.state)
+
+
+def _ps_row(c: Container, no_trunc: bool) -> dict[str, Any]:
+    from dockyard.cli.units import human_duration
+
+    now = time.time()
+    args = c.config.get("Path", ""), *(c.config.get("Args") or [])
+    cmd = " ".join(x for x in args if x)
+    if not no_trunc and len(cmd) > 20:
+        cmd = cmd[:19] + "…"
+    if c.running:
+        status = f"Up {human_duration(now - c.started_at)}"
+    elif c.state == "exited":
+        status = (f"Exited ({c.exit_code}) {human_duration(now - c.finished_at)} ago"
+                  if c.finished_at else f"Exited ({c.exit_code})")
+    else:
+        status = "Created"
+    return {
+        "ID": c.id if no_trunc else c.short_id,
+        "Image": c.image_name,
+        "Command": json.dumps(cmd),
+        "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(c.created)),
+        "RunningFor": human_duration(now - c.created) + " ago",
+        "Status": status,
+        "Ports": "",
+        "Names": c.name,
+        "Labels": ",".join(f"{k}={v}" for k, v in sorted(c.labels.items())),
+        "State": _state_word(c),
+        "Size": "",
+        "Mounts": "",
+        "Networks": c.config.get("HostConfig", {}).get("NetworkMode", "none"),
+        "LocalVolumes": "0",
+    }
+
+
+def cmd_logs(g: Globals, argv: list[str], command: str = "logs") -> int:
+    p = CommandParser(command, "[OPTIONS] CONTAINER", "Fetch the logs of a container")
+    p.add_argument("-f", "--follow", action="store_true", help="Follow log output")
+    p.add_argument("--tail", "-n", default="all", help="Number of lines to show from the end")
+    p.add_argument("--since", default=None, help="Show logs since timestamp or relative")
+    p.add_argument("--until", default=None, help="Show logs before a timestamp or relative")
+    p.add_argument("-t", "--timestamps", action="store_true", help="Show timestamps")
+    p.add_argument("--details", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("container")
+    a = p.parse_args(argv)
+    from dockyard.engine.logread import format_entry, parse_time_arg, read_logs
+
+    svc = service(g)
+    c = svc.get(a.container)
+    if (c.config.get("LogConfig") or {}).get("Type") == "none":
+        raise DockyardError('configured logging driver does not support reading')
+    now = time.time_ns()
+    tail = None if a.tail in ("all", "-1") else int(a.tail)
+    since = parse_time_arg(a.since, now) if a.since else None
+    until = parse_time_arg(a.until, now) if a.until else None
+    cid = c.id
+
+    def stop() -> bool:
+        try:
+            return not svc.get(cid).running
+        except NotFound:
+            return True
+
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+    for entry in read_logs(svc.log_path(cid), follow=a.follow, tail=tail, since_ns=since,
+                           until_ns=until, stop=stop):
+        target = out if entry.stream == "stdout" else err
+        target.write(format_entry(entry, a.timestamps))
+        target.flush()
+    return 0
+
+
+def cmd_inspect(g: Globals, argv: list[str], command: str = "container inspect") -> int:
+    p = CommandParser(command, "[OPTIONS] CONTAINER [CONTAINER...]",
+                      "Display detailed information on one or more containers")
+    p.add_argument("-f", "--format", default=None, help="Format output using a custom template")
+    p.add_argument("-s", "--size", action="store_true", help="Display total file sizes")
+    p.add_argument("containers", nargs="+")
+    a = p.parse_args(argv)
+    from dockyard.engine.inspect import inspect_container
+
+    svc = service(g)
+    docs, errors = [], []
+    for ref in a.containers:
+        try:
+            docs.append(inspect_container(svc, svc.get(ref)))
+        except NotFound as e:
+            errors.append(e.message)
+    if a.format:
+        from dockyard.cli.template import parse_template
+
+        tmpl = parse_template(a.format)
+        for d in docs:
+            sys.stdout.write(tmpl.render(d) + "\n")
+    else:
+        sys.stdout.write(json.dumps(docs, indent=4) + "\n")
+    for msg in errors:
+        sys.stderr.write(f"Error: {msg}\n")
+    return 1 if errors else 0
+
+
+_SUBCOMMANDS = {
+    "run": cmd_run, "create": cmd_create, "start": cmd_start, "stop": cmd_stop,
+    "kill": cmd_kill, "rm": cmd_rm, "remove": cmd_rm, "ls": cmd_ps, "list": cmd_ps,
+    "ps": cmd_ps, "logs": cmd_logs, "wait": cmd_wait, "inspect": cmd_inspect,
+}
+
+
+def cmd_container(g: Globals, argv: list[str]) -> int:
+    from dockyard.cli.parser import UsageError
+
+    if not argv or argv[0] in ("-h", "--help"):
+        sys.stdout.write("Usage:  dockyard container COMMAND\n\nManage containers\n\n"
+                         "Commands:\n" + "".join(f"  {n}\n" for n in sorted(_SUBCOMMANDS)))
+        return 0
+    fn = _SUBCOMMANDS.get(argv[0])
+    if fn is None:
+        raise UsageError(f"unknown command: dockyard container {argv[0]}", "container")
+    return int(fn(g, argv[1:], f"container {argv[0]}"))

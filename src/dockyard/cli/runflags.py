@@ -1,0 +1,164 @@
+"""``run``/``create`` flags → the engine's RunOptions, and the container's docker-shaped config
+(what ``inspect`` shows as Config and HostConfig)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import TYPE_CHECKING, Any
+
+from dockyard.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from dockyard.engine.containers import Container, ContainerService
+    from dockyard.engine.specgen import RunOptions
+    from dockyard.image.store import ImageRecord
+
+
+def run_options(a: argparse.Namespace) -> RunOptions:
+    from dockyard.engine import runopts as ro
+    from dockyard.engine.specgen import RunOptions
+
+    env: list[str] = []
+    for path in a.env_file:
+        env += ro.parse_env_file(path)
+    env += [ro.parse_env(e) for e in a.env]
+    entrypoint = None if a.entrypoint is None else (
+        (a.entrypoint,) if a.entrypoint else ("",))
+    return RunOptions(
+        command=tuple(a.command),
+        entrypoint=entrypoint,
+        env=tuple(env),
+        workdir=a.workdir or "",
+        user=a.user or "",
+        hostname=a.hostname or "",
+        labels=dict(ro.parse_label(x) for x in a.label),
+        read_only=a.read_only,
+        tmpfs=tuple(ro.parse_tmpfs(t) for t in a.tmpfs),
+        privileged=a.privileged,
+        cap_add=tuple(a.cap_add),
+        cap_drop=tuple(a.cap_drop),
+        security=ro.parse_security_opts(a.security_opt),
+        devices=tuple(ro.parse_device(d) for d in a.device),
+        shm_size=ro.parse_shm_size(a.shm_size) if a.shm_size else 0,
+        ulimits=tuple(ro.parse_ulimit(u) for u in a.ulimit),
+        memory=ro.parse_memory(a.memory) if a.memory else 0,
+        memory_swap=ro.parse_memory_swap(a.memory_swap) if a.memory_swap else 0,
+        nano_cpus=ro.parse_cpus(a.cpus) if a.cpus else 0,
+        cpu_shares=ro.parse_int_flag(a.cpu_shares, "-c, --cpu-shares") if a.cpu_shares
+        else 0,
+        cpuset_cpus=a.cpuset_cpus or "",
+        pids_limit=ro.parse_int_flag(a.pids_limit, "--pids-limit") if a.pids_limit
+        else None,
+        stop_signal=a.stop_signal or "",
+        network=a.network,
+        init=a.init,
+        tty=a.tty,
+        stdin_open=a.interactive,
+    )
+
+
+def log_config(a: argparse.Namespace) -> dict[str, Any]:
+    from dockyard.engine import runopts as ro
+
+    if a.log_driver not in ("json-file", "none", "local"):
+        raise InvalidArgument(f'failed to create task for container: logger: no log driver '
+                              f'named "{a.log_driver}" is registered')
+    opts: dict[str, str] = {}
+    for item in a.log_opt:
+        key, eq, value = item.partition("=")
+        if not eq or key not in ("max-size", "max-file", "compress"):
+            raise InvalidArgument(f"unknown log opt '{key}' for {a.log_driver} log driver")
+        opts[key] = value
+    if "max-size" in opts and opts["max-size"] != "-1":
+        opts["max-size"] = str(ro.parse_memory(opts["max-size"]))
+    if "max-file" in opts and (not opts["max-file"].isdigit() or int(opts["max-file"]) < 1):
+        raise InvalidArgument("max-file cannot be less than 1")
+    # "local" keeps docker's name; its files are json-file's format here.
+    return {"Type": a.log_driver, "Config": opts}
+
+
+def create_container(svc: ContainerService, a: argparse.Namespace) -> Container:
+    from dockyard.engine import runopts as ro
+    from dockyard.engine.specgen import generate_spec, merge_config, rootfs_user_lookup
+
+    opts = run_options(a)
+    if a.restart and a.restart != "no" and getattr(a, "rm", False):
+        raise InvalidArgument("Conflicting options: --restart and --rm")
+    if a.restart:
+        ro.parse_restart(a.restart)
+    image = svc.images.resolve(a.image)
+    image_config = svc.images.image_config(image)
+    log = log_config(a)
+    runtime = _runtime_path(a.runtime)
+    stop_signal = opts.stop_signal or image_config.config.stop_signal or "SIGTERM"
+    ro.parse_stop_signal(stop_signal)
+    saved: dict[str, Any] = {}
+
+    def spec_for(cid: str, rootfs: str, record: ImageRecord) -> dict[str, Any]:
+        merged = merge_config(image_config, opts, container_id=cid)
+        if not merged.path:
+            raise InvalidArgument("no command specified")
+        spec = generate_spec(image_config, opts, container_id=cid, rootfs=rootfs,
+                             cgroups_path=os.path.join(svc.cgroup_parent, cid),
+                             user_lookup=rootfs_user_lookup(rootfs))
+        saved.update(_docker_config(a, merged, record, opts, log=log, runtime=runtime,
+                                    stop_signal=stop_signal))
+        return spec
+
+    c = svc.create(a.image, spec_for, name=a.name, config_of=lambda: saved)
+    return c
+
+
+def _runtime_path(name: str) -> str:
+    if not name or name in ("dockyard", "dockyard-runc"):
+        return ""
+    if os.sep in name:
+        path = name
+    else:
+        import shutil
+
+        found = shutil.which(name)
+        if found is None:
+            raise InvalidArgument(f"unknown or invalid runtime name: {name}")
+        path = found
+    if not os.access(path, os.X_OK):
+        raise InvalidArgument(f"unknown or invalid runtime name: {name}")
+    return path
+
+
+def _docker_config(a: argparse.Namespace, merged: Any, record: ImageRecord, opts: RunOptions,
+                   *, log: dict[str, Any], runtime: str, stop_signal: str) -> dict[str, Any]:
+    return {
+        "Path": merged.path,
+        "Args": list(merged.args),
+        "Labels": dict(merged.labels),
+        "StopSignal": stop_signal,
+        "StopTimeout": a.stop_timeout,
+        "AutoRemove": bool(getattr(a, "rm", False)),
+        "Runtime": runtime,
+        "LogConfig": log,
+        "Config": {
+            "Hostname": merged.hostname, "Domainname": "", "User": merged.user,
+            "AttachStdin": False, "AttachStdout": not getattr(a, "detach", True),
+            "AttachStderr": not getattr(a, "detach", True), "Tty": opts.tty,
+            "OpenStdin": opts.stdin_open, "StdinOnce": False, "Env": list(merged.env),
+            "Cmd": None if merged.cmd is None else list(merged.cmd),
+            "Image": a.image, "Volumes": None, "WorkingDir": merged.working_dir,
+            "Entrypoint": None if merged.entrypoint is None else list(merged.entrypoint),
+            "OnBuild": None, "Labels": dict(merged.labels), "StopSignal": stop_signal,
+            **({"StopTimeout": a.stop_timeout} if a.stop_timeout is not None else {}),
+        },
+        "HostConfig": {
+            "NetworkMode": a.network, "AutoRemove": bool(getattr(a, "rm", False)),
+            "RestartPolicy": {"Name": a.restart or "no", "MaximumRetryCount": 0},
+            "Privileged": opts.privileged, "ReadonlyRootfs": opts.read_only,
+            "CapAdd": list(opts.cap_add) or None, "CapDrop": list(opts.cap_drop) or None,
+            "Memory": opts.memory, "MemorySwap": opts.memory_swap, "NanoCpus": opts.nano_cpus,
+            "CpuShares": opts.cpu_shares, "CpusetCpus": opts.cpuset_cpus,
+            "PidsLimit": opts.pids_limit, "ShmSize": opts.shm_size or 67108864,
+            "LogConfig": log, "Runtime": runtime or "dockyard",
+            "Tmpfs": dict(opts.tmpfs) or None,
+        },
+        "Image": record.id,
+    }

@@ -1,0 +1,429 @@
+"""The container service: containers as rows in the engine database, their bundles on disk,
+and their lifecycle (create, start, stop, kill, wait, remove) with docker's semantics.
+
+Layout of one container::
+
+    <root>/containers/<id>/config.json     the OCI spec (rootfs at ./rootfs)
+    <root>/containers/<id>/rootfs/         mount point of its snapshot while it runs
+    <root>/containers/<id>/<id>-json.log   its log (docker's json-file format)
+    <run_root>/containers/<id>/            supervisor.pid, init.pid (gone at reboot)
+    <run_root>/runtime/                    the OCI runtime's --root
+
+State changes are written by whoever observes them: the starting command (created),
+the supervisor (running, exited), ``rm``. A supervisor that died without recording an exit is
+noticed by :meth:`refresh`, which every read goes through.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal as _signal
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from dockyard.db import ensure_schema, open_database, transaction
+from dockyard.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+
+if TYPE_CHECKING:
+    from dockyard.engine.config import EngineConfig
+    from dockyard.engine.images import ImageService
+
+_MIGRATIONS: list[list[str]] = [[
+    """CREATE TABLE containers (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        image_id TEXT NOT NULL,
+        image_name TEXT NOT NULL,
+        created REAL NOT NULL,
+        config TEXT NOT NULL,
+        state TEXT NOT NULL,
+        pid INTEGER NOT NULL DEFAULT 0,
+        supervisor_pid INTEGER NOT NULL DEFAULT 0,
+        exit_code INTEGER NOT NULL DEFAULT 0,
+        error TEXT NOT NULL DEFAULT '',
+        started_at REAL NOT NULL DEFAULT 0,
+        finished_at REAL NOT NULL DEFAULT 0,
+        restart_count INTEGER NOT NULL DEFAULT 0)""",
+    "CREATE INDEX containers_by_image ON containers(image_id)",
+]]
+
+_NAME_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+_ADJECTIVES = ("brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid",
+               "merry", "nifty", "proud", "quirky", "sharp", "sleepy", "tender", "witty", "zen")
+_NOUNS = ("anchor", "barge", "buoy", "crane", "dock", "ferry", "harbor", "hull", "keel",
+          "mast", "pier", "quay", "rudder", "sail", "skiff", "tug", "wharf", "yard")
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    id: str
+    name: str
+    image_id: str
+    image_name: str
+    created: float
+    config: dict[str, Any]          # what the container was created with (docker's shapes)
+    state: str                      # created | running | exited | removing
+    pid: int = 0
+    supervisor_pid: int = 0
+    exit_code: int = 0
+    error: str = ""
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    restart_count: int = 0
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+class ContainerService:
+    def __init__(self, config: EngineConfig, images: ImageService) -> None:
+        self.config = config
+        self.images = images
+        self.root = config.root
+        ensure_schema(self.db, "containers", _MIGRATIONS)
+        self.dir = os.path.join(self.root, "containers")
+        self.run_dir = os.path.join(config.run_root, "containers")
+        self.runtime_root = os.path.join(config.run_root, "runtime")
+        # Each container's cgroup is <parent>/<id>. docker's parent is /docker; ours /dockyard,
+        # left in place like docker's. A relative parent (or "") is relative to the cgroup of
+        # the container's supervisor, as the runtime reads a relative cgroupsPath.
+        self.cgroup_parent = str(config.settings.get("cgroup-parent", "/dockyard"))
+        images.users = self.users_of_image
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        return self.images.db
+
+    # --- names and lookups -------------------------------------------------------------------
+
+    def users_of_image(self, image_id: str) -> list[tuple[str, bool]]:
+        rows = self.db.execute("SELECT id, state FROM containers WHERE image_id = ?",
+                               (image_id,)).fetchall()
+        return [(str(r[0]), str(r[1]) == "running") for r in rows]
+
+    def get(self, ref: str) -> Container:
+        """A container by full id, unique id prefix or name (docker's lookup order)."""
+        row = self.db.execute("SELECT * FROM containers WHERE id = ? OR name = ?",
+                              (ref, ref.lstrip("/"))).fetchone()
+        if row is None and ref and all(c in "0123456789abcdef" for c in ref):
+            rows = self.db.execute("SELECT * FROM containers WHERE id LIKE ?",
+                                   (ref + "%",)).fetchall()
+            if len(rows) > 1:
+                raise InvalidArgument(f"multiple containers match id prefix {ref!r}")
+            row = rows[0] if rows else None
+        if row is None:
+            raise NotFound(f"No such container: {ref}")
+        return self.refresh(_container(row))
+
+    def list(self, *, all_containers: bool = True) -> list[Container]:
+        rows = self.db.execute("SELECT * FROM containers ORDER BY created DESC").fetchall()
+        out = [self.refresh(_container(r)) for r in rows]
+        return out if all_containers else [c for c in out if c.running]
+
+    def refresh(self, c: Container) -> Container:
+        """A running container whose supervisor is gone: record what can still be known."""
+        if c.state != "running" or _alive(c.supervisor_pid, self._pid_file(c.id)):
+            return c
+        code = 255  # the supervisor died before it could record the exit status
+        with transaction(self.db) as db:
+            db.execute("UPDATE containers SET state='exited', exit_code=?, finished_at=?,"
+                       " error=? WHERE id=? AND state='running'",
+                       (code, time.time(), "supervisor exited unexpectedly", c.id))
+        row = self.db.execute("SELECT * FROM containers WHERE id = ?", (c.id,)).fetchone()
+        return _container(row) if row is not None else c
+
+    def _pid_file(self, cid: str) -> str:
+        return os.path.join(self.run_dir, cid, "supervisor.pid")
+
+    # --- create ------------------------------------------------------------------------------
+
+    def create(self, image: str, spec_for: Any, *, name: str = "",
+               config_of: Any = None) -> Container:
+        """Make the container: a row, a snapshot on the image's layers, a bundle.
+
+        ``spec_for(container_id, rootfs, image_record)`` returns the OCI spec (a dict); it is
+        where the run options become a config.json (engine.specgen). ``config_of()``, called
+        after it, gives the docker-shaped config kept in the row (inspect's Config etc.).
+        """
+        record = self.images.resolve(image)
+        cid = secrets.token_hex(32)
+        if name:
+            _check_name(name)
+        with transaction(self.db) as db:
+            if not name:
+                name = _random_name(db)
+            elif db.execute("SELECT id FROM containers WHERE name = ?", (name,)).fetchone():
+                other = db.execute("SELECT id FROM containers WHERE name = ?",
+                                   (name,)).fetchone()[0]
+                raise AlreadyExists(
+                    f'Conflict. The container name "/{name}" is already in use by container '
+                    f'"{other}". You have to remove (or rename) that container to be able to '
+                    "reuse that name.")
+            db.execute("INSERT INTO containers (id, name, image_id, image_name, created, config,"
+                       " state) VALUES (?,?,?,?,?,?,?)",
+                       (cid, name, record.id, image, time.time(), "{}", "creating"))
+        try:
+            bundle = os.path.join(self.dir, cid)
+            os.makedirs(os.path.join(bundle, "rootfs"), mode=0o700)
+            parents = [la.chain_id for la in record.layers]
+            mounts = self.images.snapshots.prepare(cid, parents)
+            with open(os.path.join(bundle, "mounts.json"), "w") as f:
+                json.dump([{"type": m.type, "source": m.source, "options": list(m.options),
+                            "chdir": m.chdir} for m in mounts], f)
+            spec = spec_for(cid, os.path.join(bundle, "rootfs"), record)
+            with open(os.path.join(bundle, "config.json"), "w") as f:
+                json.dump(spec, f)
+            config = config_of() if config_of is not None else {}
+        except BaseException:
+            self._remove_files(cid)
+            with transaction(self.db) as db:
+                db.execute("DELETE FROM containers WHERE id = ?", (cid,))
+            raise
+        with transaction(self.db) as db:
+            db.execute("UPDATE containers SET state='created', config=? WHERE id=?",
+                       (json.dumps(config), cid))
+        return self.get(cid)
+
+    def bundle(self, cid: str) -> str:
+        return os.path.join(self.dir, cid)
+
+    def log_path(self, cid: str) -> str:
+        return os.path.join(self.dir, cid, f"{cid}-json.log")
+
+    # --- start -------------------------------------------------------------------------------
+
+    def start(self, ref: str, *, attach: bool = False) -> tuple[Container, int]:
+        """Start the container under a new supervisor; returns it and the status pipe's read
+        end (``started <pid>`` then ``exited <code>`` lines; EOF if the supervisor died)."""
+        from dockyard.monitor import supervisor
+
+        c = self.get(ref)
+        if c.running:
+            raise FailedPrecondition(f"container {c.short_id} is already running")
+        self._mount_rootfs(c)
+        run_dir = os.path.join(self.run_dir, c.id)
+        os.makedirs(run_dir, exist_ok=True)
+        os.makedirs(self.runtime_root, exist_ok=True)
+        log = c.config.get("LogConfig") or {}
+        opts = log.get("Config") or {}
+        status_r, status_w = os.pipe()
+        launch = supervisor.Launch(
+            container_id=c.id, bundle=self.bundle(c.id), runtime_root=self.runtime_root,
+            runtime=str(c.config.get("Runtime") or ""),
+            log_path=self.log_path(c.id),
+            log_max_size=_max_size(opts.get("max-size")),
+            log_max_file=int(opts.get("max-file") or 3),
+            log_driver=str(log.get("Type") or "json-file"),
+            attach_stdout=1 if attach else -1, attach_stderr=2 if attach else -1,
+            status_fd=status_w, pid_file=os.path.join(run_dir, "supervisor.pid"))
+        root, cid = self.config.root, c.id
+        config = self.config
+
+        def on_started(init_pid: int, sup_pid: int) -> None:
+            db = open_database(root)
+            with transaction(db) as t:
+                t.execute("UPDATE containers SET state='running', pid=?, supervisor_pid=?,"
+                          " started_at=?, exit_code=0, error='', finished_at=0 WHERE id=?",
+                          (init_pid, sup_pid, time.time(), cid))
+            db.close()
+
+        def on_exit(code: int, init_pid: int | None) -> None:
+            from dockyard.engine.images import ImageService
+
+            db = open_database(root)
+            with transaction(db) as t:
+                t.execute("UPDATE containers SET state='exited', pid=0, exit_code=?,"
+                          " finished_at=? WHERE id=?", (code, time.time(), cid))
+            db.close()
+            svc = ContainerService(config, ImageService(config))
+            svc._unmount_rootfs(cid)
+            if c.config.get("AutoRemove"):
+                svc.remove(cid, force=True)
+
+        self.images.close_db()
+        try:
+            supervisor.spawn(launch, on_exit, on_started)
+        finally:
+            self.images.reopen_db()
+            os.close(status_w)
+        return c, status_r
+
+    def _mount_rootfs(self, c: Container) -> None:
+        from dockyard.image.mounter import mount_all
+        from dockyard.image.snapshot import Mount
+
+        target = os.path.join(self.bundle(c.id), "rootfs")
+        if os.path.ismount(target):
+            return
+        with open(os.path.join(self.bundle(c.id), "mounts.json")) as f:
+            mounts = [Mount(m["type"], m["source"], tuple(m["options"]), m.get("chdir", ""))
+                      for m in json.load(f)]
+        mount_all(mounts, target)
+
+    def _unmount_rootfs(self, cid: str) -> None:
+        from dockyard.image.mounter import unmount
+
+        target = os.path.join(self.bundle(cid), "rootfs")
+        if os.path.ismount(target):
+            unmount(target)
+
+    # --- signals, stop, wait -------------------------------------------------------------------
+
+    def kill(self, ref: str, sig: int = _signal.SIGKILL) -> Container:
+        c = self.get(ref)
+        if not c.running or not c.pid:
+            raise FailedPrecondition(f"Cannot kill container: {ref}: container {c.short_id} "
+                                     "is not running")
+        try:
+            os.kill(c.pid, sig)
+        except ProcessLookupError:
+            pass
+        return c
+
+    def stop(self, ref: str, timeout: float | None = None) -> Container:
+        c = self.get(ref)
+        if not c.running:
+            return c
+        stop_signal = _signal_number(str(c.config.get("StopSignal") or "SIGTERM"))
+        grace = timeout if timeout is not None else float(c.config.get("StopTimeout") or 10)
+        self.kill(c.id, stop_signal)
+        if not self.wait(c.id, timeout=grace):
+            try:
+                self.kill(c.id, _signal.SIGKILL)
+            except FailedPrecondition:
+                pass
+            self.wait(c.id, timeout=30)
+        return self.get(c.id)
+
+    def wait(self, ref: str, timeout: float | None = None) -> int | None:
+        """The exit code once the container is not running; None if ``timeout`` passed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        cid = self.get(ref).id
+        while True:
+            try:
+                c = self.get(cid)
+            except NotFound:
+                return None
+            if not c.running and c.state != "creating" and not self._exiting(c):
+                return c.exit_code
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            time.sleep(0.02)
+
+    def _exiting(self, c: Container) -> bool:
+        """Exited in the database, but its supervisor still cleaning up (unmount, --rm)."""
+        return c.state == "exited" and _alive(c.supervisor_pid, self._pid_file(c.id))
+
+    # --- remove ------------------------------------------------------------------------------
+
+    def remove(self, ref: str, *, force: bool = False) -> Container:
+        c = self.get(ref)
+        if c.running:
+            if not force:
+                raise FailedPrecondition(
+                    f"You cannot remove a running container {c.id}. Stop the container "
+                    "before attempting removal or force remove")
+            self.kill(c.id, _signal.SIGKILL)
+            self.wait(c.id, timeout=30)
+        self._unmount_rootfs(c.id)
+        self._remove_files(c.id)
+        with transaction(self.db) as db:
+            db.execute("DELETE FROM containers WHERE id = ?", (c.id,))
+        return c
+
+    def _remove_files(self, cid: str) -> None:
+        import shutil
+
+        try:
+            self.images.snapshots.remove(cid)
+        except NotFound:
+            pass
+        shutil.rmtree(os.path.join(self.dir, cid), ignore_errors=True)
+        shutil.rmtree(os.path.join(self.run_dir, cid), ignore_errors=True)
+
+
+def _container(row: sqlite3.Row) -> Container:
+    config = json.loads(row["config"])
+    return Container(
+        id=str(row["id"]), name=str(row["name"]), image_id=str(row["image_id"]),
+        image_name=str(row["image_name"]), created=float(row["created"]), config=config,
+        state=str(row["state"]), pid=int(row["pid"]), supervisor_pid=int(row["supervisor_pid"]),
+        exit_code=int(row["exit_code"]), error=str(row["error"]),
+        started_at=float(row["started_at"]), finished_at=float(row["finished_at"]),
+        restart_count=int(row["restart_count"]),
+        labels=dict(config.get("Labels") or {}))
+
+
+def _alive(pid: int, pid_file: str) -> bool:
+    """Whether the supervisor ``pid`` still runs (its pid file names it: a recycled pid does
+    not count, since a new process would not have written our file)."""
+    if pid <= 0:
+        return False
+    try:
+        with open(pid_file) as f:
+            if int(f.read().strip() or 0) != pid:
+                return False
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _check_name(name: str) -> None:
+    n = name.lstrip("/")
+    if not n or n[0] not in _NAME_OK - frozenset("_.-") or not set(n) <= _NAME_OK:
+        raise InvalidArgument(f'Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] '
+                              "are allowed")
+
+
+def _random_name(db: sqlite3.Connection) -> str:
+    for _ in range(100):
+        name = f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NOUNS)}"
+        if db.execute("SELECT 1 FROM containers WHERE name = ?", (name,)).fetchone() is None:
+            return name
+    return f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NOUNS)}{secrets.randbelow(10000)}"
+
+
+def _max_size(value: object) -> int | None:
+    """log-opt max-size in bytes (the CLI parsed it); rotate at 10 MiB unless told otherwise
+    (docker's default is unbounded, a classic complaint: moby#27957)."""
+    if value in (None, ""):
+        return 10 << 20
+    size = int(str(value))
+    return None if size < 0 else size
+
+
+def _signal_number(name: str) -> int:
+    name = name.upper()
+    if name.isdigit():
+        return int(name)
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    try:
+        return int(_signal.Signals[name])
+    except KeyError:
+        raise InvalidArgument(f"invalid signal: {name}") from None
+
+
+def names_of(containers: Sequence[Container]) -> list[str]:
+    return [c.name for c in containers]

@@ -1,0 +1,72 @@
+"""docker's ``container inspect`` JSON for a container (the shapes of Docker Engine API 1.44)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dockyard.engine.containers import Container, ContainerService
+
+_ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def _iso(ts: float) -> str:
+    if not ts:
+        return _ZERO_TIME
+    return _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def container_state(c: Container) -> dict[str, Any]:
+    status = {"creating": "created"}.get(c.state, c.state)
+    return {
+        "Status": status,
+        "Running": c.running,
+        "Paused": False,
+        "Restarting": False,
+        "OOMKilled": False,
+        "Dead": False,
+        "Pid": c.pid if c.running else 0,
+        "ExitCode": c.exit_code,
+        "Error": c.error,
+        "StartedAt": _iso(c.started_at),
+        "FinishedAt": _iso(c.finished_at),
+    }
+
+
+def inspect_container(svc: ContainerService, c: Container) -> dict[str, Any]:
+    cfg = c.config
+    bundle = svc.bundle(c.id)
+    driver = svc.images.storage_driver
+    snap = os.path.join(svc.images.snapshots.root, "containers", c.id)
+    return {
+        "Id": c.id,
+        "Created": _iso(c.created),
+        "Path": cfg.get("Path", ""),
+        "Args": cfg.get("Args") or [],
+        "State": container_state(c),
+        "Image": c.image_id,
+        "ResolvConfPath": "",
+        "HostnamePath": "",
+        "HostsPath": "",
+        "LogPath": svc.log_path(c.id),
+        "Name": "/" + c.name,
+        "RestartCount": c.restart_count,
+        "Driver": driver,
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": None,
+        "HostConfig": cfg.get("HostConfig") or {},
+        "GraphDriver": {
+            "Name": driver,
+            "Data": {"MergedDir": os.path.join(bundle, "rootfs"),
+                     "UpperDir": os.path.join(snap, "upper"),
+                     "WorkDir": os.path.join(snap, "work")},
+        },
+        "Mounts": [],
+        "Config": cfg.get("Config") or {},
+        "NetworkSettings": {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": {}},
+    }

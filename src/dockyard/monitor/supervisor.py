@@ -1,0 +1,299 @@
+"""The per-container supervisor (conmon's job): it starts the container through the OCI runtime,
+owns its stdio, writes its log, records its exit and cleans up after it.
+
+It is forked from the ``dockyard`` command that starts the container and detaches from it
+(double fork, new session), so the command can exit; it is the container's subreaper, so the
+container's init becomes its child when the runtime's intermediate process exits::
+
+    dockyard run ──fork──▶ middle ──fork──▶ supervisor (setsid, subreaper)
+         │                   exit            │ runtime create + start (library or binary)
+         │◀──── "started <pid>" ─────────────│ status pipe
+         │◀──── container output (attached) ─│ stdout/stderr pipes ─▶ log file
+         │◀──── "exited <code>" ─────────────│ on the init's exit: record, delete, (--rm)
+
+A supervisor that dies leaves its container running (the container is in its own session and
+cgroup); the next command that looks at the container sees the supervisor gone and records
+what it can (see :meth:`ContainerService.refresh`).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from dockyard.linux import libc as k
+
+_READ = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """Everything the supervisor needs, resolved before the fork."""
+
+    container_id: str
+    bundle: str
+    runtime_root: str
+    runtime: str            # "" = dockyard's own runtime, as a library; else a runc-like binary
+    log_path: str
+    log_max_size: int | None
+    log_max_file: int
+    log_driver: str         # "json-file" or "none"
+    attach_stdout: int      # the starting command's fds to copy output to, or -1
+    attach_stderr: int
+    status_fd: int          # a pipe to the starting command: "started <pid>\n", "exited <n>\n"
+    pid_file: str           # the supervisor's own pid, for stop/kill/refresh
+
+
+def spawn(launch: Launch, on_exit: Callable[[int, int | None], None],
+          on_started: Callable[[int, int], None]) -> int:
+    """Fork the supervisor; returns the middle process's pid (reaped here) once forked.
+
+    ``on_started(init_pid, supervisor_pid)`` and ``on_exit(code, init_pid)`` run in the
+    supervisor and record what happened (the engine's database writes).
+    """
+    pid = os.fork()
+    if pid:
+        os.waitpid(pid, 0)
+        return pid
+    # the middle process: a new session, then the supervisor, then leave
+    status = 0
+    try:
+        os.setsid()
+        if os.fork() == 0:
+            code = 0
+            try:
+                _supervise(launch, on_exit, on_started)
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else 1
+            except BaseException:  # the supervisor must never unwind into the CLI
+                code = 1
+                _crash_note(launch)
+            os._exit(code)
+    except BaseException:
+        status = 1
+    os._exit(status)
+
+
+def _crash_note(launch: Launch) -> None:
+    """A supervisor bug: leave the traceback beside its pid file for whoever looks."""
+    import traceback
+
+    try:
+        with open(launch.pid_file + ".crash", "w") as f:
+            traceback.print_exc(file=f)
+    except OSError:
+        pass
+
+
+def _devnull_stdin() -> None:
+    fd = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(fd, 0)
+    os.close(fd)
+
+
+def _keep_only(launch: Launch) -> Launch:
+    """Move the fds the supervisor keeps above stdio and close every other inherited fd
+    (the starting command's database, sockets, files)."""
+    import dataclasses
+
+    def dup(fd: int) -> int:
+        return os.dup(fd) if fd >= 0 else -1
+
+    out, err, status = dup(launch.attach_stdout), dup(launch.attach_stderr), dup(launch.status_fd)
+    wanted = sorted(fd for fd in (out, err, status) if fd >= 0)
+    low = 3
+    for fd in wanted:
+        if fd > low:
+            os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 16)
+    return dataclasses.replace(launch, attach_stdout=out, attach_stderr=err, status_fd=status)
+
+
+def _supervise(launch: Launch, on_exit: Callable[[int, int | None], None],
+               on_started: Callable[[int, int], None]) -> None:
+    os.chdir("/")
+    launch = _keep_only(launch)
+    k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    with open(launch.pid_file, "w") as f:
+        f.write(str(os.getpid()))
+    # The container's stdio: /dev/null in, a pipe per output stream. The runtime passes our
+    # fds 0-2 to the init, so the pipes go there; our own output goes nowhere after that.
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    _devnull_stdin()
+    os.dup2(out_w, 1)
+    os.dup2(err_w, 2)
+    os.close(out_w)
+    os.close(err_w)
+    writer = _open_log(launch)
+    try:
+        init_pid = _create_and_start(launch)
+    except BaseException as e:
+        _report(launch.status_fd, f"error {_one_line(e)}")
+        on_exit(-1, None)
+        raise SystemExit(1) from None
+    # From here the container's output flows only through the pipes' other ends.
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.dup2(null, 2)
+    os.close(null)
+    on_started(init_pid, os.getpid())
+    _report(launch.status_fd, f"started {init_pid}")
+    code = _pump(launch, init_pid, {out_r: "stdout", err_r: "stderr"}, writer)
+    if writer is not None:
+        writer.close()
+    _delete_runtime_state(launch)
+    on_exit(code, init_pid)
+    _report(launch.status_fd, f"exited {code}")
+
+
+def _one_line(e: BaseException) -> str:
+    return str(e).replace("\n", " ").strip() or type(e).__name__
+
+
+def _report(fd: int, line: str) -> None:
+    if fd < 0:
+        return
+    try:
+        os.write(fd, (line + "\n").encode(errors="replace"))
+    except OSError:
+        pass  # the starting command went away: nothing to tell
+
+
+def _open_log(launch: Launch) -> _LogSink | None:
+    if launch.log_driver == "none":
+        return None
+    from dockyard.monitor.logfile import LogWriter
+
+    return LogWriter(launch.log_path, max_size=launch.log_max_size,
+                     max_file=launch.log_max_file)
+
+
+class _LogSink(Protocol):
+    def write(self, stream: str, data: bytes, ts_ns: int | None = None) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _create_and_start(launch: Launch) -> int:
+    if launch.runtime:
+        import subprocess
+
+        base = [launch.runtime, "--root", launch.runtime_root]
+        pid_file = os.path.join(os.path.dirname(launch.pid_file), "init.pid")
+        subprocess.run([*base, "create", "--bundle", launch.bundle, "--pid-file", pid_file,
+                        launch.container_id], check=True, stdin=0, stdout=1, stderr=2,
+                       close_fds=True)
+        with open(pid_file) as f:
+            init_pid = int(f.read().strip())
+        subprocess.run([*base, "start", launch.container_id], check=True, stdin=0, stdout=1,
+                       stderr=2)
+        return init_pid
+    from dockyard.runtime import create as create_mod
+    from dockyard.runtime import delete as delete_mod
+    from dockyard.runtime import start as start_mod
+
+    rec = create_mod.create(launch.runtime_root, launch.container_id, launch.bundle)
+    try:
+        start_mod.start(launch.runtime_root, launch.container_id)
+    except BaseException:
+        delete_mod.delete(launch.runtime_root, launch.container_id, force=True)
+        raise
+    return rec.pid
+
+
+def _pump(launch: Launch, init_pid: int, pipes: dict[int, str], writer: _LogSink | None
+          ) -> int:
+    """Copy output to the log (and the attached command) until the init exits; its status."""
+    attach = {"stdout": launch.attach_stdout, "stderr": launch.attach_stderr}
+    poller = select.poll()
+    for fd in pipes:
+        poller.register(fd, select.POLLIN)
+    pidfd = os.pidfd_open(init_pid)
+    poller.register(pidfd, select.POLLIN)
+    code: int | None = None
+    open_pipes = dict(pipes)
+    while open_pipes or code is None:
+        for fd, _ in poller.poll(200 if code is None else 50):
+            if fd == pidfd:
+                code = _reap(init_pid)
+                poller.unregister(pidfd)
+                os.close(pidfd)
+                continue
+            data = os.read(fd, _READ)
+            stream = open_pipes.get(fd)
+            if stream is None:
+                continue
+            if not data:
+                poller.unregister(fd)
+                os.close(fd)
+                del open_pipes[fd]
+                continue
+            if writer is not None:
+                writer.write(stream, data)
+            target = attach[stream]
+            if target >= 0:
+                try:
+                    os.write(target, data)
+                except OSError:
+                    attach[stream] = -1     # the attached command went away
+        if code is not None and open_pipes:
+            # The init is gone; whatever still holds the pipes (a daemonised grandchild)
+            # died with the pid namespace. Drain what is buffered, then stop.
+            ready = {fd for fd, _ in poller.poll(0)}
+            if not ready:
+                break
+    for fd in open_pipes:
+        os.close(fd)
+    return code if code is not None else 255
+
+
+def _reap(init_pid: int) -> int:
+    code = 255
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            if code != 255 or not _alive(init_pid):
+                break
+            continue
+        if pid == init_pid:
+            code = os.waitstatus_to_exitcode(status)
+            if code < 0:
+                code = 128 - code    # killed by a signal: docker reports 128 + signo
+    return code
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _delete_runtime_state(launch: Launch) -> None:
+    try:
+        if launch.runtime:
+            import subprocess
+
+            subprocess.run([launch.runtime, "--root", launch.runtime_root, "delete", "--force",
+                            launch.container_id], check=False, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        else:
+            from dockyard.runtime import delete as delete_mod
+
+            delete_mod.delete(launch.runtime_root, launch.container_id, force=True)
+    except Exception as e:  # recorded, not fatal: the exit status must still be recorded
+        print(f"dockyard supervisor: runtime delete failed: {e}", file=sys.stderr)

@@ -1,0 +1,133 @@
+"""`dockyard run/create/start/ps/logs/stop/kill/wait/rm/inspect` as a user runs them, with
+real containers from the busybox image on a throwaway engine root."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from testbed import images as tb_images
+from testbed.engine import DOCKYARD, Engine
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def busybox() -> tb_images.BuiltImage:
+    return tb_images.busybox()
+
+
+@pytest.fixture
+def eng(tmp_path: Path, busybox: tb_images.BuiltImage) -> Iterator[Engine]:
+    # cgroup-parent "": each container's cgroup sits below its supervisor's (the test's own),
+    # so nothing is left in the hierarchy once the container is gone.
+    config = tmp_path / "daemon.json"
+    config.write_text(json.dumps({"cgroup-parent": ""}))
+    e = Engine(tmp_path / "root", config, env={"DOCKYARD_RUN_ROOT": str(tmp_path / "run")})
+    assert busybox.docker_archive is not None
+    e.run("load", "-i", str(busybox.docker_archive))
+    try:
+        yield e
+    finally:
+        # whatever a failed test left running goes, so no process or mount outlives it
+        for cid in e.run("ps", "-aq", "--no-trunc", check=False).stdout.split():
+            e.run("rm", "-f", cid, check=False)
+
+
+def test_run_prints_and_returns_the_exit_code(eng: Engine) -> None:
+    p = eng.run("run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3",
+                check=False)
+    assert p.returncode == 3, p.stderr
+    assert p.stdout == "out\n"
+    assert p.stderr == "err\n"
+    assert eng.run("ps", "-aq").stdout == ""
+
+
+def test_run_defaults_inside(eng: Engine) -> None:
+    out = eng.run("run", "--name", "probe", "--hostname", "boat", "-e", "FOO=bar", "-w", "/tmp",
+                  "busybox", "sh", "-c", "hostname; echo $FOO; pwd; id -u; echo $$").stdout
+    assert out.split() == ["boat", "bar", "/tmp", "0", "1"]
+    ps = eng.run("ps", "-a", "--format", "{{.Names}} {{.Status}}").stdout.strip()
+    assert ps.startswith("probe Exited (0)")
+    doc = json.loads(eng.run("inspect", "probe").stdout)[0]
+    assert doc["Name"] == "/probe"
+    assert doc["State"]["Status"] == "exited" and doc["State"]["ExitCode"] == 0
+    assert eng.run("logs", "probe").stdout.split() == ["boat", "bar", "/tmp", "0", "1"]
+    eng.run("rm", "probe")
+    assert eng.run("ps", "-aq").stdout == ""
+
+
+def test_detached_lifecycle(eng: Engine) -> None:
+    cid = eng.run("run", "-d", "--name", "sleeper", "busybox", "sh", "-c",
+                  "trap 'echo bye; exit 0' TERM; echo hello; while :; do sleep 0.1; done"
+                  ).stdout.strip()
+    assert len(cid) == 64
+    deadline = time.monotonic() + 10
+    while "hello" not in eng.run("logs", "sleeper").stdout:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert eng.run("ps", "-q").stdout.strip() == cid[:12]
+    assert "Up " in eng.run("ps", "--format", "{{.Status}}").stdout
+    refused = eng.run("rm", "sleeper", check=False)
+    assert refused.returncode == 1 and "cannot remove a running container" in refused.stderr
+    assert eng.run("stop", "sleeper").stdout.strip() == "sleeper"
+    assert eng.run("wait", "sleeper").stdout.strip() == "0"
+    assert eng.run("logs", "sleeper").stdout.split() == ["hello", "bye"]
+    assert eng.run("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}",
+                   "sleeper").stdout.strip() == "exited 0"
+    # start again: the same container runs once more
+    eng.run("start", "sleeper")
+    assert eng.run("ps", "-q").stdout.strip() == cid[:12]
+    eng.run("kill", "-s", "KILL", "sleeper")
+    assert eng.run("wait", "sleeper").stdout.strip() == "137"
+    eng.run("rm", "sleeper")
+    assert not (eng.root / "containers" / cid).exists()
+
+
+def test_rm_force_and_run_rm_leave_nothing(eng: Engine) -> None:
+    cid = eng.run("run", "-d", "busybox", "sleep", "60").stdout.strip()
+    eng.run("rm", "-f", cid)
+    assert eng.run("ps", "-aq").stdout == ""
+    assert not (eng.root / "containers" / cid).exists()
+    assert not any(cid in line for line in Path("/proc/self/mountinfo").read_text().splitlines())
+    eng.run("run", "--rm", "busybox", "true")
+    assert eng.run("ps", "-aq").stdout == ""
+    assert os.listdir(eng.root / "overlay" / "containers") == []
+
+
+def test_bad_input_exits_125_and_creates_nothing(eng: Engine) -> None:
+    for args, message in (
+            (["run", "--bogus", "busybox"], "unknown flag: --bogus"),
+            (["run", "--memory", "12zz", "busybox", "true"], "invalid"),
+            (["run", "--pull", "never", "nosuch/image", "true"], "No such image"),
+    ):
+        p = eng.run(*args, check=False)
+        assert p.returncode == 125, (args, p.stderr)
+        assert message in p.stderr and "Traceback" not in p.stderr
+    eng.run("create", "--name", "taken", "busybox", "true")
+    clash = eng.run("run", "--name", "taken", "busybox", "true", check=False)
+    assert clash.returncode == 125 and "is already in use" in clash.stderr
+    assert eng.run("ps", "-aq").stdout.split().__len__() == 1
+    missing = eng.run("stop", "nosuchcontainer", check=False)
+    assert missing.returncode == 1 and "No such container: nosuchcontainer" in missing.stderr
+    not_found_cmd = eng.run("run", "busybox", "no-such-binary", check=False)
+    assert not_found_cmd.returncode in (125, 127)
+
+
+def test_the_container_outlives_the_command(eng: Engine) -> None:
+    """The starting command exits; the container keeps running under its supervisor."""
+    assert eng.config is not None
+    proc = subprocess.run([*DOCKYARD, "--root", str(eng.root), "--config", str(eng.config),
+                           "run", "-d", "--name", "bg",
+                           "busybox", "sleep", "30"], capture_output=True, text=True,
+                          env=eng.env, check=True)
+    assert proc.returncode == 0
+    time.sleep(0.3)
+    assert eng.run("ps", "--format", "{{.Names}}").stdout.strip() == "bg"
+    eng.run("rm", "-f", "bg")
