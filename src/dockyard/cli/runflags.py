@@ -59,8 +59,6 @@ def run_options(a: argparse.Namespace) -> RunOptions:
 
 
 def log_config(a: argparse.Namespace) -> dict[str, Any]:
-    from dockyard.engine import runopts as ro
-
     if a.log_driver not in ("json-file", "none", "local"):
         raise InvalidArgument(f'failed to create task for container: logger: no log driver '
                               f'named "{a.log_driver}" is registered')
@@ -71,7 +69,10 @@ def log_config(a: argparse.Namespace) -> dict[str, Any]:
             raise InvalidArgument(f"unknown log opt '{key}' for {a.log_driver} log driver")
         opts[key] = value
     if "max-size" in opts and opts["max-size"] != "-1":
-        opts["max-size"] = str(ro.parse_memory(opts["max-size"]))
+        from dockyard.cli.units import from_human_size
+
+        # docker reads log sizes with decimal units: 10m is 10,000,000 bytes
+        opts["max-size"] = str(from_human_size(opts["max-size"]))
     if "max-file" in opts and (not opts["max-file"].isdigit() or int(opts["max-file"]) < 1):
         raise InvalidArgument("max-file cannot be less than 1")
     # "local" keeps docker's name; its files are json-file's format here.
