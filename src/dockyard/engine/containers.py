@@ -340,7 +340,30 @@ class ContainerService:
         self._remove_files(c.id)
         with transaction(self.db) as db:
             db.execute("DELETE FROM containers WHERE id = ?", (c.id,))
+            others = db.execute("SELECT COUNT(*) FROM containers WHERE state IN "
+                                "('creating', 'created', 'running')").fetchone()[0]
+        if not others:
+            self._remove_cgroup_parent()
         return c
+
+    def _remove_cgroup_parent(self) -> None:
+        """The last container of this engine is gone: its cgroup parent goes too (only when
+        empty; the kernel refuses to remove a cgroup that has children or processes)."""
+        parent = self.cgroup_parent.strip("/")
+        if not parent or not self.cgroup_parent.startswith("/"):
+            return
+        base = "/sys/fs/cgroup"
+        try:
+            hierarchies = [os.path.join(base, d) for d in os.listdir(base)] + [base]
+        except OSError:
+            return
+        for h in hierarchies:
+            path = os.path.join(h, parent)
+            if os.path.isdir(path) and os.path.exists(os.path.join(path, "cgroup.procs")):
+                try:
+                    os.rmdir(path)
+                except OSError:
+                    pass
 
     def _remove_files(self, cid: str) -> None:
         import shutil
