@@ -131,3 +131,71 @@ def test_the_container_outlives_the_command(eng: Engine) -> None:
     time.sleep(0.3)
     assert eng.run("ps", "--format", "{{.Names}}").stdout.strip() == "bg"
     eng.run("rm", "-f", "bg")
+
+
+def test_exec_pause_top_rename_prune(eng: Engine) -> None:
+    eng.run("run", "-d", "--name", "box", "-e", "FROM_RUN=1", "busybox", "sleep", "60")
+    out = eng.run("exec", "-e", "X=y", "-w", "/etc", "box", "sh", "-c",
+                  "echo $X $FROM_RUN; pwd; id -u").stdout.split()
+    assert out == ["y", "1", "/etc", "0"]
+    assert eng.run("exec", "-u", "nobody", "box", "id", "-u").stdout.strip() == "65534"
+    code = eng.run("exec", "box", "sh", "-c", "exit 5", check=False).returncode
+    assert code == 5
+    top = eng.run("top", "box").stdout.splitlines()
+    assert "PID" in top[0] and any("sleep 60" in line for line in top[1:])
+    eng.run("pause", "box")
+    assert eng.run("exec", "box", "true", check=False).returncode != 0
+    eng.run("unpause", "box")
+    eng.run("exec", "box", "true")
+    eng.run("rename", "box", "crate")
+    assert eng.run("ps", "--format", "{{.Names}}").stdout.strip() == "crate"
+    eng.run("create", "--name", "idle", "busybox", "true")
+    eng.run("run", "--name", "done", "busybox", "true")
+    out = eng.run("container", "prune", "-f").stdout
+    assert "Deleted Containers:" in out and "Total reclaimed space:" in out
+    assert eng.run("ps", "-a", "--format", "{{.Names}}").stdout.split() == ["crate"]
+    eng.run("rm", "-f", "crate")
+
+
+def test_twenty_concurrent_runs(eng: Engine) -> None:
+    """20 `run -d` at once from separate processes: all succeed, distinct names, one list."""
+    assert eng.config is not None
+    procs = [subprocess.Popen([*DOCKYARD, "--root", str(eng.root), "--config", str(eng.config),
+                               "run", "-d", "--name", f"c{i}", "busybox", "sleep", "30"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=eng.env) for i in range(20)]
+    seen = eng.run("ps", "-a", "--format", "{{.Names}}").stdout.split()
+    assert len(seen) == len(set(seen))
+    ids = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        ids.append(out.strip())
+    assert len(set(ids)) == 20
+    names = sorted(eng.run("ps", "--format", "{{.Names}}").stdout.split())
+    assert names == sorted(f"c{i}" for i in range(20))
+    eng.run("rm", "-f", *ids)
+    assert eng.run("ps", "-aq").stdout == ""
+
+
+def test_restart_policies(eng: Engine) -> None:
+    eng.run("run", "-d", "--name", "flaky", "--restart", "on-failure:2", "busybox", "sh", "-c",
+            "echo try; exit 3")
+    assert eng.run("wait", "flaky").stdout.strip() == "3"
+    assert eng.run("inspect", "-f", "{{.RestartCount}} {{.HostConfig.RestartPolicy.Name}}",
+                   "flaky").stdout.strip() == "2 on-failure"
+    assert eng.run("logs", "flaky").stdout.split() == ["try", "try", "try"]
+    eng.run("run", "-d", "--name", "forever", "--restart", "always", "busybox", "sh", "-c",
+            "sleep 0.2; exit 0")
+    deadline = time.monotonic() + 20
+    while int(eng.run("inspect", "-f", "{{.RestartCount}}", "forever").stdout) < 2:
+        assert time.monotonic() < deadline, "an always container was not restarted"
+        time.sleep(0.1)
+    eng.run("stop", "-t", "1", "forever")     # a stop by the user is final
+    assert eng.run("wait", "forever").stdout.strip() in ("0", "137", "143")
+    time.sleep(0.5)
+    assert eng.run("ps", "-q").stdout == ""
+    bad = eng.run("run", "--restart", "sometimes", "busybox", "true", check=False)
+    assert bad.returncode == 125 and "restart policy" in bad.stderr
+    clash = eng.run("run", "--rm", "--restart", "always", "busybox", "true", check=False)
+    assert clash.returncode == 125 and "Conflicting options" in clash.stderr

@@ -316,7 +316,7 @@ def cmd_ps(g: Globals, argv: list[str], command: str = "ps") -> int:
     from dockyard.cli.formatter import render_rows
 
     svc = service(g)
-    shown = svc.list()
+    shown = svc.containers()
     if a.latest:
         a.last = 1
     if not a.all and a.last < 0:
@@ -457,10 +457,133 @@ def cmd_inspect(g: Globals, argv: list[str], command: str = "container inspect")
     return 1 if errors else 0
 
 
+def cmd_exec(g: Globals, argv: list[str], command: str = "exec") -> int:
+    p = CommandParser(command, "[OPTIONS] CONTAINER COMMAND [ARG...]",
+                      "Execute a command in a running container")
+    p.add_argument("-d", "--detach", action="store_true",
+                   help="Detached mode: run command in the background")
+    p.add_argument("-e", "--env", action="append", default=[],
+                   help="Set environment variables")
+    p.add_argument("--env-file", action="append", default=[],
+                   help="Read in a file of environment variables")
+    p.add_argument("-w", "--workdir", default="", help="Working directory inside the container")
+    p.add_argument("-u", "--user", default="", help="Username or UID")
+    p.add_argument("--privileged", action="store_true",
+                   help="Give extended privileges to the command")
+    p.add_argument("-i", "--interactive", action="store_true", help="Keep STDIN open")
+    p.add_argument("-t", "--tty", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("container")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    a = p.parse_args(argv)
+    if not a.command:
+        from dockyard.cli.parser import UsageError
+
+        raise UsageError(f'"{p.prog}" requires at least 2 arguments.', command)
+    if a.tty:
+        raise EngineFailure("-t is not supported yet by dockyard exec")
+    from dockyard.engine import runopts as ro
+
+    env = [x for f in a.env_file for x in ro.parse_env_file(f)]
+    env += [ro.parse_env(e) for e in a.env]
+    svc = service(g)
+    argv_ = _engine(lambda: svc.exec_argv(a.container, a.command, env=env, workdir=a.workdir,
+                                         user=a.user, detach=a.detach,
+                                         privileged=a.privileged))
+    import subprocess
+
+    stdin = None if a.interactive else subprocess.DEVNULL
+    try:
+        done = subprocess.run(argv_, stdin=stdin, check=False)
+    except OSError as e:
+        raise EngineFailure(f"cannot run the OCI runtime: {e}") from None
+    return done.returncode
+
+
+def cmd_pause(g: Globals, argv: list[str], command: str = "pause") -> int:
+    p = CommandParser(command, "CONTAINER [CONTAINER...]",
+                      "Pause all processes within one or more containers")
+    p.add_argument("containers", nargs="+")
+    a = p.parse_args(argv)
+    svc = service(g)
+    return _each(a.containers, svc.pause)
+
+
+def cmd_unpause(g: Globals, argv: list[str], command: str = "unpause") -> int:
+    p = CommandParser(command, "CONTAINER [CONTAINER...]",
+                      "Unpause all processes within one or more containers")
+    p.add_argument("containers", nargs="+")
+    a = p.parse_args(argv)
+    svc = service(g)
+    return _each(a.containers, lambda ref: svc.pause(ref, resume=True))
+
+
+def cmd_top(g: Globals, argv: list[str], command: str = "top") -> int:
+    p = CommandParser(command, "CONTAINER [ps OPTIONS]",
+                      "Display the running processes of a container")
+    p.add_argument("container")
+    p.add_argument("ps_args", nargs=argparse.REMAINDER)
+    a = p.parse_args(argv)
+    import subprocess
+
+    svc = service(g)
+    pids = _engine(lambda: svc.pids(a.container))
+    ps_args = a.ps_args or ["-ef"]
+    out = subprocess.run(["ps", *ps_args], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise DockyardError(f"ps: {out.stderr.strip()}")
+    lines = out.stdout.splitlines()
+    if not lines:
+        return 0
+    header = lines[0]
+    try:
+        col = header.split().index("PID")
+    except ValueError:
+        raise DockyardError("Couldn't find PID field in ps output") from None
+    keep = [header]
+    wanted = set(pids)
+    for line in lines[1:]:
+        fields = line.split()
+        if len(fields) > col and fields[col].isdigit() and int(fields[col]) in wanted:
+            keep.append(line)
+    sys.stdout.write("\n".join(keep) + "\n")
+    return 0
+
+
+def cmd_rename(g: Globals, argv: list[str], command: str = "rename") -> int:
+    p = CommandParser(command, "CONTAINER NEW_NAME", "Rename a container")
+    p.add_argument("container")
+    p.add_argument("new_name")
+    a = p.parse_args(argv)
+    service(g).rename(a.container, a.new_name)
+    return 0
+
+
+def cmd_prune(g: Globals, argv: list[str], command: str = "container prune") -> int:
+    p = CommandParser(command, "[OPTIONS]", "Remove all stopped containers")
+    p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
+    p.add_argument("--filter", action="append", default=[], help="Provide filter values")
+    a = p.parse_args(argv)
+    from dockyard.cli.units import human_size
+
+    if not a.force:
+        sys.stdout.write("WARNING! This will remove all stopped containers.\n"
+                         "Are you sure you want to continue? [y/N] ")
+        sys.stdout.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            return 0
+    removed, freed = service(g).prune()
+    if removed:
+        sys.stdout.write("Deleted Containers:\n" + "".join(f"{c}\n" for c in removed) + "\n")
+    sys.stdout.write(f"Total reclaimed space: {human_size(freed)}\n")
+    return 0
+
+
 _SUBCOMMANDS = {
     "run": cmd_run, "create": cmd_create, "start": cmd_start, "stop": cmd_stop,
     "kill": cmd_kill, "rm": cmd_rm, "remove": cmd_rm, "ls": cmd_ps, "list": cmd_ps,
     "ps": cmd_ps, "logs": cmd_logs, "wait": cmd_wait, "inspect": cmd_inspect,
+    "exec": cmd_exec, "pause": cmd_pause, "unpause": cmd_unpause, "top": cmd_top,
+    "rename": cmd_rename, "prune": cmd_prune,
 }
 
 

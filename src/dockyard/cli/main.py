@@ -61,6 +61,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "logs": ("containers", "cmd_logs"),
     "wait": ("containers", "cmd_wait"),
     "container": ("containers", "cmd_container"),
+    "exec": ("containers", "cmd_exec"),
+    "pause": ("containers", "cmd_pause"),
+    "unpause": ("containers", "cmd_unpause"),
+    "top": ("containers", "cmd_top"),
+    "rename": ("containers", "cmd_rename"),
     "inspect": ("inspect", "cmd_inspect"),
 }
 
@@ -78,6 +83,11 @@ Container commands:
   ps          List containers
   logs        Fetch the logs of a container
   wait        Block until one or more containers stop, then print their exit codes
+  exec        Execute a command in a running container
+  pause       Pause all processes within one or more containers
+  unpause     Unpause all processes within one or more containers
+  top         Display the running processes of a container
+  rename      Rename a container
   inspect     Return low-level information on containers or images
   container   Manage containers
 

@@ -86,8 +86,7 @@ def create_container(svc: ContainerService, a: argparse.Namespace) -> Container:
     opts = run_options(a)
     if a.restart and a.restart != "no" and getattr(a, "rm", False):
         raise InvalidArgument("Conflicting options: --restart and --rm")
-    if a.restart:
-        ro.parse_restart(a.restart)
+    restart = ro.parse_restart(a.restart) if a.restart else None
     image = svc.images.resolve(a.image)
     image_config = svc.images.image_config(image)
     log = log_config(a)
@@ -105,6 +104,9 @@ def create_container(svc: ContainerService, a: argparse.Namespace) -> Container:
                              user_lookup=rootfs_user_lookup(rootfs))
         saved.update(_docker_config(a, merged, record, opts, log=log, runtime=runtime,
                                     stop_signal=stop_signal))
+        if restart is not None:
+            saved["HostConfig"]["RestartPolicy"] = {"Name": restart.name,
+                                                    "MaximumRetryCount": restart.maximum_retry_count}
         return spec
 
     c = svc.create(a.image, spec_for, name=a.name, config_of=lambda: saved)

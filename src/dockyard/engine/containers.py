@@ -126,7 +126,7 @@ class ContainerService:
             raise NotFound(f"No such container: {ref}")
         return self.refresh(_container(row))
 
-    def list(self, *, all_containers: bool = True) -> list[Container]:
+    def containers(self, *, all_containers: bool = True) -> list[Container]:
         rows = self.db.execute("SELECT * FROM containers ORDER BY created DESC").fetchall()
         out = [self.refresh(_container(r)) for r in rows]
         return out if all_containers else [c for c in out if c.running]
@@ -217,6 +217,13 @@ class ContainerService:
         os.makedirs(self.runtime_root, exist_ok=True)
         log = c.config.get("LogConfig") or {}
         opts = log.get("Config") or {}
+        restart = (c.config.get("HostConfig") or {}).get("RestartPolicy") or {}
+        policy = str(restart.get("Name") or "no")
+        max_retries = int(restart.get("MaximumRetryCount") or 0)
+        try:
+            os.unlink(os.path.join(run_dir, "stop-requested"))  # a new start, a new life
+        except FileNotFoundError:
+            pass
         status_r, status_w = os.pipe()
         launch = supervisor.Launch(
             container_id=c.id, bundle=self.bundle(c.id), runtime_root=self.runtime_root,
@@ -226,7 +233,9 @@ class ContainerService:
             log_max_file=int(opts.get("max-file") or 3),
             log_driver=str(log.get("Type") or "json-file"),
             attach_stdout=1 if attach else -1, attach_stderr=2 if attach else -1,
-            status_fd=status_w, pid_file=os.path.join(run_dir, "supervisor.pid"))
+            status_fd=status_w, pid_file=os.path.join(run_dir, "supervisor.pid"),
+            restart_policy=policy, restart_max=max_retries,
+            stop_flag=os.path.join(run_dir, "stop-requested"))
         root, cid = self.config.root, c.id
         config = self.config
 
@@ -236,6 +245,13 @@ class ContainerService:
                 t.execute("UPDATE containers SET state='running', pid=?, supervisor_pid=?,"
                           " started_at=?, exit_code=0, error='', finished_at=0 WHERE id=?",
                           (init_pid, sup_pid, time.time(), cid))
+            db.close()
+
+        def on_restarted(init_pid: int, restarts: int) -> None:
+            db = open_database(root)
+            with transaction(db) as t:
+                t.execute("UPDATE containers SET state='running', pid=?, restart_count=?,"
+                          " started_at=? WHERE id=?", (init_pid, restarts, time.time(), cid))
             db.close()
 
         def on_exit(code: int, init_pid: int | None) -> None:
@@ -253,7 +269,7 @@ class ContainerService:
 
         self.images.close_db()
         try:
-            supervisor.spawn(launch, on_exit, on_started)
+            supervisor.spawn(launch, on_exit, on_started, on_restarted)
         finally:
             self.images.reopen_db()
             os.close(status_w)
@@ -285,6 +301,11 @@ class ContainerService:
         if not c.running or not c.pid:
             raise FailedPrecondition(f"Cannot kill container: {ref}: container {c.short_id} "
                                      "is not running")
+        if sig in (_signal.SIGKILL, _stop_signal(c)):
+            # the user stopped it: no restart policy brings it back (docker's rule)
+            flag = os.path.join(self.run_dir, c.id, "stop-requested")
+            with open(flag, "w"):
+                pass
         try:
             os.kill(c.pid, sig)
         except ProcessLookupError:
@@ -295,7 +316,7 @@ class ContainerService:
         c = self.get(ref)
         if not c.running:
             return c
-        stop_signal = _signal_number(str(c.config.get("StopSignal") or "SIGTERM"))
+        stop_signal = _stop_signal(c)
         grace = timeout if timeout is not None else float(c.config.get("StopTimeout") or 10)
         self.kill(c.id, stop_signal)
         if not self.wait(c.id, timeout=grace):
@@ -324,6 +345,120 @@ class ContainerService:
     def _exiting(self, c: Container) -> bool:
         """Exited in the database, but its supervisor still cleaning up (unmount, --rm)."""
         return c.state == "exited" and _alive(c.supervisor_pid, self._pid_file(c.id))
+
+    # --- through the OCI runtime: exec, pause, processes ---------------------------------------
+
+    def runtime_argv(self, c: Container) -> list[str]:
+        """The container's OCI runtime command line (ours unless it was created with another)."""
+        import sys
+
+        binary = str(c.config.get("Runtime") or "")
+        if not binary:
+            binary = os.path.join(os.path.dirname(sys.executable), "dockyard-runc")
+            if not os.access(binary, os.X_OK):
+                import shutil
+
+                binary = shutil.which("dockyard-runc") or "dockyard-runc"
+        return [binary, "--root", self.runtime_root]
+
+    def _running(self, ref: str) -> Container:
+        c = self.get(ref)
+        if not c.running:
+            raise FailedPrecondition(f"container {c.id} is not running")
+        return c
+
+    def exec_argv(self, ref: str, args: Sequence[str], *, env: Sequence[str] = (),
+                  workdir: str = "", user: str = "", detach: bool = False,
+                  privileged: bool = False) -> list[str]:
+        """The runtime's ``exec`` command line for ``args`` in the running container."""
+        c = self._running(ref)
+        if self.paused(c):
+            raise FailedPrecondition(f"Container {c.id} is paused, unpause the container "
+                                     "before exec")
+        argv = [*self.runtime_argv(c), "exec"]
+        if detach:
+            argv.append("--detach")
+        for e in env:
+            argv += ["--env", e]
+        if workdir:
+            argv += ["--cwd", workdir]
+        if user:
+            from dockyard.engine.specgen import rootfs_user_lookup
+
+            u = rootfs_user_lookup(os.path.join(self.bundle(c.id), "rootfs"))(user)
+            argv += ["--user", f"{u.uid}:{u.gid}"]
+            argv += [x for g in u.sgids for x in ("--additional-gids", str(g))]
+        if privileged:
+            from dockyard.runtime.capabilities import CAPS
+
+            argv += [x for cap in CAPS for x in ("--cap", cap)]
+        return [*argv, c.id, *args]
+
+    def paused(self, c: Container) -> bool:
+        import subprocess
+
+        out = subprocess.run([*self.runtime_argv(c), "state", c.id], capture_output=True,
+                             text=True, check=False)
+        try:
+            return bool(json.loads(out.stdout).get("status") == "paused")
+        except ValueError:
+            return False
+
+    def pause(self, ref: str, *, resume: bool = False) -> Container:
+        import subprocess
+
+        c = self._running(ref)
+        if self.paused(c) != resume:
+            what = "paused" if not resume else "not paused"
+            raise FailedPrecondition(f"Container {c.id} is {what}" if resume else
+                                     f"Container {c.id} is already paused")
+        verb = "resume" if resume else "pause"
+        done = subprocess.run([*self.runtime_argv(c), verb, c.id], capture_output=True,
+                              text=True, check=False)
+        if done.returncode != 0:
+            raise FailedPrecondition(done.stderr.strip() or f"{verb} failed")
+        return c
+
+    def pids(self, ref: str) -> list[int]:
+        import subprocess
+
+        c = self._running(ref)
+        done = subprocess.run([*self.runtime_argv(c), "ps", "--format", "json", c.id],
+                              capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise FailedPrecondition(done.stderr.strip() or "cannot list processes")
+        return [int(p) for p in json.loads(done.stdout or "[]")]
+
+    def rename(self, ref: str, new_name: str) -> Container:
+        c = self.get(ref)
+        new = new_name.lstrip("/")
+        _check_name(new)
+        if new == c.name:
+            raise InvalidArgument("Renaming a container with the same name as its current "
+                                  "name")
+        with transaction(self.db) as db:
+            other = db.execute("SELECT id FROM containers WHERE name = ?", (new,)).fetchone()
+            if other is not None:
+                raise AlreadyExists(
+                    f'Error when allocating new name: Conflict. The container name "/{new}" is '
+                    f'already in use by container "{other[0]}". You have to remove (or rename) '
+                    "that container to be able to reuse that name.")
+            db.execute("UPDATE containers SET name = ? WHERE id = ?", (new, c.id))
+        return self.get(c.id)
+
+    def prune(self) -> tuple[list[str], int]:
+        """Remove every container that is not running; (their ids, bytes freed)."""
+        removed: list[str] = []
+        freed = 0
+        for c in self.containers():
+            if c.state in ("exited", "created"):
+                try:
+                    freed += self.images.snapshots.usage(c.id).size
+                except NotFound:
+                    pass
+                self.remove(c.id)
+                removed.append(c.id)
+        return removed, freed
 
     # --- remove ------------------------------------------------------------------------------
 
@@ -434,6 +569,10 @@ def _max_size(value: object) -> int | None:
         return 10 << 20
     size = int(str(value))
     return None if size < 0 else size
+
+
+def _stop_signal(c: Container) -> int:
+    return _signal_number(str(c.config.get("StopSignal") or "SIGTERM"))
 
 
 def _signal_number(name: str) -> int:

@@ -22,6 +22,7 @@ import os
 import select
 import signal
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -47,10 +48,20 @@ class Launch:
     attach_stderr: int
     status_fd: int          # a pipe to the starting command: "started <pid>\n", "exited <n>\n"
     pid_file: str           # the supervisor's own pid, for stop/kill/refresh
+    restart_policy: str = "no"   # docker's: no, on-failure, always, unless-stopped
+    restart_max: int = 0         # on-failure:N (0: no limit)
+    stop_flag: str = ""          # exists once the user stopped or killed the container
+
+
+# docker's restart backoff: 100 ms, doubling, at most a minute; reset after 10 s of running.
+RESTART_FIRST_DELAY_S = 0.1
+RESTART_MAX_DELAY_S = 60.0
+RESTART_RESET_AFTER_S = 10.0
 
 
 def spawn(launch: Launch, on_exit: Callable[[int, int | None], None],
-          on_started: Callable[[int, int], None]) -> int:
+          on_started: Callable[[int, int], None],
+          on_restarted: Callable[[int, int], None] | None = None) -> int:
     """Fork the supervisor; returns the middle process's pid (reaped here) once forked.
 
     ``on_started(init_pid, supervisor_pid)`` and ``on_exit(code, init_pid)`` run in the
@@ -67,7 +78,7 @@ def spawn(launch: Launch, on_exit: Callable[[int, int | None], None],
         if os.fork() == 0:
             code = 0
             try:
-                _supervise(launch, on_exit, on_started)
+                _supervise(launch, on_exit, on_started, on_restarted or (lambda _p, _n: None))
             except SystemExit as e:
                 code = e.code if isinstance(e.code, int) else 1
             except BaseException:  # the supervisor must never unwind into the CLI
@@ -116,7 +127,8 @@ def _keep_only(launch: Launch) -> Launch:
 
 
 def _supervise(launch: Launch, on_exit: Callable[[int, int | None], None],
-               on_started: Callable[[int, int], None]) -> None:
+               on_started: Callable[[int, int], None],
+               on_restarted: Callable[[int, int], None]) -> None:
     os.chdir("/")
     launch = _keep_only(launch)
     k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)
@@ -125,35 +137,84 @@ def _supervise(launch: Launch, on_exit: Callable[[int, int | None], None],
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     with open(launch.pid_file, "w") as f:
         f.write(str(os.getpid()))
-    # The container's stdio: /dev/null in, a pipe per output stream. The runtime passes our
-    # fds 0-2 to the init, so the pipes go there; our own output goes nowhere after that.
+    _devnull_stdin()
+    writer = _open_log(launch)
+    restarts = 0
+    backoff = 0
+    first = True
+    while True:
+        started = time.monotonic()
+        try:
+            init_pid, pipes = _launch_container(launch)
+        except BaseException as e:
+            _report(launch.status_fd, f"error {_one_line(e)}")
+            on_exit(-1, None)
+            raise SystemExit(1) from None
+        if first:
+            on_started(init_pid, os.getpid())
+            _report(launch.status_fd, f"started {init_pid}")
+            first = False
+        else:
+            on_restarted(init_pid, restarts)
+        code = _pump(launch, init_pid, pipes, writer)
+        _delete_runtime_state(launch)
+        if not _should_restart(launch, code, restarts):
+            break
+        if time.monotonic() - started > RESTART_RESET_AFTER_S:
+            backoff = 0     # it ran a good while: the backoff starts afresh
+        restarts += 1
+        delay = min(RESTART_FIRST_DELAY_S * 2 ** backoff, RESTART_MAX_DELAY_S)
+        backoff += 1
+        if _wait_or_stopped(launch, delay):
+            break
+    if writer is not None:
+        writer.close()
+    on_exit(code, init_pid)
+    _report(launch.status_fd, f"exited {code}")
+
+
+def _launch_container(launch: Launch) -> tuple[int, dict[int, str]]:
+    """Create and start the container with fresh output pipes; (init pid, pipes to read)."""
+    # The runtime passes our fds 0-2 to the init, so the pipes go there for the moment of
+    # creation; afterwards our own output goes nowhere.
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    _devnull_stdin()
     os.dup2(out_w, 1)
     os.dup2(err_w, 2)
     os.close(out_w)
     os.close(err_w)
-    writer = _open_log(launch)
     try:
         init_pid = _create_and_start(launch)
-    except BaseException as e:
-        _report(launch.status_fd, f"error {_one_line(e)}")
-        on_exit(-1, None)
-        raise SystemExit(1) from None
-    # From here the container's output flows only through the pipes' other ends.
-    null = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 1)
-    os.dup2(null, 2)
-    os.close(null)
-    on_started(init_pid, os.getpid())
-    _report(launch.status_fd, f"started {init_pid}")
-    code = _pump(launch, init_pid, {out_r: "stdout", err_r: "stderr"}, writer)
-    if writer is not None:
-        writer.close()
-    _delete_runtime_state(launch)
-    on_exit(code, init_pid)
-    _report(launch.status_fd, f"exited {code}")
+    except BaseException:
+        os.close(out_r)
+        os.close(err_r)
+        raise
+    finally:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        os.close(null)
+    return init_pid, {out_r: "stdout", err_r: "stderr"}
+
+
+def _should_restart(launch: Launch, code: int, restarts: int) -> bool:
+    """docker's policies; a container stopped or killed by the user is not brought back."""
+    policy = launch.restart_policy
+    if policy in ("", "no") or os.path.exists(launch.stop_flag):
+        return False
+    if policy == "on-failure":
+        return code != 0 and (launch.restart_max <= 0 or restarts < launch.restart_max)
+    return policy in ("always", "unless-stopped")
+
+
+def _wait_or_stopped(launch: Launch, delay: float) -> bool:
+    """Sleep ``delay`` before a restart; True if the user stopped the container meanwhile."""
+    deadline = time.monotonic() + delay
+    while time.monotonic() < deadline:
+        if os.path.exists(launch.stop_flag):
+            return True
+        time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+    return os.path.exists(launch.stop_flag)
 
 
 def _one_line(e: BaseException) -> str:
