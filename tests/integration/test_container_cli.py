@@ -199,3 +199,29 @@ def test_restart_policies(eng: Engine) -> None:
     assert bad.returncode == 125 and "restart policy" in bad.stderr
     clash = eng.run("run", "--rm", "--restart", "always", "busybox", "true", check=False)
     assert clash.returncode == 125 and "Conflicting options" in clash.stderr
+
+
+def test_after_a_reboot(eng: Engine, tmp_path: Path) -> None:
+    """Simulated reboot: supervisor and container killed, mounts and /run gone. `ps -a` shows
+    the container exited, and `start` brings it back."""
+    import shutil
+    import signal
+
+    eng.run("run", "-d", "--name", "survivor", "busybox", "sleep", "60")
+    doc = json.loads(eng.run("inspect", "survivor").stdout)[0]
+    init_pid = doc["State"]["Pid"]
+    run_root = Path(eng.env["DOCKYARD_RUN_ROOT"])
+    sup_pid = int((run_root / "containers" / doc["Id"] / "supervisor.pid").read_text())
+    os.kill(sup_pid, signal.SIGKILL)
+    os.kill(init_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{init_pid}").exists() or Path(f"/proc/{sup_pid}").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    subprocess.run(["umount", doc["GraphDriver"]["Data"]["MergedDir"]], check=True)
+    shutil.rmtree(run_root)
+    status = eng.run("ps", "-a", "--format", "{{.Names}} {{.Status}}").stdout.strip()
+    assert status.startswith("survivor Exited (255)")
+    eng.run("start", "survivor")
+    assert eng.run("ps", "--format", "{{.Names}}").stdout.strip() == "survivor"
+    eng.run("rm", "-f", "survivor")
