@@ -225,3 +225,17 @@ def test_after_a_reboot(eng: Engine, tmp_path: Path) -> None:
     eng.run("start", "survivor")
     assert eng.run("ps", "--format", "{{.Names}}").stdout.strip() == "survivor"
     eng.run("rm", "-f", "survivor")
+
+
+def test_stdin_and_logs_follow(eng: Engine) -> None:
+    out = eng.run("run", "--rm", "-i", "busybox", "sh", "-c", "tr a-z A-Z; echo done",
+                  stdin="hello stdin\n").stdout
+    assert out == "HELLO STDIN\ndone\n"
+    assert eng.run("run", "--rm", "busybox", "cat", stdin="ignored\n").stdout == ""
+    eng.run("run", "-d", "--name", "ticker", "busybox", "sh", "-c",
+            "for i in 1 2 3; do echo tick $i; sleep 0.2; done")
+    follow = eng.run("logs", "-f", "ticker", timeout=30).stdout
+    assert follow.splitlines() == ["tick 1", "tick 2", "tick 3"]
+    stamped = eng.run("logs", "-t", "--tail", "1", "ticker").stdout
+    assert stamped.endswith(" tick 3\n") and stamped[:4].isdigit()
+    eng.run("rm", "ticker")

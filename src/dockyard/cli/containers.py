@@ -111,8 +111,8 @@ def _ensure_image(g: Globals, a: argparse.Namespace) -> None:
 def _create(g: Globals, a: argparse.Namespace, svc: ContainerService) -> Container:
     from dockyard.cli.runflags import create_container
 
-    if a.tty or a.interactive:
-        raise EngineFailure("-i and -t are not supported yet by dockyard run")
+    if a.tty:
+        raise EngineFailure("-t is not supported yet by dockyard run")
     if a.network not in ("none", "host"):
         raise EngineFailure(f"network {a.network!r} is not supported yet (none or host)")
     _ensure_image(g, a)
@@ -139,7 +139,7 @@ def cmd_run(g: Globals, argv: list[str], command: str = "run") -> int:
         sys.stdout.write(c.id + "\n")
         return 0
     sys.stdout.flush()
-    _, status_r = _engine(lambda: svc.start(c.id, attach=True))
+    _, status_r = _engine(lambda: svc.start(c.id, attach=True, stdin=a.interactive))
     return _attached(svc, c.id, status_r)
 
 
@@ -204,7 +204,8 @@ def cmd_start(g: Globals, argv: list[str], command: str = "start") -> int:
     if a.attach:
         if len(a.containers) > 1:
             raise EngineFailure("you cannot start and attach multiple containers at once")
-        c, status_r = _engine(lambda: svc.start(a.containers[0], attach=True))
+        c, status_r = _engine(lambda: svc.start(a.containers[0], attach=True,
+                                                 stdin=a.interactive))
         return _attached(svc, c.id, status_r)
     code = 0
     for ref in a.containers:

@@ -105,8 +105,8 @@ def create_container(svc: ContainerService, a: argparse.Namespace) -> Container:
         saved.update(_docker_config(a, merged, record, opts, log=log, runtime=runtime,
                                     stop_signal=stop_signal))
         if restart is not None:
-            saved["HostConfig"]["RestartPolicy"] = {"Name": restart.name,
-                                                    "MaximumRetryCount": restart.maximum_retry_count}
+            saved["HostConfig"]["RestartPolicy"] = {
+                "Name": restart.name, "MaximumRetryCount": restart.maximum_retry_count}
         return spec
 
     c = svc.create(a.image, spec_for, name=a.name, config_of=lambda: saved)

@@ -203,7 +203,8 @@ class ContainerService:
 
     # --- start -------------------------------------------------------------------------------
 
-    def start(self, ref: str, *, attach: bool = False) -> tuple[Container, int]:
+    def start(self, ref: str, *, attach: bool = False, stdin: bool = False
+              ) -> tuple[Container, int]:
         """Start the container under a new supervisor; returns it and the status pipe's read
         end (``started <pid>`` then ``exited <code>`` lines; EOF if the supervisor died)."""
         from dockyard.monitor import supervisor
@@ -233,6 +234,7 @@ class ContainerService:
             log_max_file=int(opts.get("max-file") or 3),
             log_driver=str(log.get("Type") or "json-file"),
             attach_stdout=1 if attach else -1, attach_stderr=2 if attach else -1,
+            stdin_fd=0 if stdin else -1,
             status_fd=status_w, pid_file=os.path.join(run_dir, "supervisor.pid"),
             restart_policy=policy, restart_max=max_retries,
             stop_flag=os.path.join(run_dir, "stop-requested"))

@@ -48,6 +48,7 @@ class Launch:
     attach_stderr: int
     status_fd: int          # a pipe to the starting command: "started <pid>\n", "exited <n>\n"
     pid_file: str           # the supervisor's own pid, for stop/kill/refresh
+    stdin_fd: int = -1           # the starting command's stdin for the container (run -i)
     restart_policy: str = "no"   # docker's: no, on-failure, always, unless-stopped
     restart_max: int = 0         # on-failure:N (0: no limit)
     stop_flag: str = ""          # exists once the user stopped or killed the container
@@ -101,7 +102,12 @@ def _crash_note(launch: Launch) -> None:
         pass
 
 
-def _devnull_stdin() -> None:
+def _stdin(launch: Launch) -> None:
+    """The container's stdin: the starting command's (run -i), else /dev/null."""
+    if launch.stdin_fd >= 0:
+        os.dup2(launch.stdin_fd, 0)
+        os.close(launch.stdin_fd)
+        return
     fd = os.open(os.devnull, os.O_RDONLY)
     os.dup2(fd, 0)
     os.close(fd)
@@ -116,14 +122,16 @@ def _keep_only(launch: Launch) -> Launch:
         return os.dup(fd) if fd >= 0 else -1
 
     out, err, status = dup(launch.attach_stdout), dup(launch.attach_stderr), dup(launch.status_fd)
-    wanted = sorted(fd for fd in (out, err, status) if fd >= 0)
+    stdin = dup(launch.stdin_fd)
+    wanted = sorted(fd for fd in (out, err, status, stdin) if fd >= 0)
     low = 3
     for fd in wanted:
         if fd > low:
             os.closerange(low, fd)
         low = fd + 1
     os.closerange(low, 1 << 16)
-    return dataclasses.replace(launch, attach_stdout=out, attach_stderr=err, status_fd=status)
+    return dataclasses.replace(launch, attach_stdout=out, attach_stderr=err, status_fd=status,
+                               stdin_fd=stdin)
 
 
 def _supervise(launch: Launch, on_exit: Callable[[int, int | None], None],
@@ -137,7 +145,7 @@ def _supervise(launch: Launch, on_exit: Callable[[int, int | None], None],
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     with open(launch.pid_file, "w") as f:
         f.write(str(os.getpid()))
-    _devnull_stdin()
+    _stdin(launch)
     writer = _open_log(launch)
     restarts = 0
     backoff = 0
