@@ -239,3 +239,55 @@ def test_stdin_and_logs_follow(eng: Engine) -> None:
     stamped = eng.run("logs", "-t", "--tail", "1", "ticker").stdout
     assert stamped.endswith(" tick 3\n") and stamped[:4].isdigit()
     eng.run("rm", "ticker")
+
+
+def _pty_run(eng: Engine, args: list[str], keys: list[bytes], until: bytes,
+             timeout: float = 30) -> tuple[int, bytes]:
+    """Run dockyard in a pseudo-terminal, type ``keys`` (one step each once ``until`` or the
+    previous output was seen), return its exit code and everything it printed."""
+    import pty
+    import select
+
+    assert eng.config is not None
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.environ.update(eng.env)
+        os.execv(DOCKYARD[0], [*DOCKYARD, "--root", str(eng.root), "--config", str(eng.config),
+                               *args])
+    out = b""
+    deadline = time.monotonic() + timeout
+    pending = list(keys)
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            if pending and until in out:
+                os.write(fd, pending.pop(0))
+                until = b"\x00never"   # later keys go out as soon as the previous ones did
+                time.sleep(0.3)
+            elif pending and until == b"\x00never":
+                os.write(fd, pending.pop(0))
+                time.sleep(0.3)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(fd)
+    return os.waitstatus_to_exitcode(status), out
+
+
+def test_interactive_terminal(eng: Engine) -> None:
+    code, out = _pty_run(eng, ["run", "-it", "--rm", "busybox", "sh"],
+                         [b"echo hi-$((1+2)); tty\r", b"exit 3\r"], until=b"#")
+    assert code == 3, out
+    assert b"hi-3" in out and b"/dev/pts/0" in out
+    code, out = _pty_run(eng, ["run", "-it", "--name", "detachable", "busybox", "sh"],
+                         [b"\x10\x11"], until=b"#")
+    assert code == 0, out
+    assert eng.run("ps", "--format", "{{.Names}}").stdout.strip() == "detachable"
+    eng.run("rm", "-f", "detachable")

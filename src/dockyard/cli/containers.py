@@ -111,8 +111,6 @@ def _ensure_image(g: Globals, a: argparse.Namespace) -> None:
 def _create(g: Globals, a: argparse.Namespace, svc: ContainerService) -> Container:
     from dockyard.cli.runflags import create_container
 
-    if a.tty:
-        raise EngineFailure("-t is not supported yet by dockyard run")
     if a.network not in ("none", "host"):
         raise EngineFailure(f"network {a.network!r} is not supported yet (none or host)")
     _ensure_image(g, a)
@@ -140,7 +138,7 @@ def cmd_run(g: Globals, argv: list[str], command: str = "run") -> int:
         return 0
     sys.stdout.flush()
     _, status_r = _engine(lambda: svc.start(c.id, attach=True, stdin=a.interactive))
-    return _attached(svc, c.id, status_r)
+    return _attached(svc, c.id, status_r, raw=a.tty and a.interactive)
 
 
 def _engine(fn: Any) -> Any:
@@ -154,9 +152,12 @@ def _engine(fn: Any) -> Any:
 
 
 def _await_start(status_r: int, cid: str) -> int:
+    """The container's init pid once its supervisor started it (and remembers its own pid)."""
     line = _read_line(status_r)
     if line.startswith("started "):
-        return int(line.split()[1])
+        fields = line.split()
+        _supervisor_pid[:] = [int(fields[2])] if len(fields) > 2 else []
+        return int(fields[1])
     what = line[6:] if line.startswith("error ") else "the supervisor exited before starting it"
     raise EngineFailure(f"failed to start container {cid[:12]}: {what}")
 
@@ -171,23 +172,56 @@ def _read_line(fd: int) -> str:
     return buf.decode(errors="replace").strip()
 
 
-def _attached(svc: ContainerService, cid: str, status_r: int) -> int:
-    """Foreground run: output arrives through the supervisor; signals go to the container."""
-    init_pid = _await_start(status_r, cid)
+_supervisor_pid: list[int] = []
 
-    def forward(signum: int, _frame: object) -> None:
-        try:
-            os.kill(init_pid, signum)
-        except ProcessLookupError:
-            pass
 
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-        signal.signal(sig, forward)
-    line = _read_line(status_r)
-    os.close(status_r)
+def _attached(svc: ContainerService, cid: str, status_r: int, *, raw: bool = False) -> int:
+    """Foreground run: output arrives through the supervisor; signals go to the container.
+    ``raw``: our terminal is the container's (run -it): raw mode until we leave, window size
+    changes passed on, the detach keys (ctrl-p ctrl-q) let go of it."""
+    saved = _raw_mode(0) if raw else None
+    try:
+        init_pid = _await_start(status_r, cid)
+
+        def forward(signum: int, _frame: object) -> None:
+            try:
+                os.kill(init_pid, signum)
+            except ProcessLookupError:
+                pass
+
+        def winch(_signum: int, _frame: object) -> None:
+            for pid in _supervisor_pid:
+                try:
+                    os.kill(pid, signal.SIGWINCH)
+                except ProcessLookupError:
+                    pass
+
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+            signal.signal(sig, forward)
+        signal.signal(signal.SIGWINCH, winch)
+        line = _read_line(status_r)
+        os.close(status_r)
+    finally:
+        if saved is not None:
+            import termios
+
+            termios.tcsetattr(0, termios.TCSADRAIN, saved)
+    if line == "detached":
+        return 0
     if line.startswith("exited "):
         return int(line.split()[1])
     raise EngineFailure(f"container {cid[:12]}: lost its supervisor ({line or 'no status'})")
+
+
+def _raw_mode(fd: int) -> list[Any] | None:
+    import termios
+    import tty
+
+    if not os.isatty(fd):
+        return None
+    saved = termios.tcgetattr(fd)
+    tty.setraw(fd, termios.TCSANOW)
+    return saved
 
 
 # --- start / stop / kill / rm / wait -----------------------------------------------------------

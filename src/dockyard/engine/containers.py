@@ -235,6 +235,7 @@ class ContainerService:
             log_driver=str(log.get("Type") or "json-file"),
             attach_stdout=1 if attach else -1, attach_stderr=2 if attach else -1,
             stdin_fd=0 if stdin else -1,
+            tty=bool((c.config.get("Config") or {}).get("Tty")),
             status_fd=status_w, pid_file=os.path.join(run_dir, "supervisor.pid"),
             restart_policy=policy, restart_max=max_retries,
             stop_flag=os.path.join(run_dir, "stop-requested"))

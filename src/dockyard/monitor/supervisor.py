@@ -18,6 +18,7 @@ what it can (see :meth:`ContainerService.refresh`).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import select
 import signal
@@ -25,7 +26,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from dockyard.linux import libc as k
 
@@ -49,6 +50,7 @@ class Launch:
     status_fd: int          # a pipe to the starting command: "started <pid>\n", "exited <n>\n"
     pid_file: str           # the supervisor's own pid, for stop/kill/refresh
     stdin_fd: int = -1           # the starting command's stdin for the container (run -i)
+    tty: bool = False            # the container has a terminal: we hold its pty master
     restart_policy: str = "no"   # docker's: no, on-failure, always, unless-stopped
     restart_max: int = 0         # on-failure:N (0: no limit)
     stop_flag: str = ""          # exists once the user stopped or killed the container
@@ -103,8 +105,9 @@ def _crash_note(launch: Launch) -> None:
 
 
 def _stdin(launch: Launch) -> None:
-    """The container's stdin: the starting command's (run -i), else /dev/null."""
-    if launch.stdin_fd >= 0:
+    """The container's stdin: the starting command's (run -i), else /dev/null. With a
+    terminal the container reads the pty instead, and we forward the command's input."""
+    if launch.stdin_fd >= 0 and not launch.tty:
         os.dup2(launch.stdin_fd, 0)
         os.close(launch.stdin_fd)
         return
@@ -113,11 +116,18 @@ def _stdin(launch: Launch) -> None:
     os.close(fd)
 
 
+def _null_output() -> None:
+    """Our own stdout/stderr go nowhere: the starting command's terminal or pipes must not be
+    held open by us (the command could not close its terminal)."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.dup2(null, 2)
+    os.close(null)
+
+
 def _keep_only(launch: Launch) -> Launch:
     """Move the fds the supervisor keeps above stdio and close every other inherited fd
     (the starting command's database, sockets, files)."""
-    import dataclasses
-
     def dup(fd: int) -> int:
         return os.dup(fd) if fd >= 0 else -1
 
@@ -146,6 +156,10 @@ def _supervise(launch: Launch, on_exit: Callable[[int, int | None], None],
     with open(launch.pid_file, "w") as f:
         f.write(str(os.getpid()))
     _stdin(launch)
+    _null_output()
+    if launch.tty and launch.attach_stdout >= 0:
+        # the attached command signals us when its window changes size
+        signal.signal(signal.SIGWINCH, lambda _s, _f: _resize(launch))
     writer = _open_log(launch)
     restarts = 0
     backoff = 0
@@ -160,11 +174,11 @@ def _supervise(launch: Launch, on_exit: Callable[[int, int | None], None],
             raise SystemExit(1) from None
         if first:
             on_started(init_pid, os.getpid())
-            _report(launch.status_fd, f"started {init_pid}")
+            _report(launch.status_fd, f"started {init_pid} {os.getpid()}")
             first = False
         else:
             on_restarted(init_pid, restarts)
-        code = _pump(launch, init_pid, pipes, writer)
+        code, launch = _pump(launch, init_pid, pipes, writer)   # a detach drops fds
         _delete_runtime_state(launch)
         if not _should_restart(launch, code, restarts):
             break
@@ -182,7 +196,11 @@ def _supervise(launch: Launch, on_exit: Callable[[int, int | None], None],
 
 
 def _launch_container(launch: Launch) -> tuple[int, dict[int, str]]:
-    """Create and start the container with fresh output pipes; (init pid, pipes to read)."""
+    """Create and start the container with fresh output pipes; (init pid, pipes to read).
+
+    With a terminal, the "pipes" are the pty master alone (it carries both streams)."""
+    if launch.tty:
+        return _launch_with_terminal(launch)
     # The runtime passes our fds 0-2 to the init, so the pipes go there for the moment of
     # creation; afterwards our own output goes nowhere.
     out_r, out_w = os.pipe()
@@ -198,11 +216,56 @@ def _launch_container(launch: Launch) -> tuple[int, dict[int, str]]:
         os.close(err_r)
         raise
     finally:
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, 1)
-        os.dup2(null, 2)
-        os.close(null)
+        _null_output()
     return init_pid, {out_r: "stdout", err_r: "stderr"}
+
+
+def _launch_with_terminal(launch: Launch) -> tuple[int, dict[int, str]]:
+    import socket
+
+    from dockyard.runtime import console
+
+    if launch.runtime:
+        path = os.path.join(os.path.dirname(launch.pid_file), "console.sock")
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(path)
+        listener.listen(1)
+        listener.settimeout(60)
+        try:
+            init_pid = _create_and_start(launch, console_socket=path, accept=listener)
+        finally:
+            listener.close()
+            os.unlink(path)
+        master = launch_master.pop()
+    else:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            init_pid = _create_and_start(launch, console_fd=theirs.fileno(), console_sock=ours)
+        finally:
+            theirs.close()
+            ours.close()
+        master = launch_master.pop()
+    if launch.attach_stdout >= 0 and os.isatty(launch.attach_stdout):
+        console.copy_size(launch.attach_stdout, master)
+    current_master[:] = [master]
+    return init_pid, {master: "stdout"}
+
+
+# The pty master handed over by the runtime during create (set by _create_and_start), and
+# the one in use (for window size changes).
+launch_master: list[int] = []
+current_master: list[int] = []
+
+
+def _resize(launch: Launch) -> None:
+    from dockyard.runtime import console
+
+    for fd in current_master:
+        console.copy_size(launch.attach_stdout, fd)
 
 
 def _should_restart(launch: Launch, code: int, restarts: int) -> bool:
@@ -253,15 +316,30 @@ class _LogSink(Protocol):
     def close(self) -> None: ...
 
 
-def _create_and_start(launch: Launch) -> int:
+def _create_and_start(launch: Launch, *, console_socket: str = "", accept: Any = None,
+                      console_fd: int | None = None, console_sock: Any = None) -> int:
+    from dockyard.runtime import console
+
     if launch.runtime:
         import subprocess
 
         base = [launch.runtime, "--root", launch.runtime_root]
         pid_file = os.path.join(os.path.dirname(launch.pid_file), "init.pid")
-        subprocess.run([*base, "create", "--bundle", launch.bundle, "--pid-file", pid_file,
-                        launch.container_id], check=True, stdin=0, stdout=1, stderr=2,
-                       close_fds=True)
+        extra = ["--console-socket", console_socket] if console_socket else []
+        proc = subprocess.Popen([*base, "create", "--bundle", launch.bundle, "--pid-file",
+                                 pid_file, *extra, launch.container_id], stdin=0, stdout=1,
+                                stderr=2, close_fds=True)
+        if accept is not None:
+            try:
+                conn, _ = accept.accept()
+            except OSError:
+                proc.kill()
+                proc.wait()
+                raise
+            with conn:
+                launch_master.append(console.recv_master(conn))
+        if proc.wait() != 0:
+            raise RuntimeError(f"{launch.runtime} create exited {proc.returncode}")
         with open(pid_file) as f:
             init_pid = int(f.read().strip())
         subprocess.run([*base, "start", launch.container_id], check=True, stdin=0, stdout=1,
@@ -271,7 +349,10 @@ def _create_and_start(launch: Launch) -> int:
     from dockyard.runtime import delete as delete_mod
     from dockyard.runtime import start as start_mod
 
-    rec = create_mod.create(launch.runtime_root, launch.container_id, launch.bundle)
+    rec = create_mod.create(launch.runtime_root, launch.container_id, launch.bundle,
+                            console_fd=console_fd)
+    if console_sock is not None:
+        launch_master.append(console.recv_master(console_sock))
     try:
         start_mod.start(launch.runtime_root, launch.container_id)
     except BaseException:
@@ -280,15 +361,27 @@ def _create_and_start(launch: Launch) -> int:
     return rec.pid
 
 
+DETACH_KEYS = b"\x10\x11"   # docker's default: ctrl-p ctrl-q
+
+
 def _pump(launch: Launch, init_pid: int, pipes: dict[int, str], writer: _LogSink | None
-          ) -> int:
-    """Copy output to the log (and the attached command) until the init exits; its status."""
+          ) -> tuple[int, Launch]:
+    """Copy output to the log (and the attached command) until the init exits; its status.
+
+    With a terminal, the attached command's input goes to the pty master too, until it types
+    the detach keys (then it is told "detached" and let go: the returned Launch no longer
+    has the command's fds)."""
     attach = {"stdout": launch.attach_stdout, "stderr": launch.attach_stderr}
     poller = select.poll()
     for fd in pipes:
         poller.register(fd, select.POLLIN)
     pidfd = os.pidfd_open(init_pid)
     poller.register(pidfd, select.POLLIN)
+    master = next(iter(pipes)) if launch.tty else -1
+    keyboard = launch.stdin_fd if launch.tty else -1
+    if keyboard >= 0:
+        poller.register(keyboard, select.POLLIN)
+    held = b""      # a possible start of the detach sequence, not yet forwarded
     code: int | None = None
     open_pipes = dict(pipes)
     while open_pipes or code is None:
@@ -298,7 +391,28 @@ def _pump(launch: Launch, init_pid: int, pipes: dict[int, str], writer: _LogSink
                 poller.unregister(pidfd)
                 os.close(pidfd)
                 continue
-            data = os.read(fd, _READ)
+            if fd == keyboard:
+                data = _read(fd)
+                if not data:
+                    poller.unregister(fd)
+                    keyboard = -1
+                    continue
+                data, held, detach = _scan_detach(held + data)
+                if data:
+                    _write_all(master, data)
+                if detach:
+                    # Let go of the command's terminal entirely, or it could not close.
+                    poller.unregister(fd)
+                    _report(launch.status_fd, "detached")
+                    for held_fd in {keyboard, *attach.values(), launch.status_fd}:
+                        if held_fd >= 0:
+                            os.close(held_fd)
+                    keyboard = -1
+                    attach = {"stdout": -1, "stderr": -1}
+                    launch = dataclasses.replace(launch, status_fd=-1, stdin_fd=-1,
+                                                 attach_stdout=-1, attach_stderr=-1)
+                continue
+            data = _read(fd)
             stream = open_pipes.get(fd)
             if stream is None:
                 continue
@@ -312,7 +426,7 @@ def _pump(launch: Launch, init_pid: int, pipes: dict[int, str], writer: _LogSink
             target = attach[stream]
             if target >= 0:
                 try:
-                    os.write(target, data)
+                    _write_all(target, data)
                 except OSError:
                     attach[stream] = -1     # the attached command went away
         if code is not None and open_pipes:
@@ -323,7 +437,32 @@ def _pump(launch: Launch, init_pid: int, pipes: dict[int, str], writer: _LogSink
                 break
     for fd in open_pipes:
         os.close(fd)
-    return code if code is not None else 255
+    return (code if code is not None else 255), launch
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, _READ)
+    except OSError:     # EIO: a pty master whose other side is closed for good
+        return b""
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _scan_detach(data: bytes) -> tuple[bytes, bytes, bool]:
+    """(bytes to forward, bytes held back as a possible detach prefix, detach typed?)."""
+    at = data.find(DETACH_KEYS)
+    if at >= 0:
+        return data[:at], b"", True
+    for n in range(len(DETACH_KEYS) - 1, 0, -1):
+        if data.endswith(DETACH_KEYS[:n]):
+            return data[:-n], data[-n:], False
+    return data, b"", False
 
 
 def _reap(init_pid: int) -> int:
