@@ -584,6 +584,39 @@ def cmd_top(g: Globals, argv: list[str], command: str = "top") -> int:
     return 0
 
 
+def cmd_restart(g: Globals, argv: list[str], command: str = "restart") -> int:
+    p = CommandParser(command, "[OPTIONS] CONTAINER [CONTAINER...]",
+                      "Restart one or more containers")
+    p.add_argument("-t", "--time", "--timeout", dest="time", type=int, default=None,
+                   help="Seconds to wait before killing the container")
+    p.add_argument("-s", "--signal", default=None, help=argparse.SUPPRESS)
+    p.add_argument("containers", nargs="+")
+    a = p.parse_args(argv)
+    svc = service(g)
+
+    def restart(ref: str) -> None:
+        c = svc.stop(ref, a.time)
+        _, status_r = svc.start(c.id)
+        _await_start(status_r, c.id)
+        os.close(status_r)
+
+    return _each(a.containers, restart)
+
+
+def cmd_port(g: Globals, argv: list[str], command: str = "port") -> int:
+    p = CommandParser(command, "CONTAINER [PRIVATE_PORT[/PROTO]]",
+                      "List port mappings or a specific mapping for the container")
+    p.add_argument("container")
+    p.add_argument("port", nargs="?")
+    a = p.parse_args(argv)
+    c = service(g).get(a.container)
+    if a.port:
+        # no published ports until networking lands (--network none|host only)
+        raise DockyardError(f"No public port '{a.port if '/' in a.port else a.port + '/tcp'}'"
+                            f" published for {c.short_id}")
+    return 0
+
+
 def cmd_rename(g: Globals, argv: list[str], command: str = "rename") -> int:
     p = CommandParser(command, "CONTAINER NEW_NAME", "Rename a container")
     p.add_argument("container")
@@ -618,7 +651,7 @@ _SUBCOMMANDS = {
     "kill": cmd_kill, "rm": cmd_rm, "remove": cmd_rm, "ls": cmd_ps, "list": cmd_ps,
     "ps": cmd_ps, "logs": cmd_logs, "wait": cmd_wait, "inspect": cmd_inspect,
     "exec": cmd_exec, "pause": cmd_pause, "unpause": cmd_unpause, "top": cmd_top,
-    "rename": cmd_rename, "prune": cmd_prune,
+    "rename": cmd_rename, "prune": cmd_prune, "restart": cmd_restart, "port": cmd_port,
 }
 
 

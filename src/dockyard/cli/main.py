@@ -66,6 +66,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "unpause": ("containers", "cmd_unpause"),
     "top": ("containers", "cmd_top"),
     "rename": ("containers", "cmd_rename"),
+    "restart": ("containers", "cmd_restart"),
+    "port": ("containers", "cmd_port"),
+    "diff": ("rootfs", "cmd_diff"),
+    "export": ("rootfs", "cmd_export"),
+    "commit": ("rootfs", "cmd_commit"),
+    "cp": ("rootfs", "cmd_cp"),
     "inspect": ("inspect", "cmd_inspect"),
 }
 
@@ -88,6 +94,12 @@ Container commands:
   unpause     Unpause all processes within one or more containers
   top         Display the running processes of a container
   rename      Rename a container
+  restart     Restart one or more containers
+  port        List port mappings of a container
+  diff        Inspect changes to files or directories on a container's filesystem
+  export      Export a container's filesystem as a tar archive
+  commit      Create a new image from a container's changes
+  cp          Copy files/folders between a container and the local filesystem
   inspect     Return low-level information on containers or images
   container   Manage containers
 

@@ -9,17 +9,17 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from dockyard.errors import InvalidArgument
+from dockyard.values import field, value
 
 DEFAULT_ROOT = "/var/lib/dockyard"
 DEFAULT_RUN_ROOT = "/run/dockyard"
 DEFAULT_CONFIG_FILE = "/etc/dockyard/daemon.json"
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class EngineConfig:
     root: str = DEFAULT_ROOT
     run_root: str = DEFAULT_RUN_ROOT

@@ -23,11 +23,11 @@ import signal as _signal
 import sqlite3
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dockyard.db import ensure_schema, open_database, transaction
 from dockyard.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from dockyard.values import field, value
 
 if TYPE_CHECKING:
     from dockyard.engine.config import EngineConfig
@@ -59,7 +59,7 @@ _NOUNS = ("anchor", "barge", "buoy", "crane", "dock", "ferry", "harbor", "hull",
           "mast", "pier", "quay", "rudder", "sail", "skiff", "tug", "wharf", "yard")
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Container:
     id: str
     name: str

@@ -18,7 +18,6 @@ import json
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dockyard.db import open_database
@@ -27,6 +26,7 @@ from dockyard.image.content import ContentStore
 from dockyard.image.reference import Reference, parse_reference
 from dockyard.image.store import ImageRecord, ImageStore
 from dockyard.model.image import Digest, ImageConfig, Platform, parse_image_config
+from dockyard.values import value
 
 if TYPE_CHECKING:
     from dockyard.engine.config import EngineConfig
@@ -43,13 +43,13 @@ def _no_users(_: str) -> list[tuple[str, bool]]:
     return []
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class RemoveReport:
     untagged: tuple[str, ...]
     deleted: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class PruneReport:
     untagged: tuple[str, ...]
     deleted: tuple[str, ...]
@@ -361,7 +361,7 @@ class ImageService:
         return rows
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class GarbageReport:
     layers: tuple[str, ...]
     reclaimed: int

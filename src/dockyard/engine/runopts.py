@@ -16,11 +16,11 @@ import posixpath
 import re
 import signal as _signal
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from dockyard.cli.units import ram_in_bytes
 from dockyard.errors import InvalidArgument
+from dockyard.values import replace, value
 
 Lookup = Callable[[str], "str | None"]
 
@@ -100,7 +100,7 @@ ULIMIT_NAMES = ("core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", 
                 "nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack")
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Ulimit:
     name: str          # "nofile"
     soft: int          # -1 is unlimited
@@ -146,7 +146,7 @@ def _parse_ulimit(value: str) -> Ulimit:
 # --- devices and tmpfs --------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class DeviceMapping:
     path_on_host: str
     path_in_container: str
@@ -273,7 +273,7 @@ def parse_label(value: str) -> tuple[str, str]:
 # --- user ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class UserSpec:
     """``-u user[:group]``; each part a name or a number (resolved against the rootfs)."""
 
@@ -296,7 +296,7 @@ SECCOMP_UNCONFINED = "unconfined"
 SECCOMP_BUILTIN = "builtin"
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class SecurityOptions:
     """What ``--security-opt`` asked for. ``seccomp_profile`` is "" (the default profile),
     "unconfined", "builtin", or the JSON text of a profile file (the CLI sends the file's
@@ -379,7 +379,7 @@ def _read_bytes(path: str) -> bytes:
 
 
 def _replace(opts: SecurityOptions, **changes: object) -> SecurityOptions:
-    return replace(opts, **changes)  # type: ignore[arg-type]
+    return replace(opts, **changes)
 
 
 # --- restart policy and signals -----------------------------------------------------------
@@ -387,7 +387,7 @@ def _replace(opts: SecurityOptions, **changes: object) -> SecurityOptions:
 RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class RestartPolicy:
     name: str = "no"
     maximum_retry_count: int = 0

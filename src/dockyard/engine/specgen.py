@@ -14,13 +14,13 @@ import posixpath
 import socket
 import stat as _stat
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from dockyard import OCI_SPEC_VERSION
 from dockyard.engine.runopts import DeviceMapping, SecurityOptions, Ulimit, parse_stop_signal
 from dockyard.errors import DockyardError, InvalidArgument, NotFound
 from dockyard.model.image import ContainerConfig, ImageConfig
+from dockyard.values import field, value
 
 DEFAULT_PATH_ENV = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_SHM_SIZE = 64 * 1024 * 1024
@@ -61,7 +61,7 @@ _SYSCTLS_FOR_PRIVATE_NET = (
 # --- inputs -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class BindMount:
     """A bind mount the engine adds (volumes, /etc/hosts, ...): docker's container.Mount."""
 
@@ -72,7 +72,7 @@ class BindMount:
     non_recursive: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class RunOptions:
     """What ``docker run`` was asked, already parsed by :mod:`dockyard.engine.runopts`.
 
@@ -119,7 +119,7 @@ class RunOptions:
     sysctls: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ExecUser:
     uid: int
     gid: int
@@ -131,7 +131,7 @@ class UserLookup(Protocol):
     def __call__(self, spec: str) -> ExecUser: ...
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class DeviceInfo:
     """What ``stat`` says about a device node (containerd's DeviceFromPath)."""
 
@@ -149,7 +149,7 @@ StatDevice = Callable[[str], "DeviceInfo | None"]
 # --- docker's config merge ----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class MergedConfig:
     """The container's Config after docker merged the image's into it (what inspect shows)."""
 
@@ -219,18 +219,18 @@ def daemon_environment(env: Sequence[str], hostname: str, tty: bool) -> list[str
         out.append("TERM=xterm")
     index = {e.partition("=")[0]: i for i, e in enumerate(out)}
     removed: set[int] = set()
-    for value in env:
-        key, sep, _ = value.partition("=")
+    for item in env:
+        key, sep, _ = item.partition("=")
         if not sep:
-            if value in index:
-                removed.add(index[value])
+            if item in index:
+                removed.add(index[item])
             continue
         if key in index:
-            out[index[key]] = value
+            out[index[key]] = item
             removed.discard(index[key])
         else:
             index[key] = len(out)
-            out.append(value)
+            out.append(item)
     return [e for i, e in enumerate(out) if i not in removed]
 
 
@@ -698,10 +698,10 @@ def _check_resources(opts: RunOptions, host_cpus: int | None) -> None:
                               "positive integer")
     if opts.shm_size < 0:
         raise InvalidArgument("SHM size can not be less than 0")
-    for name, value in (("cpus", opts.cpuset_cpus), ("mems", opts.cpuset_mems)):
-        if value and not _valid_uint_list(value):
-            raise InvalidArgument(f"Invalid value {value} for cpuset {name}: invalid format: "
-                                  f"{value}")
+    for name, listed in (("cpus", opts.cpuset_cpus), ("mems", opts.cpuset_mems)):
+        if listed and not _valid_uint_list(listed):
+            raise InvalidArgument(f"Invalid value {listed} for cpuset {name}: invalid format: "
+                                  f"{listed}")
 
 
 def _valid_uint_list(text: str) -> bool:

@@ -17,11 +17,11 @@ import fcntl
 import hashlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import BinaryIO
 
 from dockyard.errors import InvalidArgument, NotFound
 from dockyard.model.image import Digest, check_digest
+from dockyard.values import value
 
 _CHUNK = 1 << 20
 _WRITEBACK_STEP = 8 << 20
@@ -47,7 +47,7 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Damage:
     digest: str
     problem: str

@@ -9,10 +9,10 @@ for official Hub images, ``latest`` only when neither a tag nor a digest was giv
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
 
 from dockyard.errors import InvalidArgument
 from dockyard.model.image import Digest, check_digest
+from dockyard.values import replace, value
 
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DEFAULT_DOMAIN = "index.docker.io"
@@ -38,7 +38,7 @@ _HEX64_RE = re.compile(r"[a-f0-9]{64}", re.ASCII)
 _FORMAT = "invalid reference format"
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Reference:
     """A normalized image reference. Build one with :func:`parse_reference`."""
 

@@ -21,18 +21,18 @@ import shutil
 import stat
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 from dockyard.errors import InvalidArgument, NotFound, SyscallError
 from dockyard.image.unpack import OPAQUE_XATTR
 from dockyard.model.image import is_digest
+from dockyard.values import value
 
 # The kernel refuses more lower layers than this (OVL_MAX_STACK).
 OVERLAY_MAX_LAYERS = 500
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Mount:
     """A mount to perform: ``mount -t type -o options source <target>``.
 
@@ -46,7 +46,7 @@ class Mount:
     chdir: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Usage:
     size: int      # bytes of the snapshot's own changes
     inodes: int

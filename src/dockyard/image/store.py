@@ -11,11 +11,11 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from dockyard.db import ensure_schema, transaction
 from dockyard.errors import InvalidArgument, NotFound
 from dockyard.model.image import Digest
+from dockyard.values import value
 
 _MIGRATIONS: list[list[str]] = [[
     """CREATE TABLE images (
@@ -55,7 +55,7 @@ _MIGRATIONS: list[list[str]] = [[
 ]]
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Layer:
     chain_id: Digest
     diff_id: Digest
@@ -65,7 +65,7 @@ class Layer:
     size: int                 # unpacked bytes
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ImageRecord:
     id: Digest                # the config's digest
     manifest_digest: Digest

@@ -39,11 +39,11 @@ import queue
 import shutil
 import stat
 import threading
-from dataclasses import dataclass
 
 from dockyard.errors import DockyardError, InvalidArgument, PermissionDenied, SyscallError
 from dockyard.image.compression import NONE, Readable, open_decompressed
 from dockyard.model.image import Digest
+from dockyard.values import value
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ _GNU_LONGNAME = b"L"
 _GNU_LONGLINK = b"K"
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class UnpackResult:
     diff_id: Digest   # sha256 of the uncompressed tar, all of it (padding after the end too)
     size: int         # uncompressed bytes

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, NewType
 
 from dockyard.errors import InvalidArgument
+from dockyard.values import field, value
 
 Digest = NewType("Digest", str)  # "sha256:<64 hex>"
 
@@ -69,7 +69,7 @@ def check_digest(text: object, where: str = "digest") -> Digest:
     return Digest(text)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Platform:
     os: str
     architecture: str
@@ -91,7 +91,7 @@ class Platform:
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Descriptor:
     media_type: str
     digest: Digest
@@ -115,7 +115,7 @@ class Descriptor:
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Index:
     """An OCI image index or a Docker manifest list."""
 
@@ -124,7 +124,7 @@ class Index:
     annotations: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Manifest:
     """An OCI image manifest or a Docker schema2 manifest."""
 
@@ -134,7 +134,7 @@ class Manifest:
     annotations: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Healthcheck:
     test: tuple[str, ...] = ()
     interval: int = 0        # nanoseconds, as docker stores them
@@ -144,7 +144,7 @@ class Healthcheck:
     retries: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ContainerConfig:
     """The ``config`` object of an image config (what ``run`` starts from)."""
 
@@ -162,7 +162,7 @@ class ContainerConfig:
     on_build: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class HistoryEntry:
     created: str = ""
     created_by: str = ""
@@ -171,7 +171,7 @@ class HistoryEntry:
     empty_layer: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ImageConfig:
     architecture: str
     os: str

@@ -18,22 +18,21 @@ what it can (see :meth:`ContainerService.refresh`).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import select
 import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dockyard.linux import libc as k
+from dockyard.values import replace, value
 
 _READ = 65536
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Launch:
     """Everything the supervisor needs, resolved before the fork."""
 
@@ -140,7 +139,7 @@ def _keep_only(launch: Launch) -> Launch:
             os.closerange(low, fd)
         low = fd + 1
     os.closerange(low, 1 << 16)
-    return dataclasses.replace(launch, attach_stdout=out, attach_stderr=err, status_fd=status,
+    return replace(launch, attach_stdout=out, attach_stderr=err, status_fd=status,
                                stdin_fd=stdin)
 
 
@@ -409,7 +408,7 @@ def _pump(launch: Launch, init_pid: int, pipes: dict[int, str], writer: _LogSink
                             os.close(held_fd)
                     keyboard = -1
                     attach = {"stdout": -1, "stderr": -1}
-                    launch = dataclasses.replace(launch, status_fd=-1, stdin_fd=-1,
+                    launch = replace(launch, status_fd=-1, stdin_fd=-1,
                                                  attach_stdout=-1, attach_stderr=-1)
                 continue
             data = _read(fd)
