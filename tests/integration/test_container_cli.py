@@ -291,3 +291,20 @@ def test_interactive_terminal(eng: Engine) -> None:
     assert code == 0, out
     assert eng.run("ps", "--format", "{{.Names}}").stdout.strip() == "detachable"
     eng.run("rm", "-f", "detachable")
+
+
+def test_stats_restart_port(eng: Engine) -> None:
+    eng.run("run", "-d", "--name", "busy", "--memory", "64m", "--pids-limit", "20", "busybox",
+            "sh", "-c", "while :; do :; done")
+    row = eng.run("stats", "--no-stream", "--format",
+                  "{{.Name}} {{.CPUPerc}} {{.MemUsage}} {{.PIDs}}").stdout.split()
+    assert row[0] == "busy" and float(row[1].rstrip("%")) > 20
+    assert row[4] == "64MiB" and row[5] == "1"
+    first = eng.run("inspect", "-f", "{{.State.Pid}}", "busy").stdout.strip()
+    eng.run("restart", "-t", "1", "busy")
+    assert eng.run("inspect", "-f", "{{.State.Running}}", "busy").stdout.strip() == "true"
+    assert eng.run("inspect", "-f", "{{.State.Pid}}", "busy").stdout.strip() != first
+    assert eng.run("port", "busy").stdout == ""
+    p = eng.run("port", "busy", "80", check=False)
+    assert p.returncode == 1 and "No public port '80/tcp'" in p.stderr
+    eng.run("rm", "-f", "busy")

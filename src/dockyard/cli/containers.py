@@ -617,6 +617,91 @@ def cmd_port(g: Globals, argv: list[str], command: str = "port") -> int:
     return 0
 
 
+_STATS_HEADERS = {"ID": "CONTAINER ID", "Container": "CONTAINER", "Name": "NAME",
+                  "CPUPerc": "CPU %", "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %",
+                  "NetIO": "NET I/O", "BlockIO": "BLOCK I/O", "PIDs": "PIDS"}
+
+
+def cmd_stats(g: Globals, argv: list[str], command: str = "stats") -> int:
+    p = CommandParser(command, "[OPTIONS] [CONTAINER...]",
+                      "Display a live stream of container(s) resource usage statistics")
+    p.add_argument("-a", "--all", action="store_true", help="Show all containers")
+    p.add_argument("--no-stream", action="store_true", help="Disable streaming stats")
+    p.add_argument("--no-trunc", action="store_true", help="Do not truncate output")
+    p.add_argument("--format", default=None, help="Format output using a custom template")
+    p.add_argument("containers", nargs="*")
+    a = p.parse_args(argv)
+    from dockyard.cli.formatter import render_rows
+
+    svc = service(g)
+    default = ("table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t"
+               "{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}")
+    while True:
+        targets = [svc.get(r) for r in a.containers] if a.containers else [
+            c for c in svc.containers() if c.running or a.all]
+        rows = _stats_rows(svc, targets, a.no_trunc)
+        text = render_rows(a.format, rows, default_table=default, headers=_STATS_HEADERS)
+        if a.no_stream:
+            sys.stdout.write(text)
+            return 0
+        sys.stdout.write("\x1b[2J\x1b[H" + text)
+        sys.stdout.flush()
+
+
+def _stats_rows(svc: ContainerService, targets: list[Container], no_trunc: bool
+                ) -> list[dict[str, Any]]:
+    from dockyard.cli.units import bytes_size, human_size
+
+    first: dict[str, tuple[int, float]] = {}
+    for c in targets:
+        if c.running:
+            try:
+                first[c.id] = (_cpu_total(svc.stats(c.id)), time.monotonic())
+            except DockyardError:
+                pass
+    time.sleep(0.5)
+    rows = []
+    cpus = os.cpu_count() or 1
+    for c in targets:
+        cpu = mem = limit = pids = rd = wr = 0.0
+        if c.id in first:
+            try:
+                data = svc.stats(c.id)
+            except DockyardError:
+                data = {}
+            used, t0 = first[c.id]
+            elapsed = max(time.monotonic() - t0, 1e-6)
+            cpu = max(0.0, (_cpu_total(data) - used) / 1e9 / elapsed * 100)
+            memory = (data.get("memory") or {})
+            usage = memory.get("usage") or {}
+            cache = float((memory.get("raw") or {}).get("total_inactive_file") or 0)
+            mem = max(0.0, float(usage.get("usage") or 0) - cache)
+            limit = float(usage.get("limit") or 0)
+            host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+            if not limit or limit > host:
+                limit = float(host)
+            pids = float((data.get("pids") or {}).get("current") or 0)
+            for entry in (data.get("blkio") or {}).get("ioServiceBytesRecursive") or []:
+                op = str(entry.get("op", "")).lower()
+                if op == "read":
+                    rd += float(entry.get("value") or 0)
+                elif op == "write":
+                    wr += float(entry.get("value") or 0)
+        rows.append({
+            "ID": c.id if no_trunc else c.short_id, "Container": c.short_id, "Name": c.name,
+            "CPUPerc": f"{min(cpu, 100.0 * cpus):.2f}%",
+            "MemUsage": f"{bytes_size(mem)} / {bytes_size(limit)}",
+            "MemPerc": f"{(mem / limit * 100 if limit else 0):.2f}%",
+            "NetIO": "0B / 0B", "BlockIO": f"{human_size(rd)} / {human_size(wr)}",
+            "PIDs": str(int(pids)),
+        })
+    return rows
+
+
+def _cpu_total(data: dict[str, Any]) -> int:
+    return int(((data.get("cpu") or {}).get("usage") or {}).get("total") or 0)
+
+
 def cmd_rename(g: Globals, argv: list[str], command: str = "rename") -> int:
     p = CommandParser(command, "CONTAINER NEW_NAME", "Rename a container")
     p.add_argument("container")
@@ -652,6 +737,7 @@ _SUBCOMMANDS = {
     "ps": cmd_ps, "logs": cmd_logs, "wait": cmd_wait, "inspect": cmd_inspect,
     "exec": cmd_exec, "pause": cmd_pause, "unpause": cmd_unpause, "top": cmd_top,
     "rename": cmd_rename, "prune": cmd_prune, "restart": cmd_restart, "port": cmd_port,
+    "stats": cmd_stats,
 }
 
 

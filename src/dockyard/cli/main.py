@@ -68,6 +68,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rename": ("containers", "cmd_rename"),
     "restart": ("containers", "cmd_restart"),
     "port": ("containers", "cmd_port"),
+    "stats": ("containers", "cmd_stats"),
     "diff": ("rootfs", "cmd_diff"),
     "export": ("rootfs", "cmd_export"),
     "commit": ("rootfs", "cmd_commit"),
@@ -96,6 +97,7 @@ Container commands:
   rename      Rename a container
   restart     Restart one or more containers
   port        List port mappings of a container
+  stats       Display a live stream of container(s) resource usage statistics
   diff        Inspect changes to files or directories on a container's filesystem
   export      Export a container's filesystem as a tar archive
   commit      Create a new image from a container's changes

@@ -432,6 +432,18 @@ class ContainerService:
             raise FailedPrecondition(done.stderr.strip() or "cannot list processes")
         return [int(p) for p in json.loads(done.stdout or "[]")]
 
+    def stats(self, ref: str) -> dict[str, Any]:
+        """One sample of the container's cgroup statistics (the runtime's events --stats)."""
+        import subprocess
+
+        c = self._running(ref)
+        done = subprocess.run([*self.runtime_argv(c), "events", "--stats", c.id],
+                              capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise FailedPrecondition(done.stderr.strip() or "cannot read statistics")
+        data = json.loads(done.stdout.splitlines()[0]).get("data") or {}
+        return data if isinstance(data, dict) else {}
+
     def rename(self, ref: str, new_name: str) -> Container:
         c = self.get(ref)
         new = new_name.lstrip("/")
