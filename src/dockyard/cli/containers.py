@@ -612,7 +612,7 @@ def cmd_port(g: Globals, argv: list[str], command: str = "port") -> int:
     c = service(g).get(a.container)
     if a.port:
         # no published ports until networking lands (--network none|host only)
-        raise DockyardError(f"No public port '{a.port if '/' in a.port else a.port + '/tcp'}'"
+        raise NotFound(f"No public port '{a.port if '/' in a.port else a.port + '/tcp'}'"
                             f" published for {c.short_id}")
     return 0
 
