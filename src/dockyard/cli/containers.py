@@ -11,7 +11,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from dockyard.cli.parser import CommandParser
+from dockyard.cli.parser import CommandParser, EngineFailure
 from dockyard.errors import DockyardError, NotFound
 
 if TYPE_CHECKING:
@@ -19,10 +19,6 @@ if TYPE_CHECKING:
     from dockyard.engine.containers import Container, ContainerService
 
 EXIT_ENGINE = 125
-
-
-class EngineFailure(DockyardError):
-    """An engine error in run/create/start: docker exits 125 for these."""
 
 
 def service(g: Globals) -> ContainerService:

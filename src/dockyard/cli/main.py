@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 
 from dockyard import __version__
+from dockyard.cli.parser import EngineFailure
 from dockyard.errors import (
     AlreadyExists,
     DockyardError,
@@ -25,16 +26,18 @@ from dockyard.errors import (
 PROG = "dockyard"
 EXIT_ENGINE_ERROR = 125
 
-# Error category -> exit code. docker's non-run commands exit 1 on a daemon error; a command
-# line that does not parse exits 125 (the parser's UsageError is an InvalidArgument that carries
-# its own code, see cli.parser).
+# Error category -> exit code, the most specific class first. docker's commands exit 1 on a
+# daemon error; run/create/start exit 125 when the engine fails (EngineFailure); a command line
+# that does not parse exits 125 (UsageError, handled before this table).
 EXIT_CODES: dict[type[DockyardError], int] = {
+    EngineFailure: EXIT_ENGINE_ERROR,
     NotFound: 1,
     AlreadyExists: 1,
     InvalidArgument: 1,
     FailedPrecondition: 1,
     PermissionDenied: 1,
     Unavailable: 1,
+    DockyardError: 1,
 }
 
 # command -> (module under dockyard.cli, function name). Modules are imported on use.

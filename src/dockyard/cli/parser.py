@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import NoReturn
 
-from dockyard.errors import InvalidArgument
+from dockyard.errors import DockyardError, InvalidArgument
 
 PROG = "dockyard"
 EXIT_USAGE = 125
@@ -22,6 +22,11 @@ class UsageError(InvalidArgument):
     def __init__(self, message: str, command: str) -> None:
         super().__init__(message, hint=f"See '{PROG} {command} --help'.")
         self.command = command
+
+
+class EngineFailure(DockyardError):
+    """An engine error in run/create/start: docker exits 125 for these (the container's own
+    status otherwise, 126/127 when its command cannot be run)."""
 
 
 class CommandParser(argparse.ArgumentParser):
