@@ -2,7 +2,10 @@
 
 Every tool gets the same busybox image (:func:`testbed.images.busybox`'s docker archive,
 loaded with its own ``load -i``), its own store on a new ext4 (a loop-mounted sparse file, as in
-:mod:`bench.pull`; ``--shared-fs`` keeps them on /tmp) and ``--network none``. Three phases:
+:mod:`bench.pull`; ``--shared-fs`` keeps them on /tmp) and ``--network none``. dockyard runs
+with a bytecode cache of its own, as an installed copy would (``--no-pycache``: as the
+environment is; with ``PYTHONDONTWRITEBYTECODE`` set, as here, each command then compiles the
+modules that have no ``__pycache__`` entry in the tree again, about 0.1 s). Three phases:
 
 ``run-rm``
     ``run --rm --network none IMG true`` with the image present, ``-n`` rounds alternated
@@ -29,6 +32,7 @@ which also reports them. Daemons, mounts and directories all go at the end, also
 
     .venv/bin/python -m bench.containers [-n 10] [--warmup 1] [--many 100] [--idle 100]
         [--phases run-rm,many,idle] [--tools dockyard,podman,docker] [--out DIR] [--shared-fs]
+        [--no-pycache]
 """
 
 from __future__ import annotations
@@ -78,10 +82,10 @@ def _quiet(argv: Sequence[str], timeout: float = TIMEOUT) -> subprocess.Complete
                           timeout=timeout, check=False)
 
 
-def _env_prefix(env: dict[str, str]) -> tuple[str, ...]:
+def _env_prefix(env: dict[str, str], unset: tuple[str, ...] = ()) -> tuple[str, ...]:
     # Every tool is started through env(1) (about 1 ms, the same for all), so that the
     # harness's own environment stays untouched.
-    return ("/usr/bin/env", *(f"{key}={value}" for key, value in sorted(env.items())))
+    return ("/usr/bin/env", *unset, *(f"{key}={value}" for key, value in sorted(env.items())))
 
 
 # ------------------------------------------------------------------------------- the tools
@@ -383,7 +387,7 @@ def idle_phase(tool: Tool, count: int) -> IdleResult:
 
 @contextlib.contextmanager
 def environment(work: Path, wanted: Sequence[str], notes: list[str], *,
-                fresh_fs: bool) -> Iterator[list[Tool]]:
+                fresh_fs: bool, pycache: bool) -> Iterator[list[Tool]]:
     """The image loaded into each tool, daemons started; everything removed on the way out."""
     from testbed import images
     from testbed.dockerd import DockerdError, start_dockerd, stop_dockerd
@@ -414,8 +418,17 @@ def environment(work: Path, wanted: Sequence[str], notes: list[str], *,
                 # cgroup-parent "": each container's cgroup below its supervisor's, as the
                 # integration tests do, so nothing lands in a shared place.
                 config.write_text(json.dumps({"cgroup-parent": ""}) + "\n")
-                prefix = (*_env_prefix({"DOCKYARD_RUN_ROOT": str(base / "run")}),
-                          str(DOCKYARD), "--root", str(base / "root"), "--config", str(config))
+                env = {"DOCKYARD_RUN_ROOT": str(base / "run")}
+                unset: tuple[str, ...] = ()
+                if pycache:
+                    # As pip installs it: compiled once, then read from the cache. With
+                    # PYTHONDONTWRITEBYTECODE set (as on this machine) and no __pycache__ in
+                    # the tree, every command would compile its modules again (~0.1 s).
+                    # The cache is private to this run: nothing is written into the tree.
+                    env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+                    unset = ("-u", "PYTHONDONTWRITEBYTECODE")
+                prefix = (*_env_prefix(env, unset), str(DOCKYARD), "--root", str(base / "root"),
+                          "--config", str(config))
                 tool: Tool = DockyardTool(prefix, "busybox:latest", base / "root", base / "run")
                 cleanups.append(functools.partial(_last_dockyard_clean, tool))
                 done = _quiet(tool.argv("load", "-i", str(archive)))
@@ -629,11 +642,18 @@ def measure(args: argparse.Namespace, wanted: Sequence[str], phases: Sequence[st
     notes.append("each tool's store is on " + (
         "/tmp's filesystem (--shared-fs)" if args.shared_fs else
         "a new ext4 of its own (loop-mounted sparse file, mkfs defaults)"))
-    with environment(work, wanted, notes, fresh_fs=not args.shared_fs) as tools:
+    notes.append(
+        "dockyard runs with a bytecode cache of this run's own (PYTHONPYCACHEPREFIX, warmed by"
+        " the check run), as an installed dockyard would" if args.pycache else
+        "dockyard runs with the environment as it is (--no-pycache): with"
+        f" PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r}, modules"
+        " without a __pycache__ entry are compiled again by every command")
+    with environment(work, wanted, notes, fresh_fs=not args.shared_fs,
+                     pycache=args.pycache) as tools:
         if not tools:
             raise HarnessError("no tool left to measure")
+        check_runs(tools, notes)  # also warms dockyard's bytecode cache for every phase
         if "run-rm" in phases:
-            check_runs(tools, notes)
             report = run_cases([Case(t.label, t.run_rm()) for t in tools], args.runs,
                                args.warmup, name="containers-run-rm")
             report.write(out / "run-rm")
@@ -677,6 +697,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="output dir (default bench/results/containers-TIME)")
     parser.add_argument("--shared-fs", action="store_true",
                         help="every store on /tmp's filesystem instead of a new ext4 per tool")
+    parser.add_argument("--no-pycache", dest="pycache", action="store_false",
+                        help="run dockyard without a bytecode cache of its own (see README)")
     args = parser.parse_args(argv)
     wanted = [t.strip() for t in args.tools.split(",") if t.strip()]
     phases = [p.strip() for p in args.phases.split(",") if p.strip()]
