@@ -50,6 +50,9 @@ _MIGRATIONS: list[list[str]] = [[
         finished_at REAL NOT NULL DEFAULT 0,
         restart_count INTEGER NOT NULL DEFAULT 0)""",
     "CREATE INDEX containers_by_image ON containers(image_id)",
+], [
+    # a pid alone can be recycled: the process's start time (/proc/<pid>/stat) pins it
+    "ALTER TABLE containers ADD COLUMN supervisor_start INTEGER NOT NULL DEFAULT 0",
 ]]
 
 _NAME_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
@@ -76,6 +79,7 @@ class Container:
     finished_at: float = 0.0
     restart_count: int = 0
     labels: dict[str, str] = field(default_factory=dict)
+    supervisor_start: int = 0
 
     @property
     def short_id(self) -> str:
@@ -93,8 +97,9 @@ class ContainerService:
         self.root = config.root
         ensure_schema(self.db, "containers", _MIGRATIONS)
         self.dir = os.path.join(self.root, "containers")
-        self.run_dir = os.path.join(config.run_root, "containers")
-        self.runtime_root = os.path.join(config.run_root, "runtime")
+        run_root = _recorded_run_root(self.root, config.run_root)
+        self.run_dir = os.path.join(run_root, "containers")
+        self.runtime_root = os.path.join(run_root, "runtime")
         # Each container's cgroup is <parent>/<id>. docker's parent is /docker; ours /dockyard,
         # left in place like docker's. A relative parent (or "") is relative to the cgroup of
         # the container's supervisor, as the runtime reads a relative cgroupsPath.
@@ -133,7 +138,7 @@ class ContainerService:
 
     def refresh(self, c: Container) -> Container:
         """A running container whose supervisor is gone: record what can still be known."""
-        if c.state != "running" or _alive(c.supervisor_pid, self._pid_file(c.id)):
+        if c.state != "running" or _alive(c.supervisor_pid, c.supervisor_start):
             return c
         code = 255  # the supervisor died before it could record the exit status
         with transaction(self.db) as db:
@@ -142,9 +147,6 @@ class ContainerService:
                        (code, time.time(), "supervisor exited unexpectedly", c.id))
         row = self.db.execute("SELECT * FROM containers WHERE id = ?", (c.id,)).fetchone()
         return _container(row) if row is not None else c
-
-    def _pid_file(self, cid: str) -> str:
-        return os.path.join(self.run_dir, cid, "supervisor.pid")
 
     # --- create ------------------------------------------------------------------------------
 
@@ -246,8 +248,9 @@ class ContainerService:
             db = open_database(root)
             with transaction(db) as t:
                 t.execute("UPDATE containers SET state='running', pid=?, supervisor_pid=?,"
-                          " started_at=?, exit_code=0, error='', finished_at=0 WHERE id=?",
-                          (init_pid, sup_pid, time.time(), cid))
+                          " supervisor_start=?, started_at=?, exit_code=0, error='',"
+                          " finished_at=0 WHERE id=?",
+                          (init_pid, sup_pid, process_start(sup_pid), time.time(), cid))
             db.close()
 
         def on_restarted(init_pid: int, restarts: int) -> None:
@@ -347,7 +350,7 @@ class ContainerService:
 
     def _exiting(self, c: Container) -> bool:
         """Exited in the database, but its supervisor still cleaning up (unmount, --rm)."""
-        return c.state == "exited" and _alive(c.supervisor_pid, self._pid_file(c.id))
+        return c.state == "exited" and _alive(c.supervisor_pid, c.supervisor_start)
 
     # --- through the OCI runtime: exec, pause, processes ---------------------------------------
 
@@ -535,31 +538,55 @@ def _container(row: sqlite3.Row) -> Container:
         exit_code=int(row["exit_code"]), error=str(row["error"]),
         started_at=float(row["started_at"]), finished_at=float(row["finished_at"]),
         restart_count=int(row["restart_count"]),
-        labels=dict(config.get("Labels") or {}))
+        labels=dict(config.get("Labels") or {}),
+        supervisor_start=int(row["supervisor_start"]))
 
 
-def _alive(pid: int, pid_file: str) -> bool:
-    """Whether the supervisor ``pid`` still runs (its pid file names it: a recycled pid does
-    not count, since a new process would not have written our file)."""
-    if pid <= 0:
-        return False
-    try:
-        with open(pid_file) as f:
-            if int(f.read().strip() or 0) != pid:
-                return False
-    except (OSError, ValueError):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+def process_start(pid: int) -> int:
+    """The process's start time in clock ticks since boot (0 if it does not exist)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] != "Z"
+            return int(f.read().rpartition(")")[2].split()[19])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _alive(pid: int, start: int) -> bool:
+    """Whether the supervisor ``pid`` still runs: the same process (same start time, so a
+    recycled pid does not count) and not a zombie."""
+    if pid <= 0 or not start:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
     except OSError:
         return False
+    return fields[0] != "Z" and int(fields[19]) == start
+
+
+def _recorded_run_root(root: str, wanted: str) -> str:
+    """The run root this engine root uses, recorded at its first use: every later command
+    finds the containers' runtime state there, whatever its environment says."""
+    path = os.path.join(root, "run-root")
+    try:
+        with open(path) as f:
+            recorded = f.read().strip()
+        if recorded:
+            return recorded
+    except FileNotFoundError:
+        pass
+    os.makedirs(root, mode=0o711, exist_ok=True)
+    tmp = f"{path}.{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(wanted + "\n")
+    try:
+        os.link(tmp, path)      # the first command to get here records it; later ones read it
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(tmp)
+    with open(path) as f:
+        return f.read().strip() or wanted
 
 
 def _check_name(name: str) -> None:

@@ -384,7 +384,8 @@ def _pump(launch: Launch, init_pid: int, pipes: dict[int, str], writer: _LogSink
     code: int | None = None
     open_pipes = dict(pipes)
     while open_pipes or code is None:
-        for fd, _ in poller.poll(200 if code is None else 50):
+        # no timeout while the container runs: its pidfd or its output wake us (no idle wakeups)
+        for fd, _ in poller.poll(None if code is None else 50):
             if fd == pidfd:
                 code = _reap(init_pid)
                 poller.unregister(pidfd)
