@@ -201,6 +201,36 @@ def test_restart_policies(eng: Engine) -> None:
     assert clash.returncode == 125 and "Conflicting options" in clash.stderr
 
 
+def _wait_gone(*pids: int) -> None:
+    """Until the killed processes are gone; zombies count as gone (the leak guard makes the
+    test session a subreaper, so orphans may wait for it to reap them: reap them here)."""
+    deadline = time.monotonic() + 10
+    for pid in pids:
+        while True:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+            except OSError:
+                break
+            if state == "Z":
+                break
+            assert time.monotonic() < deadline, f"pid {pid} still there"
+            time.sleep(0.05)
+
+
+def _reboot_cgroups(cid: str) -> None:
+    """What a reboot does to a killed container's cgroups (empty now): they are gone."""
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        for found in sorted(hierarchy.glob(f"**/{cid}"), reverse=True):
+            try:
+                found.rmdir()
+            except OSError:
+                pass
+
+
 def test_after_a_reboot(eng: Engine, tmp_path: Path) -> None:
     """Simulated reboot: supervisor and container killed, mounts and /run gone. `ps -a` shows
     the container exited, and `start` brings it back."""
@@ -214,17 +244,41 @@ def test_after_a_reboot(eng: Engine, tmp_path: Path) -> None:
     sup_pid = int((run_root / "containers" / doc["Id"] / "supervisor.pid").read_text())
     os.kill(sup_pid, signal.SIGKILL)
     os.kill(init_pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while Path(f"/proc/{init_pid}").exists() or Path(f"/proc/{sup_pid}").exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    _wait_gone(init_pid, sup_pid)
     subprocess.run(["umount", doc["GraphDriver"]["Data"]["MergedDir"]], check=True)
+    _reboot_cgroups(doc["Id"])
     shutil.rmtree(run_root)
     status = eng.run("ps", "-a", "--format", "{{.Names}} {{.Status}}").stdout.strip()
     assert status.startswith("survivor Exited (255)")
     eng.run("start", "survivor")
     assert eng.run("ps", "--format", "{{.Names}}").stdout.strip() == "survivor"
     eng.run("rm", "-f", "survivor")
+
+
+def test_system_restore_after_a_reboot(eng: Engine) -> None:
+    """`system restore` (run at boot) brings back `--restart always` containers, and
+    unless-stopped ones the user had not stopped."""
+    import shutil
+    import signal
+
+    eng.run("run", "-d", "--name", "always", "--restart", "always", "busybox", "sleep", "60")
+    eng.run("run", "-d", "--name", "stopped", "--restart", "unless-stopped", "busybox",
+            "sleep", "60")
+    eng.run("stop", "-t", "0", "stopped")
+    eng.run("run", "-d", "--name", "plain", "busybox", "sleep", "60")
+    run_root = Path(eng.env["DOCKYARD_RUN_ROOT"])
+    for name in ("always", "plain"):
+        doc = json.loads(eng.run("inspect", name).stdout)[0]
+        sup = int((run_root / "containers" / doc["Id"] / "supervisor.pid").read_text())
+        os.kill(sup, signal.SIGKILL)
+        os.kill(doc["State"]["Pid"], signal.SIGKILL)
+        _wait_gone(doc["State"]["Pid"], sup)
+        subprocess.run(["umount", doc["GraphDriver"]["Data"]["MergedDir"]], check=True)
+        _reboot_cgroups(doc["Id"])
+    shutil.rmtree(run_root)
+    assert eng.run("system", "restore").stdout.split() == ["always"]
+    assert eng.run("ps", "--format", "{{.Names}}").stdout.split() == ["always"]
+    eng.run("rm", "-f", "always", "stopped", "plain")
 
 
 def test_stdin_and_logs_follow(eng: Engine) -> None:

@@ -727,6 +727,43 @@ def cmd_prune(g: Globals, argv: list[str], command: str = "container prune") -> 
     return 0
 
 
+def cmd_system(g: Globals, argv: list[str]) -> int:
+    """``system restore``: bring back restart-policy containers (run it at boot: see README).
+    ``system prune``: stopped containers, then unused images."""
+    from dockyard.cli.parser import UsageError
+
+    if not argv or argv[0] not in ("restore", "prune"):
+        raise UsageError("usage: dockyard system restore|prune", "system")
+    svc = service(g)
+    if argv[0] == "restore":
+        CommandParser("system restore", "", "Start the containers whose restart policy "
+                      "brings them back").parse_args(argv[1:])
+        for c in svc.restore():
+            sys.stdout.write(f"{c.name}\n")
+        return 0
+    p = CommandParser("system prune", "[OPTIONS]", "Remove unused data")
+    p.add_argument("-a", "--all", action="store_true", help="Remove all unused images")
+    p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
+    a = p.parse_args(argv[1:])
+    from dockyard.cli.units import human_size
+
+    if not a.force:
+        sys.stdout.write("WARNING! This will remove all stopped containers and dangling "
+                         "images.\nAre you sure you want to continue? [y/N] ")
+        sys.stdout.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            return 0
+    removed, freed = svc.prune()
+    if removed:
+        sys.stdout.write("Deleted Containers:\n" + "".join(f"{c}\n" for c in removed) + "\n")
+    rep = svc.images.prune(all_images=a.all)
+    if rep.deleted:
+        sys.stdout.write("Deleted Images:\n" + "".join(f"untagged: {u}\n" for u in rep.untagged)
+                         + "".join(f"deleted: {d}\n" for d in rep.deleted) + "\n")
+    sys.stdout.write(f"Total reclaimed space: {human_size(freed + rep.reclaimed)}\n")
+    return 0
+
+
 _SUBCOMMANDS = {
     "run": cmd_run, "create": cmd_create, "start": cmd_start, "stop": cmd_stop,
     "kill": cmd_kill, "rm": cmd_rm, "remove": cmd_rm, "ls": cmd_ps, "list": cmd_ps,

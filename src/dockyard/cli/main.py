@@ -72,6 +72,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "restart": ("containers", "cmd_restart"),
     "port": ("containers", "cmd_port"),
     "stats": ("containers", "cmd_stats"),
+    "system": ("containers", "cmd_system"),
     "diff": ("rootfs", "cmd_diff"),
     "export": ("rootfs", "cmd_export"),
     "commit": ("rootfs", "cmd_commit"),
@@ -121,6 +122,7 @@ Image commands:
   login       Log in to a registry
   logout      Log out from a registry
   image       Manage images (ls, pull, push, rm, tag, inspect, history, prune, fsck, ...)
+  system      restore (restart-policy containers, at boot) | prune
   version     Show the Dockyard version information
 
 Global Options:

@@ -53,6 +53,9 @@ _MIGRATIONS: list[list[str]] = [[
 ], [
     # a pid alone can be recycled: the process's start time (/proc/<pid>/stat) pins it
     "ALTER TABLE containers ADD COLUMN supervisor_start INTEGER NOT NULL DEFAULT 0",
+], [
+    # stopped or killed by the user: unless-stopped containers stay down after a reboot
+    "ALTER TABLE containers ADD COLUMN stopped_by_user INTEGER NOT NULL DEFAULT 0",
 ]]
 
 _NAME_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
@@ -227,6 +230,8 @@ class ContainerService:
             os.unlink(os.path.join(run_dir, "stop-requested"))  # a new start, a new life
         except FileNotFoundError:
             pass
+        with transaction(self.db) as db:
+            db.execute("UPDATE containers SET stopped_by_user = 0 WHERE id = ?", (c.id,))
         status_r, status_w = os.pipe()
         launch = supervisor.Launch(
             container_id=c.id, bundle=self.bundle(c.id), runtime_root=self.runtime_root,
@@ -286,7 +291,7 @@ class ContainerService:
         from dockyard.image.snapshot import Mount
 
         target = os.path.join(self.bundle(c.id), "rootfs")
-        if os.path.ismount(target):
+        if _is_mountpoint(target):
             return
         with open(os.path.join(self.bundle(c.id), "mounts.json")) as f:
             mounts = [Mount(m["type"], m["source"], tuple(m["options"]), m.get("chdir", ""))
@@ -297,7 +302,7 @@ class ContainerService:
         from dockyard.image.mounter import unmount
 
         target = os.path.join(self.bundle(cid), "rootfs")
-        if os.path.ismount(target):
+        while _is_mountpoint(target):
             unmount(target)
 
     # --- signals, stop, wait -------------------------------------------------------------------
@@ -312,6 +317,8 @@ class ContainerService:
             flag = os.path.join(self.run_dir, c.id, "stop-requested")
             with open(flag, "w"):
                 pass
+            with transaction(self.db) as db:
+                db.execute("UPDATE containers SET stopped_by_user = 1 WHERE id = ?", (c.id,))
         try:
             os.kill(c.pid, sig)
         except ProcessLookupError:
@@ -447,6 +454,31 @@ class ContainerService:
         data = json.loads(done.stdout.splitlines()[0]).get("data") or {}
         return data if isinstance(data, dict) else {}
 
+    def restore(self) -> list[Container]:
+        """After a reboot (or any loss of supervisors): start again every container whose
+        restart policy says so — always, or unless-stopped when the user did not stop it."""
+        started = []
+        rows = self.db.execute("SELECT id, stopped_by_user FROM containers").fetchall()
+        for cid, by_user in rows:
+            c = self.get(str(cid))
+            policy = ((c.config.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name")
+            if c.running or policy not in ("always", "unless-stopped"):
+                continue
+            if policy == "unless-stopped" and by_user:
+                continue
+            _, status_r = self.start(c.id)
+            try:
+                line = b""
+                while not line.endswith(b"\n"):
+                    chunk = os.read(status_r, 1)
+                    if not chunk:
+                        break
+                    line += chunk
+            finally:
+                os.close(status_r)
+            started.append(self.get(c.id))
+        return started
+
     def rename(self, ref: str, new_name: str) -> Container:
         c = self.get(ref)
         new = new_name.lstrip("/")
@@ -540,6 +572,21 @@ def _container(row: sqlite3.Row) -> Container:
         restart_count=int(row["restart_count"]),
         labels=dict(config.get("Labels") or {}),
         supervisor_start=int(row["supervisor_start"]))
+
+
+def _is_mountpoint(path: str) -> bool:
+    """Whether something is mounted at ``path`` (os.path.ismount misses a bind mount of a
+    directory on the same filesystem, which the copy snapshotter uses)."""
+    want = os.path.realpath(path).encode()
+    try:
+        with open("/proc/self/mountinfo", "rb") as f:
+            for line in f:
+                point = line.split(b" ", 5)[4]
+                if point.replace(b"\\040", b" ") == want:
+                    return True
+    except OSError:
+        pass
+    return False
 
 
 def process_start(pid: int) -> int:
