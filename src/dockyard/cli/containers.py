@@ -159,13 +159,9 @@ def _await_start(status_r: int, cid: str) -> int:
 
 
 def _read_line(fd: int) -> str:
-    buf = b""
-    while not buf.endswith(b"\n"):
-        chunk = os.read(fd, 1)
-        if not chunk:
-            break
-        buf += chunk
-    return buf.decode(errors="replace").strip()
+    from dockyard.engine.containers import read_status
+
+    return read_status(fd)
 
 
 _supervisor_pid: list[int] = []
@@ -266,14 +262,18 @@ def _each(refs: list[str], fn: Any) -> int:
     return code
 
 
-def cmd_stop(g: Globals, argv: list[str], command: str = "stop") -> int:
-    p = CommandParser(command, "[OPTIONS] CONTAINER [CONTAINER...]",
-                      "Stop one or more running containers")
+def _stop_args(command: str, description: str, argv: list[str]) -> argparse.Namespace:
+    """stop's and restart's command line (the same flags)."""
+    p = CommandParser(command, "[OPTIONS] CONTAINER [CONTAINER...]", description)
     p.add_argument("-t", "--time", "--timeout", dest="time", type=int, default=None,
                    help="Seconds to wait before killing the container")
     p.add_argument("-s", "--signal", default=None, help=argparse.SUPPRESS)
     p.add_argument("containers", nargs="+")
-    a = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def cmd_stop(g: Globals, argv: list[str], command: str = "stop") -> int:
+    a = _stop_args(command, "Stop one or more running containers", argv)
     svc = service(g)
     return _each(a.containers, lambda ref: svc.stop(ref, a.time))
 
@@ -581,13 +581,7 @@ def cmd_top(g: Globals, argv: list[str], command: str = "top") -> int:
 
 
 def cmd_restart(g: Globals, argv: list[str], command: str = "restart") -> int:
-    p = CommandParser(command, "[OPTIONS] CONTAINER [CONTAINER...]",
-                      "Restart one or more containers")
-    p.add_argument("-t", "--time", "--timeout", dest="time", type=int, default=None,
-                   help="Seconds to wait before killing the container")
-    p.add_argument("-s", "--signal", default=None, help=argparse.SUPPRESS)
-    p.add_argument("containers", nargs="+")
-    a = p.parse_args(argv)
+    a = _stop_args(command, "Restart one or more containers", argv)
     svc = service(g)
 
     def restart(ref: str) -> None:

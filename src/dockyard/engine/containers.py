@@ -468,12 +468,7 @@ class ContainerService:
                 continue
             _, status_r = self.start(c.id)
             try:
-                line = b""
-                while not line.endswith(b"\n"):
-                    chunk = os.read(status_r, 1)
-                    if not chunk:
-                        break
-                    line += chunk
+                read_status(status_r)
             finally:
                 os.close(status_r)
             started.append(self.get(c.id))
@@ -572,6 +567,17 @@ def _container(row: sqlite3.Row) -> Container:
         restart_count=int(row["restart_count"]),
         labels=dict(config.get("Labels") or {}),
         supervisor_start=int(row["supervisor_start"]))
+
+
+def read_status(fd: int) -> str:
+    """One line from a supervisor's status pipe ("" once the supervisor is gone)."""
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = os.read(fd, 1)
+        if not chunk:
+            break
+        buf += chunk
+    return buf.decode(errors="replace").strip()
 
 
 def _is_mountpoint(path: str) -> bool:
