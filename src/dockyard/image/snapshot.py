@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from dockyard.errors import InvalidArgument, NotFound, SyscallError
-from dockyard.image.unpack import OPAQUE_XATTR
+from dockyard.image.whiteout import OPAQUE_XATTR
 from dockyard.model.image import is_digest
 from dockyard.values import value
 

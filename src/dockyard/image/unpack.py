@@ -42,6 +42,12 @@ import threading
 
 from dockyard.errors import DockyardError, InvalidArgument, PermissionDenied, SyscallError
 from dockyard.image.compression import NONE, Readable, open_decompressed
+from dockyard.image.whiteout import (
+    OPAQUE_XATTR,
+    WHITEOUT_META_PREFIX,
+    WHITEOUT_OPAQUE,
+    WHITEOUT_PREFIX,
+)
 from dockyard.model.image import Digest
 from dockyard.values import value
 
@@ -53,10 +59,6 @@ _CHUNK = 1 << 20
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
-OPAQUE_XATTR = "trusted.overlay.opaque"
-WHITEOUT_PREFIX = b".wh."
-WHITEOUT_META_PREFIX = b".wh..wh."
-WHITEOUT_OPAQUE = b".wh..wh..opq"
 _DROPPED_XATTR_PREFIX = "trusted.overlay."
 
 # Type flags.
