@@ -362,3 +362,19 @@ def test_stats_restart_port(eng: Engine) -> None:
     p = eng.run("port", "busy", "80", check=False)
     assert p.returncode == 1 and "No public port '80/tcp'" in p.stderr
     eng.run("rm", "-f", "busy")
+
+
+def test_images_used_by_containers(eng: Engine) -> None:
+    eng.run("create", "--name", "user", "busybox", "true")
+    refused = eng.run("rmi", "busybox", check=False)
+    assert refused.returncode == 1
+    assert 'unable to remove repository reference "busybox" (must force)' in refused.stderr
+    image_id = eng.run("image", "inspect", "-f", "{{.Id}}", "busybox").stdout.strip()
+    assert eng.run("rmi", "-f", "busybox").stdout.strip() == "Untagged: busybox:latest"
+    assert "deleted:" not in eng.run("image", "prune", "-a", "-f").stdout
+    assert eng.run("images", "-q").stdout.strip() == image_id[7:19]
+    # the container still starts from its (now untagged) image
+    assert eng.run("start", "-a", "user").returncode == 0
+    eng.run("rm", "user")
+    assert image_id in eng.run("image", "prune", "-a", "-f").stdout
+    assert eng.run("images", "-q").stdout == ""

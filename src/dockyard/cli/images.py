@@ -19,9 +19,13 @@ if TYPE_CHECKING:
 
 def service(g: Globals) -> ImageService:
     from dockyard.engine.config import load_config
+    from dockyard.engine.containers import ContainerService
     from dockyard.engine.images import ImageService
 
-    return ImageService(load_config(g.root, g.config))
+    config = load_config(g.root, g.config)
+    images = ImageService(config)
+    ContainerService(config, images)    # tells the images which containers use them
+    return images
 
 
 # --- pull / push ------------------------------------------------------------------------------

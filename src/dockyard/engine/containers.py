@@ -108,6 +108,7 @@ class ContainerService:
         # the container's supervisor, as the runtime reads a relative cgroupsPath.
         self.cgroup_parent = str(config.settings.get("cgroup-parent", "/dockyard"))
         images.users = self.users_of_image
+        images.layers_in_use = self.layers_in_use
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -119,6 +120,13 @@ class ContainerService:
         rows = self.db.execute("SELECT id, state FROM containers WHERE image_id = ?",
                                (image_id,)).fetchall()
         return [(str(r[0]), str(r[1]) == "running") for r in rows]
+
+    def layers_in_use(self) -> set[str]:
+        """Every layer a container's snapshot stacks on (kept even if its image goes)."""
+        out: set[str] = set()
+        for (config,) in self.db.execute("SELECT config FROM containers"):
+            out.update(json.loads(config).get("Layers") or [])
+        return out
 
     def get(self, ref: str) -> Container:
         """A container by full id, unique id prefix or name (docker's lookup order)."""
@@ -189,7 +197,8 @@ class ContainerService:
             spec = spec_for(cid, os.path.join(bundle, "rootfs"), record)
             with open(os.path.join(bundle, "config.json"), "w") as f:
                 json.dump(spec, f)
-            config = config_of() if config_of is not None else {}
+            config = dict(config_of() if config_of is not None else {})
+            config["Layers"] = parents
         except BaseException:
             self._remove_files(cid)
             with transaction(self.db) as db:

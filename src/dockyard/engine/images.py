@@ -64,6 +64,8 @@ class ImageService:
         self.store = ImageStore(self.db)
         self.content = ContentStore(os.path.join(self.root, "content"))
         self.users = users
+        # Chain ids that container snapshots stack on (the container service sets this).
+        self.layers_in_use: Callable[[], set[str]] = set
         self._snapshots: Snapshotter | None = None
         self._client: RegistryClient | None = None
         self._lock = threading.Lock()
@@ -250,7 +252,7 @@ class ImageService:
     def collect_garbage(self) -> GarbageReport:
         """Remove blobs and layers no image refers to; returns what went and what it freed."""
         keep_blobs = self.store.referenced_blobs()
-        keep_layers = self.store.referenced_chain_ids() | self._layers_in_use()
+        keep_layers = self.store.referenced_chain_ids() | self.layers_in_use()
         reclaimed = 0
         for digest in self.content.digests():
             if digest not in keep_blobs:
@@ -273,10 +275,6 @@ class ImageService:
                 layers.append(chain_id)
         self.content.clean_ingest()
         return GarbageReport(tuple(layers), reclaimed)
-
-    def _layers_in_use(self) -> set[str]:
-        # Container snapshots hold their parents; the container service adds them (issue 5).
-        return set()
 
     def fsck(self) -> list[str]:
         problems = [f"blob {d.digest}: {d.problem}" for d in self.content.fsck()]
