@@ -407,7 +407,7 @@ def _ps_row(c: Container, no_trunc: bool) -> dict[str, Any]:
     return {
         "ID": c.id if no_trunc else c.short_id,
         "Image": c.image_name,
-        "Command": json.dumps(cmd),
+        "Command": json.dumps(cmd, ensure_ascii=False),   # Go's strconv.Quote keeps "…"
         "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(c.created)),
         "RunningFor": human_duration(now - c.created) + " ago",
         "Status": status,
