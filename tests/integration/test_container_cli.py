@@ -378,3 +378,29 @@ def test_images_used_by_containers(eng: Engine) -> None:
     eng.run("rm", "user")
     assert image_id in eng.run("image", "prune", "-a", "-f").stdout
     assert eng.run("images", "-q").stdout == ""
+
+
+def test_healthchecks(eng: Engine) -> None:
+    eng.run("run", "-d", "--name", "doc", "--health-cmd", "test -e /tmp/ok && echo fine",
+            "--health-interval", "200ms", "--health-retries", "2", "busybox", "sleep", "60")
+    assert "(health: starting)" in eng.run("ps", "--format", "{{.Status}}").stdout
+
+    def health() -> dict[str, object]:
+        doc = json.loads(eng.run("inspect", "doc").stdout)[0]
+        return doc["State"]["Health"]
+
+    deadline = time.monotonic() + 30
+    while health()["Status"] != "unhealthy":
+        assert time.monotonic() < deadline, health()
+        time.sleep(0.1)
+    assert "(unhealthy)" in eng.run("ps", "--format", "{{.Status}}").stdout
+    eng.run("exec", "doc", "touch", "/tmp/ok")
+    while health()["Status"] != "healthy":
+        assert time.monotonic() < deadline, health()
+        time.sleep(0.1)
+    last = health()["Log"][-1]  # type: ignore[index]
+    assert last["ExitCode"] == 0 and "fine" in last["Output"]
+    assert health()["FailingStreak"] == 0
+    eng.run("rm", "-f", "doc")
+    none = eng.run("run", "--rm", "--no-healthcheck", "busybox", "true")
+    assert none.returncode == 0

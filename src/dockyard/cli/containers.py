@@ -68,6 +68,15 @@ def _create_parser(command: str) -> CommandParser:
     add("--stop-signal", default=None, help="Signal to stop the container")
     add("--stop-timeout", default=None, type=int, help="Timeout (in seconds) to stop")
     add("--restart", default="", help="Restart policy to apply when a container exits")
+    add("--health-cmd", default=None, help="Command to run to check health")
+    add("--health-interval", default=None, help="Time between running the check")
+    add("--health-timeout", default=None, help="Maximum time to allow one check to run")
+    add("--health-retries", default=None, type=int,
+        help="Consecutive failures needed to report unhealthy")
+    add("--health-start-period", default=None,
+        help="Start period for the container to initialize before counting retries")
+    add("--no-healthcheck", action="store_true", help="Disable any container-specified "
+        "HEALTHCHECK")
     add("--log-driver", default="json-file", help="Logging driver for the container")
     add("--log-opt", action="append", default=[], help="Log driver options")
     add("--runtime", default="", help="Runtime to use for this container")
@@ -355,7 +364,7 @@ def cmd_ps(g: Globals, argv: list[str], command: str = "ps") -> int:
     if a.last >= 0:
         shown = shown[:a.last]
     shown = [c for c in shown if _ps_match(c, a.filter)]
-    rows = [_ps_row(c, a.no_trunc) for c in shown]
+    rows = [_ps_row(c, a.no_trunc, svc.health) for c in shown]
     if a.quiet:
         sys.stdout.write("".join(f"{r['ID']}\n" for r in rows))
         return 0
@@ -389,7 +398,7 @@ def _state_word(c: Container) -> str:
     return {"creating": "created", "removing": "removing"}.get(c.state, c.state)
 
 
-def _ps_row(c: Container, no_trunc: bool) -> dict[str, Any]:
+def _ps_row(c: Container, no_trunc: bool, svc_health: Any = None) -> dict[str, Any]:
     from dockyard.cli.units import human_duration
 
     now = time.time()
@@ -399,6 +408,11 @@ def _ps_row(c: Container, no_trunc: bool) -> dict[str, Any]:
         cmd = cmd[:19] + "…"
     if c.running:
         status = f"Up {human_duration(now - c.started_at)}"
+        health = (svc_health(c) or {}).get("Status") if svc_health is not None else None
+        if health == "starting":
+            status += " (health: starting)"
+        elif health:
+            status += f" ({health})"
     elif c.state == "exited":
         status = (f"Exited ({c.exit_code}) {human_duration(now - c.finished_at)} ago"
                   if c.finished_at else f"Exited ({c.exit_code})")

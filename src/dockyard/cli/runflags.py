@@ -104,6 +104,9 @@ def create_container(svc: ContainerService, a: argparse.Namespace) -> Container:
                              user_lookup=rootfs_user_lookup(rootfs))
         saved.update(_docker_config(a, merged, record, opts, log=log, runtime=runtime,
                                     stop_signal=stop_signal))
+        health = healthcheck(a, image_config)
+        if health is not None:
+            saved["Config"]["Healthcheck"] = health
         if restart is not None:
             saved["HostConfig"]["RestartPolicy"] = {
                 "Name": restart.name, "MaximumRetryCount": restart.maximum_retry_count}
@@ -111,6 +114,36 @@ def create_container(svc: ContainerService, a: argparse.Namespace) -> Container:
 
     c = svc.create(a.image, spec_for, name=a.name, config_of=lambda: saved)
     return c
+
+
+def healthcheck(a: argparse.Namespace, image_config: Any) -> dict[str, Any] | None:
+    """docker's Config.Healthcheck: the image's HEALTHCHECK, overridden flag by flag."""
+    from dockyard.engine.logread import parse_go_duration
+
+    if a.no_healthcheck:
+        if a.health_cmd:
+            raise InvalidArgument("--no-healthcheck conflicts with --health-* options")
+        return {"Test": ["NONE"]}
+    base = image_config.config.healthcheck
+    out: dict[str, Any] = {}
+    if base is not None:
+        out = {"Test": list(base.test), "Interval": base.interval, "Timeout": base.timeout,
+               "StartPeriod": base.start_period, "Retries": base.retries}
+    if a.health_cmd:
+        out["Test"] = ["CMD-SHELL", a.health_cmd]
+    for flag, key in (("health_interval", "Interval"), ("health_timeout", "Timeout"),
+                      ("health_start_period", "StartPeriod")):
+        text = getattr(a, flag)
+        if text is not None:
+            ns = parse_go_duration(text)
+            if ns < 0:
+                raise InvalidArgument(f"--{flag.replace('_', '-')} cannot be negative")
+            out[key] = ns
+    if a.health_retries is not None:
+        if a.health_retries < 0:
+            raise InvalidArgument("--health-retries cannot be negative")
+        out["Retries"] = a.health_retries
+    return out or None
 
 
 def _runtime_path(name: str) -> str:

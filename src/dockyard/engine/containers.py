@@ -254,7 +254,8 @@ class ContainerService:
             tty=bool((c.config.get("Config") or {}).get("Tty")),
             status_fd=status_w, pid_file=os.path.join(run_dir, "supervisor.pid"),
             restart_policy=policy, restart_max=max_retries,
-            stop_flag=os.path.join(run_dir, "stop-requested"))
+            stop_flag=os.path.join(run_dir, "stop-requested"),
+            **self._health_launch(c, run_dir))
         root, cid = self.config.root, c.id
         config = self.config
 
@@ -294,6 +295,37 @@ class ContainerService:
             self.images.reopen_db()
             os.close(status_w)
         return c, status_r
+
+    def _health_launch(self, c: Container, run_dir: str) -> dict[str, Any]:
+        """The supervisor's healthcheck settings, from docker's Config.Healthcheck."""
+        from dockyard.monitor.health import command_of
+
+        hc = (c.config.get("Config") or {}).get("Healthcheck") or {}
+        command = command_of(list(hc.get("Test") or []))
+        if not command:
+            return {}
+
+        def seconds(key: str, default: float) -> float:
+            ns = int(hc.get(key) or 0)
+            return ns / 1e9 if ns > 0 else default
+
+        return {"exec_prefix": (*self.runtime_argv(c), "exec", c.id),
+                "health_command": command, "health_interval": seconds("Interval", 30.0),
+                "health_timeout": seconds("Timeout", 30.0),
+                "health_retries": int(hc.get("Retries") or 0) or 3,
+                "health_start_period": seconds("StartPeriod", 0.0),
+                "health_file": os.path.join(run_dir, "health.json")}
+
+    def health(self, c: Container) -> dict[str, Any] | None:
+        """docker's State.Health, while the container has a healthcheck and runs."""
+        if not ((c.config.get("Config") or {}).get("Healthcheck") or {}).get("Test"):
+            return None
+        try:
+            with open(os.path.join(self.run_dir, c.id, "health.json")) as f:
+                doc = json.load(f)
+        except (OSError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) else None
 
     def _mount_rootfs(self, c: Container) -> None:
         from dockyard.image.mounter import mount_all

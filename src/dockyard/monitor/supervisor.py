@@ -29,6 +29,10 @@ from typing import Any, Protocol
 from dockyard.linux import libc as k
 from dockyard.values import replace, value
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from dockyard.monitor.health import Checker
+
 _READ = 65536
 
 
@@ -53,6 +57,13 @@ class Launch:
     restart_policy: str = "no"   # docker's: no, on-failure, always, unless-stopped
     restart_max: int = 0         # on-failure:N (0: no limit)
     stop_flag: str = ""          # exists once the user stopped or killed the container
+    exec_prefix: tuple[str, ...] = ()    # runtime argv up to the command: [rt, --root, R, exec, id]
+    health_command: tuple[str, ...] = ()  # the healthcheck's argv in the container, or ()
+    health_interval: float = 30.0
+    health_timeout: float = 30.0
+    health_retries: int = 3
+    health_start_period: float = 0.0
+    health_file: str = ""
 
 
 # docker's restart backoff: 100 ms, doubling, at most a minute; reset after 10 s of running.
@@ -383,9 +394,30 @@ def _pump(launch: Launch, init_pid: int, pipes: dict[int, str], writer: _LogSink
     held = b""      # a possible start of the detach sequence, not yet forwarded
     code: int | None = None
     open_pipes = dict(pipes)
+    health = _checker(launch)
     while open_pipes or code is None:
-        # no timeout while the container runs: its pidfd or its output wake us (no idle wakeups)
-        for fd, _ in poller.poll(None if code is None else 50):
+        # While the container runs, only its pidfd, its output or a healthcheck wake us.
+        wait: float | None = None if code is None else 0.05
+        if health is not None and code is None:
+            if health.due():
+                health.start_check()
+                if health.pid:
+                    poller.register(health.pidfd, select.POLLIN)
+                    poller.register(health.out, select.POLLIN)
+            elif health.overdue():
+                poller.unregister(health.pidfd)
+                poller.unregister(health.out)
+                health.finish(timed_out=True)
+            wait = health.timeout()
+        for fd, _ in poller.poll(None if wait is None else wait * 1000):
+            if health is not None and health.pid and fd in (health.pidfd, health.out):
+                if fd == health.out:
+                    health.read_output()
+                else:
+                    poller.unregister(health.pidfd)
+                    poller.unregister(health.out)
+                    health.finish()
+                continue
             if fd == pidfd:
                 code = _reap(init_pid)
                 poller.unregister(pidfd)
@@ -437,7 +469,20 @@ def _pump(launch: Launch, init_pid: int, pipes: dict[int, str], writer: _LogSink
                 break
     for fd in open_pipes:
         os.close(fd)
+    if health is not None:
+        health.close()
     return (code if code is not None else 255), launch
+
+
+def _checker(launch: Launch) -> Checker | None:
+    if not launch.health_command or not launch.exec_prefix:
+        return None
+    from dockyard.monitor.health import Checker, HealthConfig
+
+    return Checker(HealthConfig(launch.health_command, launch.health_interval,
+                                launch.health_timeout, launch.health_retries,
+                                launch.health_start_period),
+                   launch.exec_prefix, launch.health_file)
 
 
 def _read(fd: int) -> bytes:
