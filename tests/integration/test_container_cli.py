@@ -404,3 +404,12 @@ def test_healthchecks(eng: Engine) -> None:
     eng.run("rm", "-f", "doc")
     none = eng.run("run", "--rm", "--no-healthcheck", "busybox", "true")
     assert none.returncode == 0
+
+
+def test_exec_with_a_terminal(eng: Engine) -> None:
+    eng.run("run", "-d", "--name", "host", "busybox", "sleep", "60")
+    code, out = _pty_run(eng, ["exec", "-it", "host", "sh"],
+                         [b"echo in-$((2+2)); tty\r", b"exit 4\r"], until=b"#")
+    assert code == 4, out
+    assert b"in-4" in out and b"/dev/pts/" in out
+    eng.run("rm", "-f", "host")

@@ -516,7 +516,7 @@ def cmd_exec(g: Globals, argv: list[str], command: str = "exec") -> int:
     p.add_argument("--privileged", action="store_true",
                    help="Give extended privileges to the command")
     p.add_argument("-i", "--interactive", action="store_true", help="Keep STDIN open")
-    p.add_argument("-t", "--tty", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
     p.add_argument("container")
     p.add_argument("command", nargs=argparse.REMAINDER)
     a = p.parse_args(argv)
@@ -524,8 +524,8 @@ def cmd_exec(g: Globals, argv: list[str], command: str = "exec") -> int:
         from dockyard.cli.parser import UsageError
 
         raise UsageError(f'"{p.prog}" requires at least 2 arguments.', command)
-    if a.tty:
-        raise EngineFailure("-t is not supported yet by dockyard exec")
+    if a.tty and a.detach:
+        raise EngineFailure("cannot allocate a terminal for a detached exec")
     from dockyard.engine import runopts as ro
 
     env = [x for f in a.env_file for x in ro.parse_env_file(f)]
@@ -533,7 +533,7 @@ def cmd_exec(g: Globals, argv: list[str], command: str = "exec") -> int:
     svc = service(g)
     argv_ = _engine(lambda: svc.exec_argv(a.container, a.command, env=env, workdir=a.workdir,
                                          user=a.user, detach=a.detach,
-                                         privileged=a.privileged))
+                                         privileged=a.privileged, tty=a.tty))
     import subprocess
 
     stdin = None if a.interactive else subprocess.DEVNULL

@@ -423,7 +423,7 @@ class ContainerService:
 
     def exec_argv(self, ref: str, args: Sequence[str], *, env: Sequence[str] = (),
                   workdir: str = "", user: str = "", detach: bool = False,
-                  privileged: bool = False) -> list[str]:
+                  privileged: bool = False, tty: bool = False) -> list[str]:
         """The runtime's ``exec`` command line for ``args`` in the running container."""
         c = self._running(ref)
         if self.paused(c):
@@ -432,6 +432,8 @@ class ContainerService:
         argv = [*self.runtime_argv(c), "exec"]
         if detach:
             argv.append("--detach")
+        if tty:
+            argv.append("--tty")    # in the foreground the runtime proxies our terminal
         for e in env:
             argv += ["--env", e]
         if workdir:
