@@ -413,3 +413,16 @@ def test_exec_with_a_terminal(eng: Engine) -> None:
     assert code == 4, out
     assert b"in-4" in out and b"/dev/pts/" in out
     eng.run("rm", "-f", "host")
+
+
+def test_update_limits(eng: Engine) -> None:
+    eng.run("run", "-d", "--name", "tune", "--memory", "64m", "busybox", "sleep", "60")
+    assert eng.run("update", "--memory", "128m", "--pids-limit", "30", "tune").stdout.strip() \
+        == "tune"
+    row = eng.run("stats", "--no-stream", "--format", "{{.MemUsage}}").stdout.split()
+    assert row[-1] == "128MiB"
+    assert eng.run("inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}}",
+                   "tune").stdout.strip() == f"{128 << 20} 30"
+    bad = eng.run("update", "--memory", "12zz", "tune", check=False)
+    assert bad.returncode == 125 and "invalid" in bad.stderr
+    eng.run("rm", "-f", "tune")

@@ -706,6 +706,36 @@ def _cpu_total(data: dict[str, Any]) -> int:
     return int(((data.get("cpu") or {}).get("usage") or {}).get("total") or 0)
 
 
+def cmd_update(g: Globals, argv: list[str], command: str = "update") -> int:
+    p = CommandParser(command, "[OPTIONS] CONTAINER [CONTAINER...]",
+                      "Update configuration of one or more containers")
+    p.add_argument("-m", "--memory", default=None, help="Memory limit")
+    p.add_argument("--memory-swap", default=None, help="Swap limit equal to memory plus swap")
+    p.add_argument("--cpus", default=None, help="Number of CPUs")
+    p.add_argument("-c", "--cpu-shares", default=None, help="CPU shares (relative weight)")
+    p.add_argument("--cpuset-cpus", default="", help="CPUs in which to allow execution")
+    p.add_argument("--pids-limit", default=None, help="Tune container pids limit")
+    p.add_argument("--restart", default=None, help=argparse.SUPPRESS)
+    p.add_argument("containers", nargs="+")
+    a = p.parse_args(argv)
+    from dockyard.cli.parser import UsageError
+    from dockyard.engine import runopts as ro
+    from dockyard.errors import InvalidArgument
+
+    try:    # a flag value that does not parse is a usage error (exit 125), as in docker
+        memory = ro.parse_memory(a.memory) if a.memory else 0
+        swap = ro.parse_memory_swap(a.memory_swap) if a.memory_swap else 0
+        cpus = ro.parse_cpus(a.cpus) if a.cpus else 0
+        shares = ro.parse_int_flag(a.cpu_shares, "-c, --cpu-shares") if a.cpu_shares else 0
+        pids = ro.parse_int_flag(a.pids_limit, "--pids-limit") if a.pids_limit else None
+    except InvalidArgument as e:
+        raise UsageError(e.message, command) from None
+    svc = service(g)
+    return _each(a.containers, lambda ref: svc.update(
+        ref, memory=memory, memory_swap=swap, nano_cpus=cpus, cpu_shares=shares,
+        cpuset_cpus=a.cpuset_cpus, pids_limit=pids))
+
+
 def cmd_rename(g: Globals, argv: list[str], command: str = "rename") -> int:
     p = CommandParser(command, "CONTAINER NEW_NAME", "Rename a container")
     p.add_argument("container")
@@ -778,7 +808,7 @@ _SUBCOMMANDS = {
     "ps": cmd_ps, "logs": cmd_logs, "wait": cmd_wait, "inspect": cmd_inspect,
     "exec": cmd_exec, "pause": cmd_pause, "unpause": cmd_unpause, "top": cmd_top,
     "rename": cmd_rename, "prune": cmd_prune, "restart": cmd_restart, "port": cmd_port,
-    "stats": cmd_stats,
+    "stats": cmd_stats, "update": cmd_update,
 }
 
 

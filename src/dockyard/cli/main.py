@@ -72,6 +72,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "restart": ("containers", "cmd_restart"),
     "port": ("containers", "cmd_port"),
     "stats": ("containers", "cmd_stats"),
+    "update": ("containers", "cmd_update"),
     "system": ("containers", "cmd_system"),
     "diff": ("rootfs", "cmd_diff"),
     "export": ("rootfs", "cmd_export"),
@@ -102,6 +103,7 @@ Container commands:
   restart     Restart one or more containers
   port        List port mappings of a container
   stats       Display a live stream of container(s) resource usage statistics
+  update      Update configuration of one or more containers
   diff        Inspect changes to files or directories on a container's filesystem
   export      Export a container's filesystem as a tar archive
   commit      Create a new image from a container's changes

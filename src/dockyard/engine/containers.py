@@ -517,6 +517,45 @@ class ContainerService:
             started.append(self.get(c.id))
         return started
 
+    def update(self, ref: str, *, memory: int = 0, memory_swap: int = 0, nano_cpus: int = 0,
+               cpu_shares: int = 0, cpuset_cpus: str = "", pids_limit: int | None = None
+               ) -> Container:
+        """Change a running container's limits (the runtime's update) and remember them."""
+        import subprocess
+
+        c = self._running(ref)
+        argv = [*self.runtime_argv(c), "update"]
+        host: dict[str, Any] = dict(c.config.get("HostConfig") or {})
+        if memory:
+            argv += ["--memory", str(memory)]
+            host["Memory"] = memory
+            if not memory_swap:     # docker keeps swap at twice the memory when unset
+                memory_swap = int(host.get("MemorySwap") or 0) or 2 * memory
+        if memory_swap:
+            argv += ["--memory-swap", str(memory_swap)]
+            host["MemorySwap"] = memory_swap
+        if nano_cpus:
+            argv += ["--cpu-period", "100000", "--cpu-quota", str(nano_cpus * 100000 // 10**9)]
+            host["NanoCpus"] = nano_cpus
+        if cpu_shares:
+            argv += ["--cpu-share", str(cpu_shares)]
+            host["CpuShares"] = cpu_shares
+        if cpuset_cpus:
+            argv += ["--cpuset-cpus", cpuset_cpus]
+            host["CpusetCpus"] = cpuset_cpus
+        if pids_limit is not None:
+            argv += ["--pids-limit", str(pids_limit)]
+            host["PidsLimit"] = pids_limit
+        done = subprocess.run([*argv, c.id], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise FailedPrecondition(f"Cannot update container {c.id}: "
+                                     f"{done.stderr.strip() or 'the runtime refused'}")
+        config = {**c.config, "HostConfig": host}
+        with transaction(self.db) as db:
+            db.execute("UPDATE containers SET config = ? WHERE id = ?",
+                       (json.dumps(config), c.id))
+        return self.get(c.id)
+
     def rename(self, ref: str, new_name: str) -> Container:
         c = self.get(ref)
         new = new_name.lstrip("/")
