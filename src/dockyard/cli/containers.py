@@ -288,7 +288,7 @@ def cmd_stop(g: Globals, argv: list[str], command: str = "stop") -> int:
 
 
 def cmd_kill(g: Globals, argv: list[str], command: str = "kill") -> int:
-    from dockyard.engine.containers import _signal_number
+    from dockyard.engine.runopts import parse_stop_signal
 
     p = CommandParser(command, "[OPTIONS] CONTAINER [CONTAINER...]",
                       "Kill one or more running containers")
@@ -296,7 +296,7 @@ def cmd_kill(g: Globals, argv: list[str], command: str = "kill") -> int:
     p.add_argument("containers", nargs="+")
     a = p.parse_args(argv)
     svc = service(g)
-    sig = _signal_number(a.signal)
+    sig = parse_stop_signal(a.signal)
     return _each(a.containers, lambda ref: svc.kill(ref, sig))
 
 
@@ -489,17 +489,9 @@ def cmd_inspect(g: Globals, argv: list[str], command: str = "container inspect")
             docs.append(inspect_container(svc, svc.get(ref)))
         except NotFound as e:
             errors.append(e.message)
-    if a.format:
-        from dockyard.cli.template import parse_template
+    from dockyard.cli.formatter import write_inspect
 
-        tmpl = parse_template(a.format)
-        for d in docs:
-            sys.stdout.write(tmpl.render(d) + "\n")
-    else:
-        sys.stdout.write(json.dumps(docs, indent=4) + "\n")
-    for msg in errors:
-        sys.stderr.write(f"Error: {msg}\n")
-    return 1 if errors else 0
+    return write_inspect(docs, errors, a.format)
 
 
 def cmd_exec(g: Globals, argv: list[str], command: str = "exec") -> int:

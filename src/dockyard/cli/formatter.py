@@ -147,3 +147,20 @@ def render_rows(
     except TemplateError:
         pass  # docker ignores the header's error and keeps what was written
     return tabwrite_text("".join(header) + "\n" + body)
+
+
+def write_inspect(docs: list[Any], errors: list[str], fmt: str | None) -> int:
+    """What every ``inspect`` prints: the documents as indented JSON, or each through ``-f``;
+    then one line per name not found; exit status 1 if any was not found."""
+    import json
+    import sys
+
+    if fmt:
+        tmpl = parse_template(fmt)
+        for d in docs:
+            sys.stdout.write(tmpl.render(d) + "\n")
+    else:
+        sys.stdout.write(json.dumps(docs, indent=4) + "\n")
+    for msg in errors:
+        sys.stderr.write(f"Error: {msg}\n")
+    return 1 if errors else 0

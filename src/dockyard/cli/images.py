@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -363,25 +362,15 @@ def cmd_inspect(g: Globals, argv: list[str], command: str = "image inspect") -> 
     a = p.parse_args(argv)
     svc = service(g)
     docs: list[dict[str, Any]] = []
-    code = 0
-    errors = []
+    errors: list[str] = []
     for name in a.images:
         try:
             docs.append(svc.inspect(name))
         except NotFound as e:
             errors.append(e.message)
-            code = 1
-    if a.format:
-        from dockyard.cli.template import parse_template
+    from dockyard.cli.formatter import write_inspect
 
-        tmpl = parse_template(a.format)
-        for d in docs:
-            sys.stdout.write(tmpl.render(d) + "\n")
-    else:
-        sys.stdout.write(json.dumps(docs, indent=4) + "\n")
-    for msg in errors:
-        sys.stderr.write(f"Error: {msg}\n")
-    return code
+    return write_inspect(docs, errors, a.format)
 
 
 def cmd_prune(g: Globals, argv: list[str], command: str = "image prune") -> int:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from typing import TYPE_CHECKING, Any
 
 from dockyard.cli.parser import CommandParser
@@ -42,14 +40,6 @@ def cmd_inspect(g: Globals, argv: list[str], command: str = "inspect") -> int:
             except NotFound:
                 pass
         errors.append(f"No such object: {name}")
-    if a.format:
-        from dockyard.cli.template import parse_template
+    from dockyard.cli.formatter import write_inspect
 
-        tmpl = parse_template(a.format)
-        for d in docs:
-            sys.stdout.write(tmpl.render(d) + "\n")
-    else:
-        sys.stdout.write(json.dumps(docs, indent=4) + "\n")
-    for msg in errors:
-        sys.stderr.write(f"Error: {msg}\n")
-    return 1 if errors else 0
+    return write_inspect(docs, errors, a.format)

@@ -749,20 +749,6 @@ def _max_size(value: object) -> int | None:
 
 
 def _stop_signal(c: Container) -> int:
-    return _signal_number(str(c.config.get("StopSignal") or "SIGTERM"))
+    from dockyard.engine.runopts import parse_stop_signal
 
-
-def _signal_number(name: str) -> int:
-    name = name.upper()
-    if name.isdigit():
-        return int(name)
-    if not name.startswith("SIG"):
-        name = "SIG" + name
-    try:
-        return int(_signal.Signals[name])
-    except KeyError:
-        raise InvalidArgument(f"invalid signal: {name}") from None
-
-
-def names_of(containers: Sequence[Container]) -> list[str]:
-    return [c.name for c in containers]
+    return parse_stop_signal(str(c.config.get("StopSignal") or "SIGTERM"))

@@ -17,13 +17,13 @@ import datetime as _dt
 import json
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dockyard.db import open_database
 from dockyard.errors import FailedPrecondition, InvalidArgument, NotFound
 from dockyard.image.content import ContentStore
-from dockyard.image.reference import Reference, parse_reference
+from dockyard.image.reference import parse_reference
 from dockyard.image.store import ImageRecord, ImageStore
 from dockyard.model.image import Digest, ImageConfig, Platform, parse_image_config
 from dockyard.values import value
@@ -408,10 +408,6 @@ def familiar_digest(repo_digest: str) -> str:
         return repo_digest
 
 
-def full_names(refs: Iterable[Reference]) -> list[str]:
-    return [f"{r.repository}:{r.tag}" for r in refs if r.tag]
-
-
 def _last_comment(raw: dict[str, Any]) -> str:
     hist = raw.get("history") or []
     if isinstance(hist, list) and hist and isinstance(hist[-1], dict):
@@ -446,4 +442,4 @@ def _synthetic_history(n: int) -> Sequence[Any]:
 
 
 __all__ = ["Digest", "GarbageReport", "ImageService", "PruneReport", "RemoveReport",
-           "familiar", "familiar_digest", "full_names"]
+           "familiar", "familiar_digest"]
