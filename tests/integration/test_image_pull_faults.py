@@ -10,6 +10,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -145,6 +146,17 @@ def test_wrong_diff_id_in_config_is_rejected(engine: Engine, busybox: tb_images.
     _clean(engine)
 
 
+def _sizes(ingest: Path) -> list[int]:
+    """Sizes of the partial blobs in ingest; one may be committed (renamed away) meanwhile."""
+    out = []
+    for p in ingest.glob("*.data") if ingest.exists() else []:
+        try:
+            out.append(p.stat().st_size)
+        except FileNotFoundError:
+            continue
+    return out
+
+
 def test_sigkill_mid_download_resumes(engine: Engine, registry: Registry) -> None:
     """Killed while layers stream in: the partial blobs stay in ingest, and the next pull
     finishes the job (HTTP Range) with a clean store."""
@@ -160,8 +172,7 @@ def test_sigkill_mid_download_resumes(engine: Engine, registry: Registry) -> Non
         while partial < (4 << 20):
             assert time.monotonic() < deadline, "no layer data arrived"
             assert proc.poll() is None, "the pull ended before it could be killed"
-            sizes = [p.stat().st_size for p in ingest.glob("*.data")] if ingest.exists() else []
-            partial = max(sizes, default=0)
+            partial = max(_sizes(ingest), default=0)
             time.sleep(0.005)
     finally:
         os.kill(proc.pid, signal.SIGKILL)
