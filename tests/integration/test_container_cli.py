@@ -241,7 +241,7 @@ def test_after_a_reboot(eng: Engine, tmp_path: Path) -> None:
     doc = json.loads(eng.run("inspect", "survivor").stdout)[0]
     init_pid = doc["State"]["Pid"]
     run_root = Path(eng.env["DOCKYARD_RUN_ROOT"])
-    sup_pid = int((run_root / "containers" / doc["Id"] / "supervisor.pid").read_text())
+    sup_pid = int((run_root / "containers" / "monitor.pid").read_text())
     os.kill(sup_pid, signal.SIGKILL)
     os.kill(init_pid, signal.SIGKILL)
     _wait_gone(init_pid, sup_pid)
@@ -267,10 +267,11 @@ def test_system_restore_after_a_reboot(eng: Engine) -> None:
     eng.run("stop", "-t", "0", "stopped")
     eng.run("run", "-d", "--name", "plain", "busybox", "sleep", "60")
     run_root = Path(eng.env["DOCKYARD_RUN_ROOT"])
-    for name in ("always", "plain"):
-        doc = json.loads(eng.run("inspect", name).stdout)[0]
-        sup = int((run_root / "containers" / doc["Id"] / "supervisor.pid").read_text())
-        os.kill(sup, signal.SIGKILL)
+    sup = int((run_root / "containers" / "monitor.pid").read_text())
+    docs = [json.loads(eng.run("inspect", name).stdout)[0] for name in ("always", "plain")]
+    os.kill(sup, signal.SIGKILL)
+    for doc in docs:
+        assert doc["State"]["Pid"] > 0
         os.kill(doc["State"]["Pid"], signal.SIGKILL)
         _wait_gone(doc["State"]["Pid"], sup)
         subprocess.run(["umount", doc["GraphDriver"]["Data"]["MergedDir"]], check=True)

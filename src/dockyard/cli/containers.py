@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from dockyard.cli import attach
 from dockyard.cli.parser import CommandParser, EngineFailure
 from dockyard.errors import DockyardError, NotFound
 
@@ -136,14 +136,17 @@ def cmd_run(g: Globals, argv: list[str], command: str = "run") -> int:
     svc = service(g)
     c = _engine(lambda: _create(g, a, svc))
     if a.detach:
-        _started, status_r = _engine(lambda: svc.start(c.id))
-        _await_start(status_r, c.id)
-        os.close(status_r)
+        _started, conn = _engine(lambda: svc.start(c.id))
+        with conn:
+            attach.await_start(conn, c.id)
         sys.stdout.write(c.id + "\n")
         return 0
     sys.stdout.flush()
-    _, status_r = _engine(lambda: svc.start(c.id, attach=True, stdin=a.interactive))
-    return _attached(svc, c.id, status_r, raw=a.tty and a.interactive)
+    raw = a.tty and a.interactive
+    size = attach.terminal_size() if a.tty else None
+    _, conn = _engine(lambda: svc.start(c.id, attach=True, stdin=a.interactive and not a.tty,
+                                        size=size))
+    return attach.session(conn, c.id, raw=raw, keyboard=raw)
 
 
 def _engine(fn: Any) -> Any:
@@ -154,75 +157,6 @@ def _engine(fn: Any) -> Any:
         raise
     except DockyardError as e:
         raise EngineFailure(e.message, hint=e.hint) from None
-
-
-def _await_start(status_r: int, cid: str) -> int:
-    """The container's init pid once its supervisor started it (and remembers its own pid)."""
-    line = _read_line(status_r)
-    if line.startswith("started "):
-        fields = line.split()
-        _supervisor_pid[:] = [int(fields[2])] if len(fields) > 2 else []
-        return int(fields[1])
-    what = line[6:] if line.startswith("error ") else "the supervisor exited before starting it"
-    raise EngineFailure(f"failed to start container {cid[:12]}: {what}")
-
-
-def _read_line(fd: int) -> str:
-    from dockyard.engine.containers import read_status
-
-    return read_status(fd)
-
-
-_supervisor_pid: list[int] = []
-
-
-def _attached(svc: ContainerService, cid: str, status_r: int, *, raw: bool = False) -> int:
-    """Foreground run: output arrives through the supervisor; signals go to the container.
-    ``raw``: our terminal is the container's (run -it): raw mode until we leave, window size
-    changes passed on, the detach keys (ctrl-p ctrl-q) let go of it."""
-    saved = _raw_mode(0) if raw else None
-    try:
-        init_pid = _await_start(status_r, cid)
-
-        def forward(signum: int, _frame: object) -> None:
-            try:
-                os.kill(init_pid, signum)
-            except ProcessLookupError:
-                pass
-
-        def winch(_signum: int, _frame: object) -> None:
-            for pid in _supervisor_pid:
-                try:
-                    os.kill(pid, signal.SIGWINCH)
-                except ProcessLookupError:
-                    pass
-
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-            signal.signal(sig, forward)
-        signal.signal(signal.SIGWINCH, winch)
-        line = _read_line(status_r)
-        os.close(status_r)
-    finally:
-        if saved is not None:
-            import termios
-
-            termios.tcsetattr(0, termios.TCSADRAIN, saved)
-    if line == "detached":
-        return 0
-    if line.startswith("exited "):
-        return int(line.split()[1])
-    raise EngineFailure(f"container {cid[:12]}: lost its supervisor ({line or 'no status'})")
-
-
-def _raw_mode(fd: int) -> list[Any] | None:
-    import termios
-    import tty
-
-    if not os.isatty(fd):
-        return None
-    saved = termios.tcgetattr(fd)
-    tty.setraw(fd, termios.TCSANOW)
-    return saved
 
 
 # --- start / stop / kill / rm / wait -----------------------------------------------------------
@@ -239,9 +173,13 @@ def cmd_start(g: Globals, argv: list[str], command: str = "start") -> int:
     if a.attach:
         if len(a.containers) > 1:
             raise EngineFailure("you cannot start and attach multiple containers at once")
-        c, status_r = _engine(lambda: svc.start(a.containers[0], attach=True,
-                                                 stdin=a.interactive))
-        return _attached(svc, c.id, status_r)
+        tty = bool((svc.get(a.containers[0]).config.get("Config") or {}).get("Tty")) \
+            if a.interactive else False
+        raw = a.interactive and tty and os.isatty(0)
+        c, conn = _engine(lambda: svc.start(a.containers[0], attach=True,
+                                            stdin=a.interactive and not tty,
+                                            size=attach.terminal_size() if tty else None))
+        return attach.session(conn, c.id, raw=raw, keyboard=raw)
     code = 0
     for ref in a.containers:
         try:
@@ -249,9 +187,9 @@ def cmd_start(g: Globals, argv: list[str], command: str = "start") -> int:
             if c.running:
                 sys.stdout.write(f"{ref}\n")
                 continue
-            _, status_r = svc.start(ref)
-            _await_start(status_r, c.id)
-            os.close(status_r)
+            _, conn = svc.start(ref)
+            with conn:
+                attach.await_start(conn, c.id)
             sys.stdout.write(f"{ref}\n")
         except DockyardError as e:
             sys.stderr.write(f"Error response from daemon: {e.message}\n")
@@ -592,9 +530,9 @@ def cmd_restart(g: Globals, argv: list[str], command: str = "restart") -> int:
 
     def restart(ref: str) -> None:
         c = svc.stop(ref, a.time)
-        _, status_r = svc.start(c.id)
-        _await_start(status_r, c.id)
-        os.close(status_r)
+        _, conn = svc.start(c.id)
+        with conn:
+            attach.await_start(conn, c.id)
 
     return _each(a.containers, restart)
 

@@ -79,6 +79,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "commit": ("rootfs", "cmd_commit"),
     "cp": ("rootfs", "cmd_cp"),
     "inspect": ("inspect", "cmd_inspect"),
+    "attach": ("attach", "cmd_attach"),
 }
 
 GLOBAL_HELP = f"""Usage:  {PROG} [OPTIONS] COMMAND

@@ -6,12 +6,13 @@ Layout of one container::
     <root>/containers/<id>/config.json     the OCI spec (rootfs at ./rootfs)
     <root>/containers/<id>/rootfs/         mount point of its snapshot while it runs
     <root>/containers/<id>/<id>-json.log   its log (docker's json-file format)
-    <run_root>/containers/<id>/            supervisor.pid, init.pid (gone at reboot)
+    <run_root>/containers/<id>/            stop flag, health state (gone at reboot)
+    <run_root>/containers/monitor.sock     the engine's monitor, which supervises them all
     <run_root>/runtime/                    the OCI runtime's --root
 
 State changes are written by whoever observes them: the starting command (created),
-the supervisor (running, exited), ``rm``. A supervisor that died without recording an exit is
-noticed by :meth:`refresh`, which every read goes through.
+the monitor (running, exited; engine/supervision.py), ``rm``. A monitor that died without
+recording an exit is noticed by :meth:`refresh`, which every read goes through.
 """
 
 from __future__ import annotations
@@ -20,18 +21,20 @@ import json
 import os
 import secrets
 import signal as _signal
+import socket
 import sqlite3
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from dockyard.db import ensure_schema, open_database, transaction
+from dockyard.db import ensure_schema, transaction
 from dockyard.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from dockyard.values import field, value
+from dockyard.values import asdict, field, value
 
 if TYPE_CHECKING:
     from dockyard.engine.config import EngineConfig
     from dockyard.engine.images import ImageService
+    from dockyard.monitor.supervisor import Launch
 
 _MIGRATIONS: list[list[str]] = [[
     """CREATE TABLE containers (
@@ -217,11 +220,15 @@ class ContainerService:
 
     # --- start -------------------------------------------------------------------------------
 
-    def start(self, ref: str, *, attach: bool = False, stdin: bool = False
-              ) -> tuple[Container, int]:
-        """Start the container under a new supervisor; returns it and the status pipe's read
-        end (``started <pid>`` then ``exited <code>`` lines; EOF if the supervisor died)."""
-        from dockyard.monitor import supervisor
+    def start(self, ref: str, *, attach: bool = False, stdin: bool = False,
+              size: tuple[int, int] | None = None) -> tuple[Container, socket.socket]:
+        """Start the container under the engine's monitor; returns it and the connection to
+        the monitor, which says "started <pid> <monitor pid>" (or "error <why>"), then, with
+        ``attach``, carries the output, and says "exited <code>" (see monitor/channel.py).
+        With ``stdin`` the container reads this process's stdin directly (run -i)."""
+        from dockyard.engine.supervision import monitor_connection
+        from dockyard.monitor import channel
+        from dockyard.monitor import host as monitor_host
 
         c = self.get(ref)
         if c.running:
@@ -230,71 +237,64 @@ class ContainerService:
         run_dir = os.path.join(self.run_dir, c.id)
         os.makedirs(run_dir, exist_ok=True)
         os.makedirs(self.runtime_root, exist_ok=True)
-        log = c.config.get("LogConfig") or {}
-        opts = log.get("Config") or {}
-        restart = (c.config.get("HostConfig") or {}).get("RestartPolicy") or {}
-        policy = str(restart.get("Name") or "no")
-        max_retries = int(restart.get("MaximumRetryCount") or 0)
         try:
             os.unlink(os.path.join(run_dir, "stop-requested"))  # a new start, a new life
         except FileNotFoundError:
             pass
         with transaction(self.db) as db:
             db.execute("UPDATE containers SET stopped_by_user = 0 WHERE id = ?", (c.id,))
-        status_r, status_w = os.pipe()
-        launch = supervisor.Launch(
+        launch = self._launch(c, run_dir)
+        request = {"op": "start", "launch": asdict(launch), "attach": attach,
+                   "size": list(size) if size else None}
+        self.images.close_db()
+        try:
+            sock = monitor_connection(self.config, self.run_dir)
+            try:
+                channel.send_request(sock, request, [0] if stdin else [])
+            except BaseException:
+                sock.close()
+                raise
+        finally:
+            monitor_host.release()
+            self.images.reopen_db()
+        return c, sock
+
+    def attach(self, ref: str, size: tuple[int, int] | None = None) -> socket.socket:
+        """A connection to the running container's supervision: "attached <pid> <monitor>",
+        then its output (and, with a terminal, our keyboard and window size go to it)."""
+        from dockyard.monitor import channel
+        from dockyard.monitor import host as monitor_host
+
+        c = self.get(ref)
+        if not c.running:
+            raise FailedPrecondition("You cannot attach to a stopped container, start it first")
+        try:
+            sock = channel.connect(os.path.join(self.run_dir, monitor_host.SOCKET))
+        except OSError:
+            raise FailedPrecondition(f"container {c.short_id} has no supervisor") from None
+        with sock:
+            channel.send_request(sock, {"op": "attach", "id": c.id,
+                                        "size": list(size) if size else None}, [])
+            return sock.dup()
+
+    def _launch(self, c: Container, run_dir: str) -> Launch:
+        from dockyard.monitor.supervisor import Launch
+
+        log = c.config.get("LogConfig") or {}
+        opts = log.get("Config") or {}
+        restart = (c.config.get("HostConfig") or {}).get("RestartPolicy") or {}
+        return Launch(
             container_id=c.id, bundle=self.bundle(c.id), runtime_root=self.runtime_root,
-            runtime=str(c.config.get("Runtime") or ""),
+            runtime=str(c.config.get("Runtime") or ""), run_dir=run_dir,
             log_path=self.log_path(c.id),
             log_max_size=_max_size(opts.get("max-size")),
             log_max_file=int(opts.get("max-file") or 3),
             log_driver=str(log.get("Type") or "json-file"),
-            attach_stdout=1 if attach else -1, attach_stderr=2 if attach else -1,
-            stdin_fd=0 if stdin else -1,
             tty=bool((c.config.get("Config") or {}).get("Tty")),
-            status_fd=status_w, pid_file=os.path.join(run_dir, "supervisor.pid"),
-            restart_policy=policy, restart_max=max_retries,
+            restart_policy=str(restart.get("Name") or "no"),
+            restart_max=int(restart.get("MaximumRetryCount") or 0),
             stop_flag=os.path.join(run_dir, "stop-requested"),
             **self._health_launch(c, run_dir))
-        root, cid = self.config.root, c.id
-        config = self.config
-
-        def on_started(init_pid: int, sup_pid: int) -> None:
-            db = open_database(root)
-            with transaction(db) as t:
-                t.execute("UPDATE containers SET state='running', pid=?, supervisor_pid=?,"
-                          " supervisor_start=?, started_at=?, exit_code=0, error='',"
-                          " finished_at=0 WHERE id=?",
-                          (init_pid, sup_pid, process_start(sup_pid), time.time(), cid))
-            db.close()
-
-        def on_restarted(init_pid: int, restarts: int) -> None:
-            db = open_database(root)
-            with transaction(db) as t:
-                t.execute("UPDATE containers SET state='running', pid=?, restart_count=?,"
-                          " started_at=? WHERE id=?", (init_pid, restarts, time.time(), cid))
-            db.close()
-
-        def on_exit(code: int, init_pid: int | None) -> None:
-            from dockyard.engine.images import ImageService
-
-            db = open_database(root)
-            with transaction(db) as t:
-                t.execute("UPDATE containers SET state='exited', pid=0, exit_code=?,"
-                          " finished_at=? WHERE id=?", (code, time.time(), cid))
-            db.close()
-            svc = ContainerService(config, ImageService(config))
-            svc._unmount_rootfs(cid)
-            if c.config.get("AutoRemove"):
-                svc.remove(cid, force=True)
-
-        self.images.close_db()
-        try:
-            supervisor.spawn(launch, on_exit, on_started, on_restarted)
-        finally:
-            self.images.reopen_db()
-            os.close(status_w)
-        return c, status_r
 
     def _health_launch(self, c: Container, run_dir: str) -> dict[str, Any]:
         """The supervisor's healthcheck settings, from docker's Config.Healthcheck."""
@@ -509,11 +509,9 @@ class ContainerService:
                 continue
             if policy == "unless-stopped" and by_user:
                 continue
-            _, status_r = self.start(c.id)
-            try:
-                read_status(status_r)
-            finally:
-                os.close(status_r)
+            _, conn = self.start(c.id)
+            with conn:
+                read_status(conn)
             started.append(self.get(c.id))
         return started
 
@@ -651,15 +649,16 @@ def _container(row: sqlite3.Row) -> Container:
         supervisor_start=int(row["supervisor_start"]))
 
 
-def read_status(fd: int) -> str:
-    """One line from a supervisor's status pipe ("" once the supervisor is gone)."""
-    buf = b""
-    while not buf.endswith(b"\n"):
-        chunk = os.read(fd, 1)
-        if not chunk:
-            break
-        buf += chunk
-    return buf.decode(errors="replace").strip()
+def read_status(conn: socket.socket) -> str:
+    """The next status line from the monitor ("" once it is gone); output is skipped."""
+    from dockyard.monitor import channel
+
+    while True:
+        got = channel.read(conn)
+        if got is None:
+            return ""
+        if got[0] == channel.STATUS:
+            return got[1].decode(errors="replace").strip()
 
 
 def _is_mountpoint(path: str) -> bool:

@@ -1,58 +1,60 @@
-"""The per-container supervisor (conmon's job): it starts the container through the OCI runtime,
-owns its stdio, writes its log, records its exit and cleans up after it.
+"""One container's supervision (conmon's job), inside the engine's monitor process: it starts
+the container through the OCI runtime, reads its output into the log and to the attached
+commands, records its exit, applies its restart policy and runs its healthchecks.
 
-It is forked from the ``dockyard`` command that starts the container and detaches from it
-(double fork, new session), so the command can exit; it is the container's subreaper, so the
-container's init becomes its child when the runtime's intermediate process exits::
+Nothing here blocks on the container: every fd is watched by the monitor's loop and every wait
+is a timer, so one process supervises all of an engine's containers (see :mod:`.host`)::
 
-    dockyard run ──fork──▶ middle ──fork──▶ supervisor (setsid, subreaper)
-         │                   exit            │ runtime create + start (library or binary)
-         │◀──── "started <pid>" ─────────────│ status pipe
-         │◀──── container output (attached) ─│ stdout/stderr pipes ─▶ log file
-         │◀──── "exited <code>" ─────────────│ on the init's exit: record, delete, (--rm)
+    begin ──▶ launch (runtime create + start) ──▶ running ──pidfd──▶ draining (50 ms)
+                 │ error: "error <why>", exited(-1)                      │
+                 ▼                                                       ▼
+               ended ◀── no restart ── finished (runtime delete) ── restart policy
+                                                   ▲                     │ backoff timer
+                                                   └──── relaunch ◀──────┘
 
-A supervisor that dies leaves its container running (the container is in its own session and
-cgroup); the next command that looks at the container sees the supervisor gone and records
-what it can (see :meth:`ContainerService.refresh`).
+The container's init is our child once the runtime's intermediate process exits (the monitor is
+a subreaper), so its exit status reaches us however it ends.
 """
 
 from __future__ import annotations
 
+import errno
 import os
-import select
-import signal
-import sys
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from dockyard.linux import libc as k
-from dockyard.values import replace, value
+from dockyard.monitor import channel
+from dockyard.monitor.loop import IN, OUT, Loop, Timer
+from dockyard.values import value
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from dockyard.monitor.health import Checker
 
 _READ = 65536
+DRAIN_S = 0.05          # output still buffered after the init's exit is read this long
+STOP_POLL_S = 0.1       # how often a pending restart checks whether the user stopped it
+
+# docker's restart backoff: 100 ms, doubling, at most a minute; reset after 10 s of running.
+RESTART_FIRST_DELAY_S = 0.1
+RESTART_MAX_DELAY_S = 60.0
+RESTART_RESET_AFTER_S = 10.0
 
 
 @value
 class Launch:
-    """Everything the supervisor needs, resolved before the fork."""
+    """Everything a supervision needs, resolved by the engine (it crosses the monitor's socket
+    as JSON)."""
 
     container_id: str
     bundle: str
     runtime_root: str
     runtime: str            # "" = dockyard's own runtime, as a library; else a runc-like binary
+    run_dir: str            # the container's directory under the engine's run root
     log_path: str
     log_max_size: int | None
     log_max_file: int
     log_driver: str         # "json-file" or "none"
-    attach_stdout: int      # the starting command's fds to copy output to, or -1
-    attach_stderr: int
-    status_fd: int          # a pipe to the starting command: "started <pid>\n", "exited <n>\n"
-    pid_file: str           # the supervisor's own pid, for stop/kill/refresh
-    stdin_fd: int = -1           # the starting command's stdin for the container (run -i)
     tty: bool = False            # the container has a terminal: we hold its pty master
     restart_policy: str = "no"   # docker's: no, on-failure, always, unless-stopped
     restart_max: int = 0         # on-failure:N (0: no limit)
@@ -65,156 +67,349 @@ class Launch:
     health_start_period: float = 0.0
     health_file: str = ""
 
-
-# docker's restart backoff: 100 ms, doubling, at most a minute; reset after 10 s of running.
-RESTART_FIRST_DELAY_S = 0.1
-RESTART_MAX_DELAY_S = 60.0
-RESTART_RESET_AFTER_S = 10.0
-
-
-def spawn(launch: Launch, on_exit: Callable[[int, int | None], None],
-          on_started: Callable[[int, int], None],
-          on_restarted: Callable[[int, int], None] | None = None) -> int:
-    """Fork the supervisor; returns the middle process's pid (reaped here) once forked.
-
-    ``on_started(init_pid, supervisor_pid)`` and ``on_exit(code, init_pid)`` run in the
-    supervisor and record what happened (the engine's database writes).
-    """
-    pid = os.fork()
-    if pid:
-        os.waitpid(pid, 0)
-        return pid
-    # the middle process: a new session, then the supervisor, then leave
-    status = 0
-    try:
-        os.setsid()
-        if os.fork() == 0:
-            code = 0
-            try:
-                _supervise(launch, on_exit, on_started, on_restarted or (lambda _p, _n: None))
-            except SystemExit as e:
-                code = e.code if isinstance(e.code, int) else 1
-            except BaseException:  # the supervisor must never unwind into the CLI
-                code = 1
-                _crash_note(launch)
-            os._exit(code)
-    except BaseException:
-        status = 1
-    os._exit(status)
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Launch:
+        for key in ("exec_prefix", "health_command"):
+            data[key] = tuple(data.get(key) or ())
+        return cls(**data)
 
 
-def _crash_note(launch: Launch) -> None:
-    """A supervisor bug: leave the traceback beside its pid file for whoever looks."""
-    import traceback
+class Recorder(Protocol):
+    """The engine's side: what happened, into its database (and the clean-up after an exit)."""
 
-    try:
-        with open(launch.pid_file + ".crash", "w") as f:
-            traceback.print_exc(file=f)
-    except OSError:
-        pass
+    def started(self, launch: Launch, init_pid: int) -> None: ...
 
+    def restarted(self, launch: Launch, init_pid: int, restarts: int) -> None: ...
 
-def _stdin(launch: Launch) -> None:
-    """The container's stdin: the starting command's (run -i), else /dev/null. With a
-    terminal the container reads the pty instead, and we forward the command's input."""
-    if launch.stdin_fd >= 0 and not launch.tty:
-        os.dup2(launch.stdin_fd, 0)
-        os.close(launch.stdin_fd)
-        return
-    fd = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(fd, 0)
-    os.close(fd)
+    def exited(self, launch: Launch, code: int, error: str) -> None: ...
 
 
-def _null_output() -> None:
-    """Our own stdout/stderr go nowhere: the starting command's terminal or pipes must not be
-    held open by us (the command could not close its terminal)."""
-    null = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 1)
-    os.dup2(null, 2)
-    os.close(null)
+class Peer(Protocol):
+    """A command connected to the monitor (see :class:`.host.Conn`)."""
+
+    def send(self, kind: int, payload: bytes | str) -> None: ...
+
+    def close_when_sent(self) -> None: ...
 
 
-def _keep_only(launch: Launch) -> Launch:
-    """Move the fds the supervisor keeps above stdio and close every other inherited fd
-    (the starting command's database, sockets, files)."""
-    def dup(fd: int) -> int:
-        return os.dup(fd) if fd >= 0 else -1
+class Supervision:
+    def __init__(self, loop: Loop, launch: Launch, recorder: Recorder,
+                 on_end: Any) -> None:
+        self.loop = loop
+        self.launch = launch
+        self.recorder = recorder
+        self.on_end = on_end
+        self.init_pid = 0
+        self.code: int | None = None
+        self.restarts = 0
+        self.backoff = 0
+        self.started = 0.0
+        self.pipes: dict[int, int] = {}      # fd -> channel.STDOUT / STDERR
+        self.pidfd = -1
+        self.master = -1                     # the pty master (tty containers)
+        self.master_out = bytearray()        # keyboard input not yet taken by the pty
+        self.peers: dict[Peer, bool] = {}    # attached command -> wants the output
+        self.health: Checker | None = None
+        self.health_timer: Timer | None = None
+        self.timer: Timer | None = None
+        self.last_code = 0      # the previous run's, while a restart is pending
+        self.restart_at = 0.0
+        self.ended = False
+        self.writer = _open_log(launch)
 
-    out, err, status = dup(launch.attach_stdout), dup(launch.attach_stderr), dup(launch.status_fd)
-    stdin = dup(launch.stdin_fd)
-    wanted = sorted(fd for fd in (out, err, status, stdin) if fd >= 0)
-    low = 3
-    for fd in wanted:
-        if fd > low:
-            os.closerange(low, fd)
-        low = fd + 1
-    os.closerange(low, 1 << 16)
-    return replace(launch, attach_stdout=out, attach_stderr=err, status_fd=status,
-                               stdin_fd=stdin)
+    # --- peers -------------------------------------------------------------------------------
 
+    def attach(self, peer: Peer, *, output: bool) -> None:
+        self.peers[peer] = output
 
-def _supervise(launch: Launch, on_exit: Callable[[int, int | None], None],
-               on_started: Callable[[int, int], None],
-               on_restarted: Callable[[int, int], None]) -> None:
-    os.chdir("/")
-    launch = _keep_only(launch)
-    k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    with open(launch.pid_file, "w") as f:
-        f.write(str(os.getpid()))
-    _stdin(launch)
-    _null_output()
-    if launch.tty and launch.attach_stdout >= 0:
-        # the attached command signals us when its window changes size
-        signal.signal(signal.SIGWINCH, lambda _s, _f: _resize(launch))
-    writer = _open_log(launch)
-    restarts = 0
-    backoff = 0
-    first = True
-    while True:
-        started = time.monotonic()
+    def detach(self, peer: Peer) -> None:
+        self.peers.pop(peer, None)
+
+    def input(self, data: bytes) -> None:
+        """Keyboard bytes from an attached command, for the container's terminal."""
+        if self.master < 0 or not data:
+            return
+        self.master_out += data
+        self._flush_master()
+
+    def resize(self, rows: int, cols: int) -> None:
+        if self.master >= 0 and rows > 0 and cols > 0:
+            from dockyard.runtime import console
+
+            console.set_size(self.master, rows, cols)
+
+    def _tell(self, line: str) -> None:
+        for peer in list(self.peers):
+            peer.send(channel.STATUS, line)
+
+    # --- the container's life ----------------------------------------------------------------
+
+    def begin(self, stdin_fd: int = -1, size: tuple[int, int] | None = None) -> None:
+        """Create and start the container (the command's stdin as its own, for run -i)."""
         try:
-            init_pid, pipes = _launch_container(launch)
-        except BaseException as e:
-            _report(launch.status_fd, f"error {_one_line(e)}")
-            on_exit(-1, None)
-            raise SystemExit(1) from None
-        if first:
-            on_started(init_pid, os.getpid())
-            _report(launch.status_fd, f"started {init_pid} {os.getpid()}")
-            first = False
+            self._launch(stdin_fd)
+        except Exception as e:
+            self._tell(f"error {_one_line(e)}")
+            self._end(-1, _one_line(e))
+            return
+        finally:
+            if stdin_fd >= 0:
+                os.close(stdin_fd)
+        if size is not None:
+            self.resize(*size)
+        self.recorder.started(self.launch, self.init_pid)
+        self._tell(f"started {self.init_pid} {os.getpid()}")
+        self._watch_running()
+
+    def _launch(self, stdin_fd: int = -1) -> None:
+        self.started = time.monotonic()
+        self.code = None
+        if self.launch.tty:
+            self.init_pid, self.master = _launch_with_terminal(self.launch)
+            os.set_blocking(self.master, False)
+            self.pipes = {self.master: channel.STDOUT}
         else:
-            on_restarted(init_pid, restarts)
-        code, launch = _pump(launch, init_pid, pipes, writer)   # a detach drops fds
-        _delete_runtime_state(launch)
-        if not _should_restart(launch, code, restarts):
-            break
-        if time.monotonic() - started > RESTART_RESET_AFTER_S:
-            backoff = 0     # it ran a good while: the backoff starts afresh
-        restarts += 1
-        delay = min(RESTART_FIRST_DELAY_S * 2 ** backoff, RESTART_MAX_DELAY_S)
-        backoff += 1
-        if _wait_or_stopped(launch, delay):
-            break
-    if writer is not None:
-        writer.close()
-    on_exit(code, init_pid)
-    _report(launch.status_fd, f"exited {code}")
+            self.init_pid, self.pipes = _launch_with_pipes(self.launch, stdin_fd)
+        self.pidfd = os.pidfd_open(self.init_pid)
+
+    def _watch_running(self) -> None:
+        for fd in self.pipes:
+            if fd == self.master:
+                self.loop.watch(fd, self._on_master, IN | (OUT if self.master_out else 0),
+                                owner=self)
+            else:
+                self.loop.watch(fd, self._reader(fd), owner=self)
+        self.loop.watch(self.pidfd, self._on_init_exit, owner=self)
+        if self.launch.health_command and self.launch.exec_prefix:
+            from dockyard.monitor.health import Checker, HealthConfig
+
+            launch = self.launch
+            self.health = Checker(HealthConfig(launch.health_command, launch.health_interval,
+                                               launch.health_timeout, launch.health_retries,
+                                               launch.health_start_period),
+                                  launch.exec_prefix, launch.health_file)
+            self.health_timer = self.loop.call_later(self.health.timeout(), self._health_due,
+                                                     owner=self)
+
+    def _on_master(self, revents: int) -> None:
+        if revents & OUT:
+            self._flush_master()
+        if revents & ~OUT:
+            self._read_output(self.master)
+
+    def _reader(self, fd: int) -> Callable[[int], None]:
+        def on_output(_revents: int) -> None:
+            self._read_output(fd)
+        return on_output
+
+    def _flush_master(self) -> None:
+        if self.master < 0:
+            return
+        try:
+            while self.master_out:
+                n = os.write(self.master, self.master_out[:4096])
+                del self.master_out[:n]
+        except BlockingIOError:
+            pass
+        except OSError:
+            self.master_out.clear()
+        if self.loop.watching(self.master):
+            self.loop.watch(self.master, self._on_master, IN | (OUT if self.master_out else 0),
+                            owner=self)
+
+    def _read_output(self, fd: int) -> bool:
+        """Read what ``fd`` has for the log and the attached commands; False once there is
+        nothing more now (the pipe closed, or it would block)."""
+        try:
+            data = os.read(fd, _READ)
+        except BlockingIOError:
+            return False
+        except OSError:     # EIO: a pty master whose other side is closed for good
+            data = b""
+        if not data:
+            self._close_pipe(fd)
+            return False
+        kind = self.pipes[fd]
+        if self.writer is not None:
+            self.writer.write("stdout" if kind == channel.STDOUT else "stderr", data)
+        for peer, output in list(self.peers.items()):
+            if output:
+                peer.send(kind, data)
+        return True
+
+    def _close_pipe(self, fd: int) -> None:
+        self.loop.unwatch(fd)
+        self.pipes.pop(fd, None)
+        os.close(fd)
+        if fd == self.master:
+            self.master = -1
+            self.master_out.clear()
+        if self.code is not None and not self.pipes:
+            self._finish_run()
+
+    def _on_init_exit(self, _revents: int) -> None:
+        self.loop.unwatch(self.pidfd)
+        os.close(self.pidfd)
+        self.pidfd = -1
+        self.code = _reap(self.init_pid)
+        self._stop_health()
+        if not self.pipes:
+            self._finish_run()
+            return
+        # Whatever still holds the pipes (a daemonised grandchild) died with the pid namespace:
+        # read what is buffered a moment longer, then stop.
+        self.timer = self.loop.call_later(DRAIN_S, self._drained, owner=self)
+
+    def _drained(self) -> None:
+        self.timer = None
+        for fd in list(self.pipes):
+            os.set_blocking(fd, False)
+            while fd in self.pipes and self._read_output(fd):
+                pass
+            if fd in self.pipes:
+                self._close_pipe(fd)     # the last one finishes the run
+
+    def _finish_run(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.ended or self.code is None:
+            return
+        _delete_runtime_state(self.launch)
+        code = self.code
+        if not self._should_restart(code):
+            self._end(code, "")
+            return
+        if time.monotonic() - self.started > RESTART_RESET_AFTER_S:
+            self.backoff = 0     # it ran a good while: the backoff starts afresh
+        self.restarts += 1
+        delay = min(RESTART_FIRST_DELAY_S * 2 ** self.backoff, RESTART_MAX_DELAY_S)
+        self.backoff += 1
+        self.last_code, self.code = code, None
+        self.restart_at = time.monotonic() + delay
+        self.timer = self.loop.call_later(min(delay, STOP_POLL_S), self._restart_tick,
+                                          owner=self)
+
+    def _restart_tick(self) -> None:
+        self.timer = None
+        if os.path.exists(self.launch.stop_flag):
+            self._end(self.last_code, "")
+            return
+        left = self.restart_at - time.monotonic()
+        if left > 0:
+            self.timer = self.loop.call_later(min(left, STOP_POLL_S), self._restart_tick,
+                                              owner=self)
+            return
+        try:
+            self._launch()
+        except Exception as e:
+            self._end(-1, _one_line(e))
+            return
+        self.recorder.restarted(self.launch, self.init_pid, self.restarts)
+        self._watch_running()
+
+    def _should_restart(self, code: int) -> bool:
+        """docker's policies; a container stopped or killed by the user is not brought back."""
+        policy = self.launch.restart_policy
+        if policy in ("", "no") or os.path.exists(self.launch.stop_flag):
+            return False
+        if policy == "on-failure":
+            return code != 0 and (self.launch.restart_max <= 0
+                                  or self.restarts < self.launch.restart_max)
+        return policy in ("always", "unless-stopped")
+
+    def _end(self, code: int, error: str) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        self._stop_health()
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        try:
+            self.recorder.exited(self.launch, code, error)
+        finally:
+            self._tell(f"exited {code}")
+            for peer in list(self.peers):
+                peer.close_when_sent()
+            self.peers.clear()
+            self.on_end(self)
+
+    def crash(self, error: BaseException) -> None:
+        """A bug in this supervision: note it, let go of the container's fds, and record the
+        exit as unknown (the container itself is left alone; it keeps running)."""
+        _crash_note(self.launch, error)
+        for fd in list(self.pipes):
+            self.loop.unwatch(fd)
+            os.close(fd)
+        self.pipes.clear()
+        if self.pidfd >= 0:
+            self.loop.unwatch(self.pidfd)
+            os.close(self.pidfd)
+            self.pidfd = -1
+        if not self.ended:
+            try:
+                self._end(255, f"supervisor error: {_one_line(error)}")
+            except Exception:
+                self.ended = True
+                self.on_end(self)
+
+    # --- healthchecks ------------------------------------------------------------------------
+
+    def _health_due(self) -> None:
+        health = self.health
+        self.health_timer = None
+        if health is None:
+            return
+        if health.pid:      # a check that outlived its timeout
+            self.loop.unwatch(health.pidfd)
+            self.loop.unwatch(health.out)
+            health.finish(timed_out=True)
+        elif health.due():
+            health.start_check()
+            if health.pid:
+                self.loop.watch(health.pidfd, self._health_exit, owner=self)
+                self.loop.watch(health.out, self._health_output, owner=self)
+        self.health_timer = self.loop.call_later(health.timeout(), self._health_due, owner=self)
+
+    def _health_output(self, _revents: int) -> None:
+        if self.health is not None and self.health.pid:
+            self.health.read_output()
+
+    def _health_exit(self, _revents: int) -> None:
+        health = self.health
+        if health is None or not health.pid:
+            return
+        self.loop.unwatch(health.pidfd)
+        self.loop.unwatch(health.out)
+        health.finish()
+        if self.health_timer is not None:
+            self.health_timer.cancel()
+        self.health_timer = self.loop.call_later(health.timeout(), self._health_due, owner=self)
+
+    def _stop_health(self) -> None:
+        if self.health_timer is not None:
+            self.health_timer.cancel()
+            self.health_timer = None
+        health, self.health = self.health, None
+        if health is not None:
+            if health.pid:
+                self.loop.unwatch(health.pidfd)
+                self.loop.unwatch(health.out)
+            health.close()
 
 
-def _launch_container(launch: Launch) -> tuple[int, dict[int, str]]:
+def _launch_with_pipes(launch: Launch, stdin_fd: int) -> tuple[int, dict[int, int]]:
     """Create and start the container with fresh output pipes; (init pid, pipes to read).
 
-    With a terminal, the "pipes" are the pty master alone (it carries both streams)."""
-    if launch.tty:
-        return _launch_with_terminal(launch)
-    # The runtime passes our fds 0-2 to the init, so the pipes go there for the moment of
-    # creation; afterwards our own output goes nowhere.
+    The runtime passes our fds 0-2 to the init, so the pipes (and the command's stdin, for
+    run -i) go there for the moment of creation; afterwards they are /dev/null again."""
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
+    if stdin_fd >= 0:
+        os.dup2(stdin_fd, 0)
     os.dup2(out_w, 1)
     os.dup2(err_w, 2)
     os.close(out_w)
@@ -226,17 +421,19 @@ def _launch_container(launch: Launch) -> tuple[int, dict[int, str]]:
         os.close(err_r)
         raise
     finally:
-        _null_output()
-    return init_pid, {out_r: "stdout", err_r: "stderr"}
+        null_stdio()
+    return init_pid, {out_r: channel.STDOUT, err_r: channel.STDERR}
 
 
-def _launch_with_terminal(launch: Launch) -> tuple[int, dict[int, str]]:
+def _launch_with_terminal(launch: Launch) -> tuple[int, int]:
+    """Create and start a container with a terminal; (init pid, pty master)."""
     import socket
 
     from dockyard.runtime import console
 
+    masters: list[int] = []
     if launch.runtime:
-        path = os.path.join(os.path.dirname(launch.pid_file), "console.sock")
+        path = os.path.join(launch.run_dir, "console.sock")
         try:
             os.unlink(path)
         except FileNotFoundError:
@@ -246,95 +443,35 @@ def _launch_with_terminal(launch: Launch) -> tuple[int, dict[int, str]]:
         listener.listen(1)
         listener.settimeout(60)
         try:
-            init_pid = _create_and_start(launch, console_socket=path, accept=listener)
+            init_pid = _create_and_start(launch, console_socket=path, accept=listener,
+                                         masters=masters)
         finally:
             listener.close()
             os.unlink(path)
-        master = launch_master.pop()
     else:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            init_pid = _create_and_start(launch, console_fd=theirs.fileno(), console_sock=ours)
+            init_pid = _create_and_start(launch, console_fd=theirs.fileno(), console_sock=ours,
+                                         masters=masters)
         finally:
             theirs.close()
             ours.close()
-        master = launch_master.pop()
-    if launch.attach_stdout >= 0 and os.isatty(launch.attach_stdout):
-        console.copy_size(launch.attach_stdout, master)
-    current_master[:] = [master]
-    return init_pid, {master: "stdout"}
-
-
-# The pty master handed over by the runtime during create (set by _create_and_start), and
-# the one in use (for window size changes).
-launch_master: list[int] = []
-current_master: list[int] = []
-
-
-def _resize(launch: Launch) -> None:
-    from dockyard.runtime import console
-
-    for fd in current_master:
-        console.copy_size(launch.attach_stdout, fd)
-
-
-def _should_restart(launch: Launch, code: int, restarts: int) -> bool:
-    """docker's policies; a container stopped or killed by the user is not brought back."""
-    policy = launch.restart_policy
-    if policy in ("", "no") or os.path.exists(launch.stop_flag):
-        return False
-    if policy == "on-failure":
-        return code != 0 and (launch.restart_max <= 0 or restarts < launch.restart_max)
-    return policy in ("always", "unless-stopped")
-
-
-def _wait_or_stopped(launch: Launch, delay: float) -> bool:
-    """Sleep ``delay`` before a restart; True if the user stopped the container meanwhile."""
-    deadline = time.monotonic() + delay
-    while time.monotonic() < deadline:
-        if os.path.exists(launch.stop_flag):
-            return True
-        time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
-    return os.path.exists(launch.stop_flag)
-
-
-def _one_line(e: BaseException) -> str:
-    return str(e).replace("\n", " ").strip() or type(e).__name__
-
-
-def _report(fd: int, line: str) -> None:
-    if fd < 0:
-        return
-    try:
-        os.write(fd, (line + "\n").encode(errors="replace"))
-    except OSError:
-        pass  # the starting command went away: nothing to tell
-
-
-def _open_log(launch: Launch) -> _LogSink | None:
-    if launch.log_driver == "none":
-        return None
-    from dockyard.monitor.logfile import LogWriter
-
-    return LogWriter(launch.log_path, max_size=launch.log_max_size,
-                     max_file=launch.log_max_file)
-
-
-class _LogSink(Protocol):
-    def write(self, stream: str, data: bytes, ts_ns: int | None = None) -> None: ...
-
-    def close(self) -> None: ...
+    if not masters:
+        raise RuntimeError("the runtime sent no terminal")
+    _ = console
+    return init_pid, masters[0]
 
 
 def _create_and_start(launch: Launch, *, console_socket: str = "", accept: Any = None,
-                      console_fd: int | None = None, console_sock: Any = None) -> int:
+                      console_fd: int | None = None, console_sock: Any = None,
+                      masters: list[int] | None = None) -> int:
     from dockyard.runtime import console
 
     if launch.runtime:
         import subprocess
 
         base = [launch.runtime, "--root", launch.runtime_root]
-        pid_file = os.path.join(os.path.dirname(launch.pid_file), "init.pid")
+        pid_file = os.path.join(launch.run_dir, "init.pid")
         extra = ["--console-socket", console_socket] if console_socket else []
         proc = subprocess.Popen([*base, "create", "--bundle", launch.bundle, "--pid-file",
                                  pid_file, *extra, launch.container_id], stdin=0, stdout=1,
@@ -347,7 +484,8 @@ def _create_and_start(launch: Launch, *, console_socket: str = "", accept: Any =
                 proc.wait()
                 raise
             with conn:
-                launch_master.append(console.recv_master(conn))
+                assert masters is not None
+                masters.append(console.recv_master(conn))
         if proc.wait() != 0:
             raise RuntimeError(f"{launch.runtime} create exited {proc.returncode}")
         with open(pid_file) as f:
@@ -362,7 +500,8 @@ def _create_and_start(launch: Launch, *, console_socket: str = "", accept: Any =
     rec = create_mod.create(launch.runtime_root, launch.container_id, launch.bundle,
                             console_fd=console_fd)
     if console_sock is not None:
-        launch_master.append(console.recv_master(console_sock))
+        assert masters is not None
+        masters.append(console.recv_master(console_sock))
     try:
         start_mod.start(launch.runtime_root, launch.container_id)
     except BaseException:
@@ -371,169 +510,58 @@ def _create_and_start(launch: Launch, *, console_socket: str = "", accept: Any =
     return rec.pid
 
 
-DETACH_KEYS = b"\x10\x11"   # docker's default: ctrl-p ctrl-q
-
-
-def _pump(launch: Launch, init_pid: int, pipes: dict[int, str], writer: _LogSink | None
-          ) -> tuple[int, Launch]:
-    """Copy output to the log (and the attached command) until the init exits; its status.
-
-    With a terminal, the attached command's input goes to the pty master too, until it types
-    the detach keys (then it is told "detached" and let go: the returned Launch no longer
-    has the command's fds)."""
-    attach = {"stdout": launch.attach_stdout, "stderr": launch.attach_stderr}
-    poller = select.poll()
-    for fd in pipes:
-        poller.register(fd, select.POLLIN)
-    pidfd = os.pidfd_open(init_pid)
-    poller.register(pidfd, select.POLLIN)
-    master = next(iter(pipes)) if launch.tty else -1
-    keyboard = launch.stdin_fd if launch.tty else -1
-    if keyboard >= 0:
-        poller.register(keyboard, select.POLLIN)
-    held = b""      # a possible start of the detach sequence, not yet forwarded
-    code: int | None = None
-    open_pipes = dict(pipes)
-    health = _checker(launch)
-    while open_pipes or code is None:
-        # While the container runs, only its pidfd, its output or a healthcheck wake us.
-        wait: float | None = None if code is None else 0.05
-        if health is not None and code is None:
-            if health.due():
-                health.start_check()
-                if health.pid:
-                    poller.register(health.pidfd, select.POLLIN)
-                    poller.register(health.out, select.POLLIN)
-            elif health.overdue():
-                poller.unregister(health.pidfd)
-                poller.unregister(health.out)
-                health.finish(timed_out=True)
-            wait = health.timeout()
-        for fd, _ in poller.poll(None if wait is None else wait * 1000):
-            if health is not None and health.pid and fd in (health.pidfd, health.out):
-                if fd == health.out:
-                    health.read_output()
-                else:
-                    poller.unregister(health.pidfd)
-                    poller.unregister(health.out)
-                    health.finish()
-                continue
-            if fd == pidfd:
-                code = _reap(init_pid)
-                poller.unregister(pidfd)
-                os.close(pidfd)
-                continue
-            if fd == keyboard:
-                data = _read(fd)
-                if not data:
-                    poller.unregister(fd)
-                    keyboard = -1
-                    continue
-                data, held, detach = _scan_detach(held + data)
-                if data:
-                    _write_all(master, data)
-                if detach:
-                    # Let go of the command's terminal entirely, or it could not close.
-                    poller.unregister(fd)
-                    _report(launch.status_fd, "detached")
-                    for held_fd in {keyboard, *attach.values(), launch.status_fd}:
-                        if held_fd >= 0:
-                            os.close(held_fd)
-                    keyboard = -1
-                    attach = {"stdout": -1, "stderr": -1}
-                    launch = replace(launch, status_fd=-1, stdin_fd=-1,
-                                                 attach_stdout=-1, attach_stderr=-1)
-                continue
-            data = _read(fd)
-            stream = open_pipes.get(fd)
-            if stream is None:
-                continue
-            if not data:
-                poller.unregister(fd)
-                os.close(fd)
-                del open_pipes[fd]
-                continue
-            if writer is not None:
-                writer.write(stream, data)
-            target = attach[stream]
-            if target >= 0:
-                try:
-                    _write_all(target, data)
-                except OSError:
-                    attach[stream] = -1     # the attached command went away
-        if code is not None and open_pipes:
-            # The init is gone; whatever still holds the pipes (a daemonised grandchild)
-            # died with the pid namespace. Drain what is buffered, then stop.
-            ready = {fd for fd, _ in poller.poll(0)}
-            if not ready:
-                break
-    for fd in open_pipes:
-        os.close(fd)
-    if health is not None:
-        health.close()
-    return (code if code is not None else 255), launch
-
-
-def _checker(launch: Launch) -> Checker | None:
-    if not launch.health_command or not launch.exec_prefix:
-        return None
-    from dockyard.monitor.health import Checker, HealthConfig
-
-    return Checker(HealthConfig(launch.health_command, launch.health_interval,
-                                launch.health_timeout, launch.health_retries,
-                                launch.health_start_period),
-                   launch.exec_prefix, launch.health_file)
-
-
-def _read(fd: int) -> bytes:
-    try:
-        return os.read(fd, _READ)
-    except OSError:     # EIO: a pty master whose other side is closed for good
-        return b""
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
-
-
-def _scan_detach(data: bytes) -> tuple[bytes, bytes, bool]:
-    """(bytes to forward, bytes held back as a possible detach prefix, detach typed?)."""
-    at = data.find(DETACH_KEYS)
-    if at >= 0:
-        return data[:at], b"", True
-    for n in range(len(DETACH_KEYS) - 1, 0, -1):
-        if data.endswith(DETACH_KEYS[:n]):
-            return data[:-n], data[-n:], False
-    return data, b"", False
+def null_stdio() -> None:
+    """fds 0-2 on /dev/null: the monitor must not hold any command's terminal or pipes."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
 
 
 def _reap(init_pid: int) -> int:
-    code = 255
+    """The init's exit status, docker's way (128 + signo when a signal killed it)."""
     while True:
         try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
+            pid, status = os.waitpid(init_pid, 0)
         except ChildProcessError:
-            break
-        if pid == 0:
-            if code != 255 or not _alive(init_pid):
-                break
-            continue
+            return 255      # not ours to reap (it was never our child): unknown
+        except OSError as e:
+            if e.errno == errno.EINTR:
+                continue
+            return 255
         if pid == init_pid:
             code = os.waitstatus_to_exitcode(status)
-            if code < 0:
-                code = 128 - code    # killed by a signal: docker reports 128 + signo
-    return code
+            return 128 - code if code < 0 else code
 
 
-def _alive(pid: int) -> bool:
+def _one_line(e: BaseException) -> str:
+    return str(e).replace("\n", " ").strip() or type(e).__name__
+
+
+def _crash_note(launch: Launch, error: BaseException) -> None:
+    """A supervision bug: leave the traceback in the container's run directory."""
+    import traceback
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+        with open(os.path.join(launch.run_dir, "supervisor.crash"), "a") as f:
+            traceback.print_exception(error, file=f)
+    except OSError:
+        pass
+
+
+class _LogSink(Protocol):
+    def write(self, stream: str, data: bytes, ts_ns: int | None = None) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _open_log(launch: Launch) -> _LogSink | None:
+    if launch.log_driver == "none":
+        return None
+    from dockyard.monitor.logfile import LogWriter
+
+    return LogWriter(launch.log_path, max_size=launch.log_max_size,
+                     max_file=launch.log_max_file)
 
 
 def _delete_runtime_state(launch: Launch) -> None:
@@ -548,5 +576,5 @@ def _delete_runtime_state(launch: Launch) -> None:
             from dockyard.runtime import delete as delete_mod
 
             delete_mod.delete(launch.runtime_root, launch.container_id, force=True)
-    except Exception as e:  # recorded, not fatal: the exit status must still be recorded
-        print(f"dockyard supervisor: runtime delete failed: {e}", file=sys.stderr)
+    except Exception as e:  # noted, not fatal: the exit status must still be recorded
+        _crash_note(launch, e)

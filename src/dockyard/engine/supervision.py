@@ -1,0 +1,103 @@
+"""The engine's side of supervision: what a container's supervision records in the database,
+and how the monitor process (:mod:`dockyard.monitor.host`) is spawned for an engine root.
+
+The monitor is forked from the command that needs it first, so it starts with the engine
+already imported (no interpreter start); it records through :class:`EngineRecorder`, opening
+the database per event (it must never hold a connection across the forks of its launches).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from typing import TYPE_CHECKING
+
+from dockyard.db import open_database, transaction
+
+if TYPE_CHECKING:
+    from dockyard.engine.config import EngineConfig
+    from dockyard.monitor.supervisor import Launch
+
+
+class EngineRecorder:
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+
+    def _execute(self, sql: str, args: tuple[object, ...]) -> None:
+        db = open_database(self.config.root)
+        try:
+            with transaction(db) as t:
+                t.execute(sql, args)
+        finally:
+            db.close()
+
+    def started(self, launch: Launch, init_pid: int) -> None:
+        from dockyard.engine.containers import process_start
+
+        me = os.getpid()
+        self._execute("UPDATE containers SET state='running', pid=?, supervisor_pid=?,"
+                      " supervisor_start=?, started_at=?, exit_code=0, error='',"
+                      " finished_at=0 WHERE id=?",
+                      (init_pid, me, process_start(me), time.time(), launch.container_id))
+
+    def restarted(self, launch: Launch, init_pid: int, restarts: int) -> None:
+        self._execute("UPDATE containers SET state='running', pid=?, restart_count=?,"
+                      " started_at=? WHERE id=?",
+                      (init_pid, restarts, time.time(), launch.container_id))
+
+    def exited(self, launch: Launch, code: int, error: str) -> None:
+        """Record the exit, unmount the rootfs, remove the container for --rm; the row keeps
+        the monitor's pid until then, so ``wait`` returns only once all that is done."""
+        from dockyard.engine.containers import ContainerService
+        from dockyard.engine.images import ImageService
+        from dockyard.errors import NotFound
+
+        cid = launch.container_id
+        self._execute("UPDATE containers SET state='exited', pid=0, exit_code=?, error=?,"
+                      " finished_at=? WHERE id=?", (code, error, time.time(), cid))
+        images = ImageService(self.config)
+        try:
+            svc = ContainerService(self.config, images)
+            svc._unmount_rootfs(cid)
+            try:
+                c = svc.get(cid)
+            except NotFound:
+                return
+            if c.config.get("AutoRemove"):
+                svc.remove(cid, force=True)
+            else:
+                with transaction(svc.db) as t:
+                    t.execute("UPDATE containers SET supervisor_pid=0, supervisor_start=0"
+                              " WHERE id=? AND state='exited'", (cid,))
+        finally:
+            images.close_db()
+
+
+def monitor_connection(config: EngineConfig, run_dir: str) -> socket.socket:
+    """A connection to this engine's monitor (spawned if none runs). The caller sends its
+    request, then calls :func:`dockyard.monitor.host.release`."""
+    from dockyard.monitor import host
+
+    def spawn(listener: socket.socket) -> None:
+        pid = os.fork()
+        if pid:
+            os.waitpid(pid, 0)
+            return
+        status = 0
+        try:
+            os.setsid()
+            if os.fork() == 0:
+                code = 0
+                try:
+                    host.keep_only([listener.fileno()])
+                    host.serve(run_dir, listener, EngineRecorder(config))
+                except BaseException as e:  # never unwind into the command's code
+                    code = 1
+                    host._note(run_dir, e)
+                os._exit(code)
+        except BaseException:
+            status = 1
+        os._exit(status)
+
+    return host.connect(run_dir, spawn)

@@ -1,0 +1,357 @@
+"""The engine's monitor: one process that supervises every running container of an engine root.
+
+Why one process: a supervisor per container written in Python costs several MiB each (conmon,
+in C, 0.4 MiB); one monitor costs its interpreter once, however many containers it holds.
+
+What keeps it robust:
+
+- It is forked (double fork, new session) by the first command that starts a container, and
+  leaves by itself once it supervises nothing; every later command reaches it through
+  ``<run root>/containers/monitor.sock``. A lock file orders "connect or spawn" against "idle,
+  leave", so no request is ever lost between the two.
+- It is the containers' subreaper, so it reads every init's exit status. If it dies anyway, its
+  containers keep running (each in its own session and cgroup); the engine sees the monitor gone
+  and records their exit as unknown (``ContainerService.refresh``).
+- A fault in one container's supervision is caught, noted in that container's run directory
+  and ends only that supervision; the others go on.
+- It is single-threaded and never blocks on a container or a command: output to a slow command
+  is queued and, past a bound, that command is dropped, not the container.
+
+A command's connection (:mod:`.channel`) either starts a container (``start``: the command then
+hears "started", and its output if attached) or attaches to a running one (``attach``).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import select
+import signal
+import socket
+import sys
+from typing import Any
+
+from dockyard.monitor import channel
+from dockyard.monitor.loop import IN, OUT, Loop
+from dockyard.monitor.supervisor import Launch, Recorder, Supervision, null_stdio
+
+SOCKET = "monitor.sock"
+LOCK = "monitor.lock"
+PID_FILE = "monitor.pid"
+MAX_QUEUED = 8 << 20       # bytes queued for a command that does not read before it is dropped
+
+
+class Conn:
+    """A command connected to the monitor."""
+
+    def __init__(self, host: Host, sock: socket.socket) -> None:
+        self.host = host
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.queue: list[bytes] = []
+        self.queued = 0
+        self.closing = False
+        self.closed = False
+        self.sup: Supervision | None = None
+        sock.setblocking(False)
+        host.loop.watch(self.fd, self.on_ready, IN, owner=self)
+
+    def send(self, kind: int, payload: bytes | str) -> None:
+        if self.closed:
+            return
+        data = channel.message(kind, payload)
+        if not self.queue:
+            try:
+                self.sock.send(data)
+                return
+            except BlockingIOError:
+                pass
+            except OSError:
+                self.close()
+                return
+        if self.queued + len(data) > MAX_QUEUED:
+            self.close()        # it does not read: let it go rather than hold the container
+            return
+        self.queue.append(data)
+        self.queued += len(data)
+        self.host.loop.watch(self.fd, self.on_ready, IN | OUT, owner=self)
+
+    def close_when_sent(self) -> None:
+        self.closing = True
+        self.sup = None
+        if not self.queue:
+            self.close()
+
+    def on_ready(self, revents: int) -> None:
+        if revents & OUT:
+            self._flush()
+        if self.closed:
+            return
+        if revents & (IN | select.POLLHUP | select.POLLERR):
+            self._read()
+
+    def _flush(self) -> None:
+        while self.queue:
+            try:
+                self.sock.send(self.queue[0])
+            except BlockingIOError:
+                return
+            except OSError:
+                self.close()
+                return
+            self.queued -= len(self.queue.pop(0))
+        if self.closing:
+            self.close()
+        else:
+            self.host.loop.watch(self.fd, self.on_ready, IN, owner=self)
+
+    def _read(self) -> None:
+        if self.sup is None and not self.closing and not self.host.seen(self):
+            self.host.request(self)
+            return
+        try:
+            message = channel.read(self.sock)
+        except BlockingIOError:
+            return
+        if message is None:
+            self.close()
+            return
+        kind, payload = message
+        if self.sup is None:
+            return
+        if kind == channel.INPUT:
+            self.sup.input(payload)
+        elif kind == channel.RESIZE:
+            rows, _, cols = payload.decode(errors="replace").partition(" ")
+            if rows.isdigit() and cols.isdigit():
+                self.sup.resize(int(rows), int(cols))
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.sup is not None:
+            self.sup.detach(self)
+            self.sup = None
+        self.host.loop.unwatch(self.fd)
+        self.sock.close()
+        self.host.forget(self)
+
+
+class Host:
+    def __init__(self, run_dir: str, listener: socket.socket, recorder: Recorder) -> None:
+        self.run_dir = run_dir
+        self.listener = listener
+        self.recorder = recorder
+        self.loop = Loop(self._on_error)
+        self.sups: dict[str, Supervision] = {}
+        self.conns: dict[Conn, bool] = {}       # -> its request was read
+        try:    # the socket file is ours now (made under the lock just before the fork)
+            self.sock_ino = os.stat(os.path.join(run_dir, SOCKET)).st_ino
+        except OSError:
+            self.sock_ino = -1
+        listener.setblocking(False)
+        self.loop.watch(listener.fileno(), self._accept, owner=self)
+
+    # --- connections -------------------------------------------------------------------------
+
+    def _accept(self, _revents: int) -> None:
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    return
+                raise
+            self.conns[Conn(self, sock)] = False
+
+    def seen(self, conn: Conn) -> bool:
+        return self.conns.get(conn, True)
+
+    def forget(self, conn: Conn) -> None:
+        self.conns.pop(conn, None)
+
+    def request(self, conn: Conn) -> None:
+        """A connection's first message: start a container, or attach to a running one."""
+        self.conns[conn] = True
+        try:
+            got = channel.recv_request(conn.sock)
+        except BlockingIOError:
+            self.conns[conn] = False
+            return
+        except OSError:
+            got = None
+        if got is None:
+            conn.close()
+            return
+        req, fds = got
+        op = req.get("op")
+        if op == "start":
+            self._start(conn, req, fds)
+        elif op == "attach":
+            for fd in fds:
+                os.close(fd)
+            sup = self.sups.get(str(req.get("id")))
+            if sup is None or sup.ended:
+                conn.send(channel.STATUS, "error the container is not running")
+                conn.close_when_sent()
+                return
+            conn.sup = sup
+            sup.attach(conn, output=True)
+            conn.send(channel.STATUS, f"attached {sup.init_pid} {os.getpid()}")
+            size = req.get("size")
+            if isinstance(size, list) and len(size) == 2:
+                sup.resize(int(size[0]), int(size[1]))
+        else:
+            for fd in fds:
+                os.close(fd)
+            conn.send(channel.STATUS, f"error unknown request {op!r}")
+            conn.close_when_sent()
+
+    def _start(self, conn: Conn, req: dict[str, Any], fds: list[int]) -> None:
+        stdin_fd = fds[0] if fds else -1
+        for fd in fds[1:]:
+            os.close(fd)
+        try:
+            launch = Launch.from_json(dict(req["launch"]))
+        except (KeyError, TypeError, ValueError) as e:
+            if stdin_fd >= 0:
+                os.close(stdin_fd)
+            conn.send(channel.STATUS, f"error bad request: {e}")
+            conn.close_when_sent()
+            return
+        if launch.container_id in self.sups:
+            if stdin_fd >= 0:
+                os.close(stdin_fd)
+            conn.send(channel.STATUS, "error the container is already running")
+            conn.close_when_sent()
+            return
+        sup = Supervision(self.loop, launch, self.recorder, self._ended)
+        self.sups[launch.container_id] = sup
+        conn.sup = sup
+        sup.attach(conn, output=bool(req.get("attach")))
+        size = req.get("size")
+        sup.begin(stdin_fd, (int(size[0]), int(size[1]))
+                  if isinstance(size, list) and len(size) == 2 else None)
+
+    def _ended(self, sup: Supervision) -> None:
+        if self.sups.get(sup.launch.container_id) is sup:
+            del self.sups[sup.launch.container_id]
+
+    def _on_error(self, owner: object, error: BaseException) -> None:
+        if isinstance(owner, Supervision):
+            owner.crash(error)
+            self._ended(owner)
+        elif isinstance(owner, Conn):
+            owner.close()
+        else:
+            _note(self.run_dir, error)
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        while True:
+            idle = not self.sups and not self.conns
+            self.loop.run_once(0.02 if idle else None)
+            if not self.sups and not self.conns and self._leave():
+                return
+
+    def _leave(self) -> bool:
+        """Idle: leave, unless a command is connecting (it holds the lock while it does)."""
+        lock = os.open(os.path.join(self.run_dir, LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                       0o600)
+        try:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            if select.select([self.listener], [], [], 0)[0]:
+                return False        # a connection is waiting to be accepted
+            path = os.path.join(self.run_dir, SOCKET)
+            try:
+                if os.stat(path).st_ino == self.sock_ino:
+                    os.unlink(path)
+            except OSError:
+                pass
+            for name in (PID_FILE,):
+                try:
+                    os.unlink(os.path.join(self.run_dir, name))
+                except OSError:
+                    pass
+            self.listener.close()
+            return True
+        finally:
+            os.close(lock)
+
+
+def serve(run_dir: str, listener: socket.socket, recorder: Recorder) -> None:
+    """The monitor process's life (called in the forked child)."""
+    os.chdir("/")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    from dockyard.linux import libc as k
+
+    k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)
+    with open(os.path.join(run_dir, PID_FILE), "w") as f:
+        f.write(str(os.getpid()))
+    Host(run_dir, listener, recorder).run()
+
+
+def _note(run_dir: str, error: BaseException) -> None:
+    import traceback
+
+    try:
+        with open(os.path.join(run_dir, "monitor.crash"), "a") as f:
+            traceback.print_exception(error, file=f)
+    except OSError:
+        print(error, file=sys.stderr)
+
+
+def connect(run_dir: str, spawn: Any) -> socket.socket:
+    """A connection to the engine's monitor, spawning it first if none runs.
+
+    ``spawn(listener)`` forks the monitor around the listening socket (the engine's job: it
+    knows the recorder). The lock is held until the caller's request is sent, so the monitor
+    cannot leave in between: call :func:`release` right after sending."""
+    os.makedirs(run_dir, exist_ok=True)
+    lock = os.open(os.path.join(run_dir, LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    _held.append(lock)
+    path = os.path.join(run_dir, SOCKET)
+    try:
+        return channel.connect(path)
+    except (FileNotFoundError, ConnectionRefusedError):
+        pass
+    try:
+        os.unlink(path)     # a monitor that died without cleaning up
+    except FileNotFoundError:
+        pass
+    listener = channel.listen(path)
+    try:
+        spawn(listener)
+    finally:
+        listener.close()
+    return channel.connect(path)
+
+
+_held: list[int] = []
+
+
+def release() -> None:
+    while _held:
+        os.close(_held.pop())
+
+
+def keep_only(keep: list[int]) -> None:
+    """Close every inherited fd above stdio but ``keep`` (in a freshly forked monitor)."""
+    low = 3
+    for fd in sorted(keep):
+        if fd > low:
+            os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 16)
+    null_stdio()
