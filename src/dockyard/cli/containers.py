@@ -759,11 +759,17 @@ def cmd_prune(g: Globals, argv: list[str], command: str = "container prune") -> 
 
 def cmd_system(g: Globals, argv: list[str]) -> int:
     """``system restore``: bring back restart-policy containers (run it at boot: see README).
-    ``system prune``: stopped containers, then unused images."""
+    ``system prune``: stopped containers, then unused images. ``system info`` and ``system df``
+    live in cli/system.py."""
     from dockyard.cli.parser import UsageError
 
+    if argv and argv[0] in ("info", "df"):
+        from dockyard.cli import system
+
+        run = system.cmd_info if argv[0] == "info" else system.cmd_df
+        return run(g, argv[1:], f"system {argv[0]}")
     if not argv or argv[0] not in ("restore", "prune"):
-        raise UsageError("usage: dockyard system restore|prune", "system")
+        raise UsageError("usage: dockyard system df|info|prune|restore", "system")
     svc = service(g)
     if argv[0] == "restore":
         CommandParser("system restore", "", "Start the containers whose restart policy "
