@@ -122,8 +122,9 @@ def cmd_info(g: Globals, argv: list[str], command: str = "info") -> int:
     from dockyard.cli.containers import service
     from dockyard.engine.sysinfo import build_info, info
 
-    doc = info(service(g), debug=g.debug)
-    client = {"Debug": g.debug, **_client(build_info()), "Plugins": [], "Warnings": None}
+    build = build_info()
+    doc = info(service(g), debug=g.debug, build=build)
+    client = {"Debug": g.debug, **_client(build), "Plugins": [], "Warnings": None}
     if a.format:
         return _render_format(a.format, {**doc, "ClientInfo": client}, "system.dockerInfo")
     sys.stdout.write(_info_text(doc, client, g.debug))

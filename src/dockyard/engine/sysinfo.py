@@ -146,8 +146,10 @@ def version(build: BuildInfo | None = None) -> dict[str, Any]:
 # --- GET /info ----------------------------------------------------------------------------------
 
 
-def info(svc: ContainerService, *, debug: bool = False) -> dict[str, Any]:
+def info(svc: ContainerService, *, debug: bool = False, build: BuildInfo | None = None
+         ) -> dict[str, Any]:
     """docker's ``GET /info`` body (``system.Info``) for the engine behind ``svc``."""
+    b = build or build_info()
     config = svc.config
     containers = svc.containers()
     running = [c for c in containers if c.running]
@@ -210,7 +212,7 @@ def info(svc: ContainerService, *, debug: bool = False) -> dict[str, Any]:
         "Name": os.uname().nodename,
         "Labels": [str(x) for x in config.settings.get("labels") or []],
         "ExperimentalBuild": False,
-        "ServerVersion": build_info().version,
+        "ServerVersion": b.version,
         "Runtimes": runtimes(),
         "DefaultRuntime": DEFAULT_RUNTIME,
         "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive",
