@@ -243,6 +243,7 @@ def cmd_rm(g: Globals, argv: list[str], command: str = "rm") -> int:
                       "Remove one or more containers")
     p.add_argument("-f", "--force", action="store_true",
                    help="Force the removal of a running container (uses SIGKILL)")
+    # -v: accepted as docker's; there are no anonymous volumes to remove yet
     p.add_argument("-v", "--volumes", action="store_true",
                    help="Remove anonymous volumes associated with the container")
     p.add_argument("containers", nargs="+")
@@ -291,7 +292,7 @@ def cmd_ps(g: Globals, argv: list[str], command: str = "ps") -> int:
     p.add_argument("-f", "--filter", action="append", default=[], help="Filter output")
     p.add_argument("--format", default=None, help="Format output using a custom template")
     a = p.parse_args(argv)
-    from dockyard.cli.formatter import render_rows
+    from dockyard.cli.formatter import fields_used, render_rows
 
     svc = service(g)
     shown = svc.containers()
@@ -306,8 +307,14 @@ def cmd_ps(g: Globals, argv: list[str], command: str = "ps") -> int:
     if a.quiet:
         sys.stdout.write("".join(f"{r['ID']}\n" for r in rows))
         return 0
+    if a.size or (a.format and rows and "Size" in fields_used(a.format, rows[0])):
+        from dockyard.cli.system import size_text
+        from dockyard.engine.diskusage import container_sizes
+
+        for row, c in zip(rows, shown, strict=True):
+            row["Size"] = size_text(*container_sizes(svc, c))
     default = ("table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t"
-               "{{.Ports}}\t{{.Names}}")
+               "{{.Ports}}\t{{.Names}}" + ("\t{{.Size}}" if a.size else ""))
     sys.stdout.write(render_rows(a.format, rows, default_table=default, headers=_PS_HEADERS))
     return 0
 
@@ -367,7 +374,7 @@ def _ps_row(c: Container, no_trunc: bool, svc_health: Any = None) -> dict[str, A
         "Names": c.name,
         "Labels": ",".join(f"{k}={v}" for k, v in sorted(c.labels.items())),
         "State": _state_word(c),
-        "Size": "",
+        "Size": "0B",       # without -s (or .Size in --format) sizes are not computed
         "Mounts": "",
         "Networks": c.config.get("HostConfig", {}).get("NetworkMode", "none"),
         "LocalVolumes": "0",
@@ -697,11 +704,17 @@ def cmd_prune(g: Globals, argv: list[str], command: str = "container prune") -> 
 
 def cmd_system(g: Globals, argv: list[str]) -> int:
     """``system restore``: bring back restart-policy containers (run it at boot: see README).
-    ``system prune``: stopped containers, then unused images."""
+    ``system prune``: stopped containers, then unused images. ``system info`` and ``system df``
+    live in cli/system.py."""
     from dockyard.cli.parser import UsageError
 
+    if argv and argv[0] in ("info", "df"):
+        from dockyard.cli import system
+
+        run = system.cmd_info if argv[0] == "info" else system.cmd_df
+        return run(g, argv[1:], f"system {argv[0]}")
     if not argv or argv[0] not in ("restore", "prune"):
-        raise UsageError("usage: dockyard system restore|prune", "system")
+        raise UsageError("usage: dockyard system df|info|prune|restore", "system")
     svc = service(g)
     if argv[0] == "restore":
         CommandParser("system restore", "", "Start the containers whose restart policy "

@@ -164,3 +164,33 @@ def write_inspect(docs: list[Any], errors: list[str], fmt: str | None) -> int:
     for msg in errors:
         sys.stderr.write(f"Error: {msg}\n")
     return 1 if errors else 0
+
+
+class _FieldProbe(Struct):
+    """A row that remembers which of its fields a template read."""
+
+    def __init__(self, fields: dict[str, Any], *, go_type: str) -> None:
+        super().__init__(fields, go_type=go_type)
+        self.used: set[str] = set()
+
+    def __getitem__(self, key: str) -> Any:
+        self.used.add(key)
+        return super().__getitem__(key)
+
+    def items(self) -> Any:     # what ``{{json .}}`` reads: every field
+        self.used.update(self.keys())
+        return super().items()
+
+
+def fields_used(fmt: str, row: dict[str, Any], *, go_type: str = "*formatter.Context"
+                ) -> set[str]:
+    """The fields of ``row`` that the Go template ``fmt``, taken as it was typed, reads when run
+    once (docker's FieldsUsed: ``ps`` computes sizes only when ``.Size`` is read; ``{{json .}}``
+    reads every field while the word ``json`` reads none). What does not parse reads nothing;
+    what fails reads what it read before failing."""
+    probe = _FieldProbe(row, go_type=go_type)
+    try:
+        parse_template(fmt).execute(probe)
+    except TemplateError:
+        pass
+    return probe.used

@@ -74,6 +74,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("containers", "cmd_stats"),
     "update": ("containers", "cmd_update"),
     "system": ("containers", "cmd_system"),
+    "version": ("system", "cmd_version"),
+    "info": ("system", "cmd_info"),
     "diff": ("rootfs", "cmd_diff"),
     "export": ("rootfs", "cmd_export"),
     "commit": ("rootfs", "cmd_commit"),
@@ -125,7 +127,8 @@ Image commands:
   login       Log in to a registry
   logout      Log out from a registry
   image       Manage images (ls, pull, push, rm, tag, inspect, history, prune, fsck, ...)
-  system      restore (restart-policy containers, at boot) | prune
+  system      Manage Dockyard (df, info, prune, restore: restart-policy containers at boot)
+  info        Display system-wide information
   version     Show the Dockyard version information
 
 Global Options:
@@ -182,11 +185,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Dockyard version {__version__}, build python{sys.version_info[0]}."
               f"{sys.version_info[1]}")
         return 0
-    if cmd == "version":
-        print(f"Client:\n Version:           {__version__}\n"
-              f" Python version:    {sys.version.split()[0]}\n OS/Arch:           linux/"
-              f"{_arch()}")
-        return 0
     if cmd.startswith("-"):
         return _report(InvalidArgument(f"unknown flag: {cmd}", hint=f"See '{PROG} --help'."),
                        EXIT_ENGINE_ERROR)
@@ -231,13 +229,6 @@ def _report(e: DockyardError, code: int) -> int:
     if e.hint:
         sys.stderr.write(f"{e.hint}\n")
     return code
-
-
-def _arch() -> str:
-    import platform
-
-    machine = platform.machine()
-    return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
 
 
 def engine_root_for(g: Globals) -> str | None:

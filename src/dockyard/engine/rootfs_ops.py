@@ -38,7 +38,7 @@ import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
@@ -770,6 +770,61 @@ def changes(svc: ContainerService, ref: str) -> list[tuple[str, str]]:
     c = svc.get(ref)
     found, _ = _changes_of(svc, c)
     return [(ch.kind, ch.path) for ch in found]
+
+
+def size_rw(svc: ContainerService, c: Container) -> int:
+    """docker's SizeRw: bytes of what the container added or changed (directories count
+    nothing, a hard-linked file once). An overlay upper is summed as it is (whiteouts are empty
+    devices), a copy snapshot through its diff against the image's layers; 0 for a container
+    that has no filesystem (yet)."""
+    try:
+        layers, own, is_upper = _rw_snapshot(svc, c)
+    except NotFound:
+        return 0
+    if is_upper:
+        return _tree_size(own)
+    try:
+        fd = os.open(own, _O_READ_DIR)
+    except FileNotFoundError:
+        return 0
+    try:
+        found = _copy_changes(fd, (), _Lower(layers))
+    finally:
+        os.close(fd)
+    return _sum_sizes(os.path.join(own, *ch.parts) for ch in found if ch.kind != "D")
+
+
+def _tree_size(top: str) -> int:
+    paths: list[str] = []
+    stack = [top]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for entry in it:
+                    paths.append(entry.path)
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+        except (FileNotFoundError, NotADirectoryError):
+            continue        # a running container removed it while we looked
+    return _sum_sizes(paths)
+
+
+def _sum_sizes(paths: Iterable[str]) -> int:
+    total = 0
+    seen: set[tuple[int, int]] = set()
+    for path in paths:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            continue
+        if st.st_nlink > 1:
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+        total += st.st_size
+    return total
 
 
 # --- export -------------------------------------------------------------------------------------
