@@ -51,7 +51,8 @@ def _create_parser(command: str) -> CommandParser:
     add("-l", "--label", action="append", default=[], help="Set meta data on a container")
     add("--read-only", action="store_true", help="Mount the root filesystem read-only")
     add("--tmpfs", action="append", default=[], help="Mount a tmpfs directory")
-    add("--init", action="store_true", help=argparse.SUPPRESS)
+    add("--init", action="store_true",
+        help="Run an init inside the container that forwards signals and reaps processes")
     add("--memory", "-m", default=None, help="Memory limit")
     add("--memory-swap", default=None, help="Swap limit equal to memory plus swap")
     add("--cpus", default=None, help="Number of CPUs")

@@ -91,6 +91,11 @@ def create_container(svc: ContainerService, a: argparse.Namespace) -> Container:
     image_config = svc.images.image_config(image)
     log = log_config(a)
     runtime = _runtime_path(a.runtime)
+    init_path = None
+    if opts.init:
+        from dockyard.engine.config import lookup_init_path
+
+        init_path = lookup_init_path(svc.config)
     stop_signal = opts.stop_signal or image_config.config.stop_signal or "SIGTERM"
     ro.parse_stop_signal(stop_signal)
     saved: dict[str, Any] = {}
@@ -101,7 +106,7 @@ def create_container(svc: ContainerService, a: argparse.Namespace) -> Container:
             raise InvalidArgument("no command specified")
         spec = generate_spec(image_config, opts, container_id=cid, rootfs=rootfs,
                              cgroups_path=os.path.join(svc.cgroup_parent, cid),
-                             user_lookup=rootfs_user_lookup(rootfs))
+                             user_lookup=rootfs_user_lookup(rootfs), init_path=init_path)
         saved.update(_docker_config(a, merged, record, opts, log=log, runtime=runtime,
                                     stop_signal=stop_signal))
         health = healthcheck(a, image_config)
@@ -194,6 +199,7 @@ def _docker_config(a: argparse.Namespace, merged: Any, record: ImageRecord, opts
             "CpuShares": opts.cpu_shares, "CpusetCpus": opts.cpuset_cpus,
             "PidsLimit": opts.pids_limit, "ShmSize": opts.shm_size or 67108864,
             "LogConfig": log, "Runtime": runtime or "dockyard",
+            "Init": True if opts.init else None,   # docker's *bool: null unless --init
             "Tmpfs": dict(opts.tmpfs) or None,
         },
         "Image": record.id,
