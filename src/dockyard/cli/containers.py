@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from dockyard.cli.parser import CommandParser, EngineFailure
-from dockyard.errors import DockyardError, NotFound
+from dockyard.errors import DockyardError, FailedPrecondition, NotFound
 
 if TYPE_CHECKING:
     from dockyard.cli.main import Globals
@@ -451,8 +451,9 @@ def cmd_logs(g: Globals, argv: list[str], command: str = "logs") -> int:
 
     svc = service(g)
     c = svc.get(a.container)
-    if (c.config.get("LogConfig") or {}).get("Type") == "none":
-        raise DockyardError('configured logging driver does not support reading')
+    driver = str((c.config.get("LogConfig") or {}).get("Type") or "json-file")
+    if driver == "none":
+        raise FailedPrecondition("configured logging driver does not support reading")
     now = time.time_ns()
     tail = None if a.tail in ("all", "-1") else int(a.tail)
     since = parse_time_arg(a.since, now) if a.since else None
@@ -466,8 +467,8 @@ def cmd_logs(g: Globals, argv: list[str], command: str = "logs") -> int:
             return True
 
     out, err = sys.stdout.buffer, sys.stderr.buffer
-    for entry in read_logs(svc.log_path(cid), follow=a.follow, tail=tail, since_ns=since,
-                           until_ns=until, stop=stop):
+    for entry in read_logs(svc.log_path(cid, driver), follow=a.follow, tail=tail,
+                           since_ns=since, until_ns=until, stop=stop, driver=driver):
         target = out if entry.stream == "stdout" else err
         target.write(format_entry(entry, a.timestamps))
         target.flush()

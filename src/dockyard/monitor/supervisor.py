@@ -314,6 +314,11 @@ def _report(fd: int, line: str) -> None:
 def _open_log(launch: Launch) -> _LogSink | None:
     if launch.log_driver == "none":
         return None
+    if launch.log_driver == "local":
+        from dockyard.monitor.locallog import LocalLogWriter
+
+        return LocalLogWriter(launch.log_path, max_size=launch.log_max_size,
+                              max_file=launch.log_max_file)
     from dockyard.monitor.logfile import LogWriter
 
     return LogWriter(launch.log_path, max_size=launch.log_max_size,
