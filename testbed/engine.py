@@ -1,7 +1,9 @@
-"""The ``dockyard`` engine CLI as a subprocess on a throwaway engine root (for image tests)."""
+"""The ``dockyard`` engine CLI as a subprocess on a throwaway engine root (for image tests), and
+one with the offline busybox image loaded (for container tests)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -43,3 +45,26 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
     yield Engine(root)
 
 
+
+
+@pytest.fixture
+def busybox_engine(tmp_path: Path) -> Iterator[Engine]:
+    """An engine with the offline busybox image loaded; every container goes at the end.
+
+    cgroup-parent "": each container's cgroup sits below its supervisor's (the test's own), so
+    nothing is left in the hierarchy once the container is gone.
+    """
+    from testbed import images as tb_images
+
+    image = tb_images.busybox()
+    assert image.docker_archive is not None
+    config = tmp_path / "daemon.json"
+    config.write_text(json.dumps({"cgroup-parent": ""}))
+    e = Engine(tmp_path / "root", config, env={"DOCKYARD_RUN_ROOT": str(tmp_path / "run")})
+    e.run("load", "-i", str(image.docker_archive))
+    try:
+        yield e
+    finally:
+        # whatever a failed test left running goes, so no process or mount outlives it
+        for cid in e.run("ps", "-aq", "--no-trunc", check=False).stdout.split():
+            e.run("rm", "-f", cid, check=False)

@@ -364,8 +364,8 @@ def test_binds_from_the_engine() -> None:
 
 def test_init() -> None:
     spec = gen(sg.RunOptions(init=True, tmpfs=(("/tmp", ""),)), init_path="/usr/libexec/tini")
-    assert spec["process"]["args"] == ["/sbin/dockyard-init", "--", "sh"]
-    assert spec["mounts"][7] == {"destination": "/sbin/dockyard-init", "type": "bind",
+    assert spec["process"]["args"] == ["/sbin/docker-init", "--", "sh"]
+    assert spec["mounts"][7] == {"destination": "/sbin/docker-init", "type": "bind",
                                  "source": "/usr/libexec/tini", "options": ["bind", "ro"]}
     assert spec["mounts"][8]["destination"] == "/tmp"
 

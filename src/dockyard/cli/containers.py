@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from dockyard.cli import attach
 from dockyard.cli.parser import CommandParser, EngineFailure
-from dockyard.errors import DockyardError, NotFound
+from dockyard.errors import DockyardError, FailedPrecondition, NotFound
 
 if TYPE_CHECKING:
     from dockyard.cli.main import Globals
@@ -51,7 +51,8 @@ def _create_parser(command: str) -> CommandParser:
     add("-l", "--label", action="append", default=[], help="Set meta data on a container")
     add("--read-only", action="store_true", help="Mount the root filesystem read-only")
     add("--tmpfs", action="append", default=[], help="Mount a tmpfs directory")
-    add("--init", action="store_true", help=argparse.SUPPRESS)
+    add("--init", action="store_true",
+        help="Run an init inside the container that forwards signals and reaps processes")
     add("--memory", "-m", default=None, help="Memory limit")
     add("--memory-swap", default=None, help="Swap limit equal to memory plus swap")
     add("--cpus", default=None, help="Number of CPUs")
@@ -395,8 +396,9 @@ def cmd_logs(g: Globals, argv: list[str], command: str = "logs") -> int:
 
     svc = service(g)
     c = svc.get(a.container)
-    if (c.config.get("LogConfig") or {}).get("Type") == "none":
-        raise DockyardError('configured logging driver does not support reading')
+    driver = str((c.config.get("LogConfig") or {}).get("Type") or "json-file")
+    if driver == "none":
+        raise FailedPrecondition("configured logging driver does not support reading")
     now = time.time_ns()
     tail = None if a.tail in ("all", "-1") else int(a.tail)
     since = parse_time_arg(a.since, now) if a.since else None
@@ -410,8 +412,8 @@ def cmd_logs(g: Globals, argv: list[str], command: str = "logs") -> int:
             return True
 
     out, err = sys.stdout.buffer, sys.stderr.buffer
-    for entry in read_logs(svc.log_path(cid), follow=a.follow, tail=tail, since_ns=since,
-                           until_ns=until, stop=stop):
+    for entry in read_logs(svc.log_path(cid, driver), follow=a.follow, tail=tail,
+                           since_ns=since, until_ns=until, stop=stop, driver=driver):
         target = out if entry.stream == "stdout" else err
         target.write(format_entry(entry, a.timestamps))
         target.flush()

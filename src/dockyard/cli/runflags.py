@@ -59,24 +59,16 @@ def run_options(a: argparse.Namespace) -> RunOptions:
 
 
 def log_config(a: argparse.Namespace) -> dict[str, Any]:
-    if a.log_driver not in ("json-file", "none", "local"):
-        raise InvalidArgument(f'failed to create task for container: logger: no log driver '
-                              f'named "{a.log_driver}" is registered')
+    """HostConfig.LogConfig from --log-driver and --log-opt (checked as docker does)."""
+    from dockyard.engine.logopts import check_log_config
+
     opts: dict[str, str] = {}
     for item in a.log_opt:
-        key, eq, value = item.partition("=")
-        if not eq or key not in ("max-size", "max-file", "compress"):
-            raise InvalidArgument(f"unknown log opt '{key}' for {a.log_driver} log driver")
+        key, _, value = item.partition("=")   # docker's CLI: "key" alone is key=""
         opts[key] = value
-    if "max-size" in opts and opts["max-size"] != "-1":
-        from dockyard.cli.units import from_human_size
-
-        # docker reads log sizes with decimal units: 10m is 10,000,000 bytes
-        opts["max-size"] = str(from_human_size(opts["max-size"]))
-    if "max-file" in opts and (not opts["max-file"].isdigit() or int(opts["max-file"]) < 1):
-        raise InvalidArgument("max-file cannot be less than 1")
-    # "local" keeps docker's name; its files are json-file's format here.
-    return {"Type": a.log_driver, "Config": opts}
+    if a.log_driver == "none" and opts:
+        raise InvalidArgument("invalid logging opts for driver none")   # docker's CLI check
+    return {"Type": a.log_driver, "Config": check_log_config(a.log_driver, opts)}
 
 
 def create_container(svc: ContainerService, a: argparse.Namespace) -> Container:
@@ -91,6 +83,11 @@ def create_container(svc: ContainerService, a: argparse.Namespace) -> Container:
     image_config = svc.images.image_config(image)
     log = log_config(a)
     runtime = _runtime_path(a.runtime)
+    init_path = None
+    if opts.init:
+        from dockyard.engine.config import lookup_init_path
+
+        init_path = lookup_init_path(svc.config)
     stop_signal = opts.stop_signal or image_config.config.stop_signal or "SIGTERM"
     ro.parse_stop_signal(stop_signal)
     saved: dict[str, Any] = {}
@@ -101,7 +98,7 @@ def create_container(svc: ContainerService, a: argparse.Namespace) -> Container:
             raise InvalidArgument("no command specified")
         spec = generate_spec(image_config, opts, container_id=cid, rootfs=rootfs,
                              cgroups_path=os.path.join(svc.cgroup_parent, cid),
-                             user_lookup=rootfs_user_lookup(rootfs))
+                             user_lookup=rootfs_user_lookup(rootfs), init_path=init_path)
         saved.update(_docker_config(a, merged, record, opts, log=log, runtime=runtime,
                                     stop_signal=stop_signal))
         health = healthcheck(a, image_config)
@@ -194,6 +191,7 @@ def _docker_config(a: argparse.Namespace, merged: Any, record: ImageRecord, opts
             "CpuShares": opts.cpu_shares, "CpusetCpus": opts.cpuset_cpus,
             "PidsLimit": opts.pids_limit, "ShmSize": opts.shm_size or 67108864,
             "LogConfig": log, "Runtime": runtime or "dockyard",
+            "Init": True if opts.init else None,   # docker's *bool: null unless --init
             "Tmpfs": dict(opts.tmpfs) or None,
         },
         "Image": record.id,

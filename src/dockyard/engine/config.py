@@ -11,12 +11,18 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from dockyard.errors import InvalidArgument
+from dockyard.errors import InvalidArgument, Unavailable
 from dockyard.values import field, value
 
 DEFAULT_ROOT = "/var/lib/dockyard"
 DEFAULT_RUN_ROOT = "/run/dockyard"
 DEFAULT_CONFIG_FILE = "/etc/dockyard/daemon.json"
+# run --init's init when the config names none: Debian's static tini (package tini), which is
+# what docker-init is; static, because it runs in images without a libc (busybox, scratch)
+DEFAULT_INIT_PATH = "/usr/bin/tini-static"
+# where dockerd looks for an init named without a path, before $PATH (FHS libexec and lib dirs)
+_INIT_DIRS = ("/usr/local/libexec/docker", "/usr/libexec/docker", "/usr/local/lib/docker",
+              "/usr/lib/docker")
 
 
 @value
@@ -56,3 +62,28 @@ def load_config(root: str | None = None, config_file: str | None = None,
         settings = doc
     return EngineConfig(root=os.path.abspath(root), run_root=os.path.abspath(run_root),
                         config_file=path, settings=settings)
+
+
+def lookup_init_path(config: EngineConfig) -> str:
+    """The host's init binary for ``run --init``: the ``init-path`` setting (dockerd's name for
+    it; a bare name is looked up as dockerd does: its libexec dirs, then $PATH) or Debian's
+    static tini. Raises Unavailable when it is not an executable file."""
+    name = config.settings.get("init-path") or DEFAULT_INIT_PATH
+    if not isinstance(name, str):
+        raise InvalidArgument(f'config file {config.config_file}: "init-path" must be a string')
+    found: str | None = name
+    if not os.path.isabs(name):
+        import shutil
+
+        found = next((p for d in _INIT_DIRS if _executable(p := os.path.join(d, name))), None)
+        found = found or shutil.which(name)
+    if found is None or not _executable(found):
+        fix = (f'fix "init-path" in {config.config_file}' if name != DEFAULT_INIT_PATH
+               else f'install Debian\'s tini package (or set "init-path" in {config.config_file})')
+        raise Unavailable(f"--init: no init binary: {name} is not an executable file",
+                          hint=f"To use --init, {fix}.")
+    return os.path.abspath(found)
+
+
+def _executable(path: str) -> bool:
+    return os.path.isfile(path) and os.access(path, os.X_OK)

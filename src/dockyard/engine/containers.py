@@ -5,7 +5,8 @@ Layout of one container::
 
     <root>/containers/<id>/config.json     the OCI spec (rootfs at ./rootfs)
     <root>/containers/<id>/rootfs/         mount point of its snapshot while it runs
-    <root>/containers/<id>/<id>-json.log   its log (docker's json-file format)
+    <root>/containers/<id>/<id>-json.log   its log (docker's json-file format), or
+    <root>/containers/<id>/local-logs/container.log   with --log-driver local (docker's format)
     <run_root>/containers/<id>/            stop flag, health state (gone at reboot)
     <run_root>/containers/monitor.sock     the engine's monitor, which supervises them all
     <run_root>/runtime/                    the OCI runtime's --root
@@ -215,7 +216,10 @@ class ContainerService:
     def bundle(self, cid: str) -> str:
         return os.path.join(self.dir, cid)
 
-    def log_path(self, cid: str) -> str:
+    def log_path(self, cid: str, driver: str = "json-file") -> str:
+        """The log file of a container whose log driver writes one (docker's names)."""
+        if driver == "local":
+            return os.path.join(self.dir, cid, "local-logs", "container.log")
         return os.path.join(self.dir, cid, f"{cid}-json.log")
 
     # --- start -------------------------------------------------------------------------------
@@ -278,18 +282,18 @@ class ContainerService:
             return sock.dup()
 
     def _launch(self, c: Container, run_dir: str) -> Launch:
+        from dockyard.engine.logopts import DEFAULT_DRIVER, file_limits
         from dockyard.monitor.supervisor import Launch
 
         log = c.config.get("LogConfig") or {}
-        opts = log.get("Config") or {}
+        log_driver = str(log.get("Type") or DEFAULT_DRIVER)
+        log_max_size, log_max_file = file_limits(log_driver, log.get("Config") or {})
         restart = (c.config.get("HostConfig") or {}).get("RestartPolicy") or {}
         return Launch(
             container_id=c.id, bundle=self.bundle(c.id), runtime_root=self.runtime_root,
             runtime=str(c.config.get("Runtime") or ""), run_dir=run_dir,
-            log_path=self.log_path(c.id),
-            log_max_size=_max_size(opts.get("max-size")),
-            log_max_file=int(opts.get("max-file") or 3),
-            log_driver=str(log.get("Type") or "json-file"),
+            log_path=self.log_path(c.id, log_driver),
+            log_max_size=log_max_size, log_max_file=log_max_file, log_driver=log_driver,
             tty=bool((c.config.get("Config") or {}).get("Tty")),
             restart_policy=str(restart.get("Name") or "no"),
             restart_max=int(restart.get("MaximumRetryCount") or 0),
@@ -736,15 +740,6 @@ def _random_name(db: sqlite3.Connection) -> str:
         if db.execute("SELECT 1 FROM containers WHERE name = ?", (name,)).fetchone() is None:
             return name
     return f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NOUNS)}{secrets.randbelow(10000)}"
-
-
-def _max_size(value: object) -> int | None:
-    """log-opt max-size in bytes (the CLI parsed it); rotate at 10 MiB unless told otherwise
-    (docker's default is unbounded, a classic complaint: moby#27957)."""
-    if value in (None, ""):
-        return 10 << 20
-    size = int(str(value))
-    return None if size < 0 else size
 
 
 def _stop_signal(c: Container) -> int:

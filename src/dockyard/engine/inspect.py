@@ -35,6 +35,10 @@ def container_state(c: Container) -> dict[str, Any]:
     }
 
 
+def _log_driver(c: Container) -> str:
+    return str((c.config.get("LogConfig") or {}).get("Type") or "json-file")
+
+
 def inspect_container(svc: ContainerService, c: Container) -> dict[str, Any]:
     cfg = c.config
     bundle = svc.bundle(c.id)
@@ -51,7 +55,8 @@ def inspect_container(svc: ContainerService, c: Container) -> dict[str, Any]:
         "ResolvConfPath": "",
         "HostnamePath": "",
         "HostsPath": "",
-        "LogPath": svc.log_path(c.id),
+        # as docker: only the json-file driver's file is shown
+        "LogPath": svc.log_path(c.id) if _log_driver(c) == "json-file" else "",
         "Name": "/" + c.name,
         "RestartCount": c.restart_count,
         "Driver": driver,

@@ -1,9 +1,11 @@
-"""Reading a container's json-file logs: ``dockyard logs`` and the API's ``/containers/…/logs``.
+"""Reading a container's logs: ``dockyard logs`` and the API's ``/containers/…/logs``.
 
-Owns reading the files that ``dockyard.monitor.logfile`` writes (and docker's own): rotated files
-oldest first, ``--tail`` read backwards by blocks, ``--since/--until`` with docker's semantics,
-following a file through rotations, ``docker logs -t`` output and docker's ``--since/--until``
-argument syntax.
+Owns reading the files that ``dockyard.monitor.logfile`` and ``dockyard.monitor.locallog`` write
+(and docker's own): rotated files oldest first, ``--tail`` read backwards, ``--since/--until``
+with docker's semantics, following a file through rotations, ``docker logs -t`` output and
+docker's ``--since/--until`` argument syntax. What differs between the json-file format (here)
+and the local driver's (``dockyard.engine.localread``) is a :class:`LogFormat`: how entries are
+framed and decoded.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from dockyard import fastjson
 from dockyard.errors import InvalidArgument, Unavailable
@@ -31,6 +34,38 @@ class LogEntry:
     stream: str
     data: bytes
     time_ns: int
+
+
+class ReadAt(Protocol):
+    """A log file as the formats read it."""
+
+    def pread(self, offset: int, n: int) -> bytes: ...
+
+
+class LogFormat(Protocol):
+    """How a log file format frames its entries ("records") and decodes them."""
+
+    def complete_end(self, src: ReadAt, size: int) -> int:
+        """The offset just past the last whole record before ``size`` (one being written is
+        not read)."""
+        ...
+
+    def tail_start(self, src: ReadAt, end: int, count: int) -> tuple[int, int]:
+        """Where the last ``count`` records before ``end`` start, and how many there are."""
+        ...
+
+    def split(self, buf: bytes) -> tuple[list[bytes], int]:
+        """The whole records at the start of ``buf`` and the bytes they take; ValueError when
+        the rest of the file cannot be read."""
+        ...
+
+    def decode(self, record: bytes) -> LogEntry:
+        """One record's entry; ValueError on a malformed one."""
+        ...
+
+    def head(self, src: ReadAt) -> bytes:
+        """The first record with its framing (to recognise the file once it is compressed)."""
+        ...
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,7 +373,7 @@ def _snapshot(path: str) -> tuple[list[_Source], _Source | None]:
     raise Unavailable(f"{path}: the log file rotates faster than it can be read")
 
 
-def _complete_end(src: _Source, size: int) -> int:
+def _complete_end(src: ReadAt, size: int) -> int:
     """The offset just past the last newline before ``size``: a line being written is not read."""
     pos = size
     while pos > 0:
@@ -351,7 +386,7 @@ def _complete_end(src: _Source, size: int) -> int:
     return 0
 
 
-def _tail_start(src: _Source, end: int, lines: int) -> tuple[int, int]:
+def _tail_start(src: ReadAt, end: int, lines: int) -> tuple[int, int]:
     """Where the last ``lines`` lines before ``end`` start, and how many lines that is."""
     if lines <= 0 or end == 0:
         return end, 0
@@ -371,29 +406,35 @@ def _tail_start(src: _Source, end: int, lines: int) -> tuple[int, int]:
 
 
 class _Cursor:
-    """Reads complete lines of one file forward from an offset."""
+    """Reads whole records of one file forward from an offset."""
 
-    __slots__ = ("offset", "pending", "src")
+    __slots__ = ("broken", "fmt", "offset", "pending", "src")
 
-    def __init__(self, src: _Source, offset: int) -> None:
+    def __init__(self, src: _Source, offset: int, fmt: LogFormat) -> None:
         self.src = src
+        self.fmt = fmt
         self.offset = offset  # where the next read starts
-        self.pending = b""  # an incomplete line read before offset
+        self.pending = b""  # an incomplete record read before offset
+        self.broken = False  # the file cannot be read past offset
 
-    def lines(self, end: int | None = None) -> Iterator[bytes]:
-        """Complete lines (newline stripped) up to ``end`` or the file's current end."""
-        while end is None or self.offset < end:
+    def records(self, end: int | None = None) -> Iterator[bytes]:
+        """Whole records up to ``end`` or the file's current end."""
+        while not self.broken and (end is None or self.offset < end):
             n = _BLOCK if end is None else min(_BLOCK, end - self.offset)
             chunk = self.src.pread(self.offset, n)
             if not chunk:
                 return
             self.offset += len(chunk)
             buf = self.pending + chunk if self.pending else chunk
-            start = 0
-            while (nl := buf.find(b"\n", start)) >= 0:
-                yield buf[start:nl]
-                start = nl + 1
-            self.pending = buf[start:]
+            try:
+                records, used = self.fmt.split(buf)
+            except ValueError as exc:
+                log.warning("%s: %s; the rest of the file is not read", self.src.name, exc)
+                self.broken = True
+                self.pending = b""
+                return
+            self.pending = buf[used:]
+            yield from records
 
 
 def _decode_text(s: str) -> bytes:
@@ -417,6 +458,43 @@ def decode_line(line: bytes) -> LogEntry:
     return LogEntry(stream, _decode_text(text), parse_log_time(when))
 
 
+def _split_lines(buf: bytes) -> tuple[list[bytes], int]:
+    lines = []
+    start = 0
+    while (nl := buf.find(b"\n", start)) >= 0:
+        lines.append(buf[start:nl])
+        start = nl + 1
+    return lines, start
+
+
+def _head(src: ReadAt) -> bytes:
+    data = src.pread(0, 4096)
+    nl = data.find(b"\n")
+    return data if nl < 0 else data[: nl + 1]
+
+
+class _JsonFile:
+    """docker's json-file format: one JSON object per line."""
+
+    complete_end = staticmethod(_complete_end)
+    tail_start = staticmethod(_tail_start)
+    split = staticmethod(_split_lines)
+    decode = staticmethod(decode_line)
+    head = staticmethod(_head)
+
+
+JSON_FILE: LogFormat = _JsonFile()
+
+
+def log_format(driver: str) -> LogFormat:
+    """The file format of a log driver that writes files ("json-file" or "local")."""
+    if driver == "local":
+        from dockyard.engine.localread import LOCAL
+
+        return LOCAL
+    return JSON_FILE
+
+
 class _StopReading(Exception):
     """An entry after --until: docker ends the whole stream there."""
 
@@ -425,19 +503,20 @@ class _Window:
     """moby's ``forwarder``: --since applies until the first entry at or after it (entries need
     not be in time order), --until ends the stream at the first entry after it."""
 
-    __slots__ = ("since", "until")
+    __slots__ = ("fmt", "since", "until")
 
-    def __init__(self, since: int | None, until: int | None) -> None:
+    def __init__(self, since: int | None, until: int | None, fmt: LogFormat) -> None:
         self.since = since
         self.until = until
+        self.fmt = fmt
 
-    def entries(self, lines: Iterator[bytes], name: str) -> Iterator[LogEntry]:
-        for line in lines:
+    def entries(self, records: Iterator[bytes], name: str) -> Iterator[LogEntry]:
+        for record in records:
             try:
-                entry = decode_line(line)
+                entry = self.fmt.decode(record)
             except ValueError as exc:
-                # docker gives up on the rest of the file; one bad line should not hide the rest
-                log.warning("%s: skipping a malformed log line: %s", name, exc)
+                # docker gives up on the rest of the file; one bad entry should not hide the rest
+                log.warning("%s: skipping a malformed log entry: %s", name, exc)
                 continue
             if self.since is not None:
                 if entry.time_ns < self.since:
@@ -457,18 +536,21 @@ def read_logs(
     until_ns: int | None = None,
     stop: Callable[[], bool] | None = None,
     poll_interval: float = 0.05,
+    driver: str = "json-file",
 ) -> Iterator[LogEntry]:
-    """The entries of the json-file log at ``path`` and its rotated files, oldest first.
+    """The entries of the log at ``path`` and its rotated files, oldest first; ``driver`` is
+    the log driver that wrote them ("json-file" or "local").
 
-    ``tail``: only the last N lines across all files (None: all), taken before since/until as
+    ``tail``: only the last N entries across all files (None: all), taken before since/until as
     docker does. ``follow``: then wait for new lines, following the file through rotations,
     until ``stop()`` returns True (checked when no new line is there; what was written before it
     returned True is still read) — or forever if ``stop`` is None; close the iterator to end it.
     """
+    fmt = log_format(driver)
     rotated, current = _snapshot(path)
     sources = [*rotated, *([current] if current is not None else [])]
     try:
-        window = _Window(since_ns, until_ns)
+        window = _Window(since_ns, until_ns, fmt)
         # where reading each file starts and ends; None: not read at all (before the tail)
         spans: list[tuple[int, int] | None] = [None] * len(sources)
         remaining = tail
@@ -476,25 +558,28 @@ def read_logs(
             if remaining is not None and remaining <= 0:
                 break
             src = sources[i]
-            end = _complete_end(src, src.size()) if src is current else src.size()
+            end = fmt.complete_end(src, src.size()) if src is current else src.size()
             start = 0
             if remaining is not None:
-                start, found = _tail_start(src, end, remaining)
+                start, found = fmt.tail_start(src, end, remaining)
                 remaining -= found
             spans[i] = (start, end)
         for src, span in zip(sources, spans, strict=True):
             if span is not None:
-                yield from window.entries(_Cursor(src, span[0]).lines(span[1]), src.name)
+                yield from window.entries(_Cursor(src, span[0], fmt).records(span[1]), src.name)
         if not follow:
             return
         cursor = None
         if current is not None:
             last = spans[-1]
             cursor = _Cursor(
-                current, last[1] if last is not None else _complete_end(current, current.size())
+                current,
+                last[1] if last is not None else fmt.complete_end(current, current.size()),
+                fmt,
             )
         yield from _follow(
-            path, cursor=cursor, window=window, stop=stop, interval=poll_interval, sources=sources
+            path, cursor=cursor, window=window, stop=stop, interval=poll_interval,
+            sources=sources, fmt=fmt,
         )
     except _StopReading:
         return
@@ -511,13 +596,14 @@ def _follow(
     stop: Callable[[], bool] | None,
     interval: float,
     sources: list[_Source],
+    fmt: LogFormat,
 ) -> Iterator[LogEntry]:
     """Read what is appended to ``cursor``'s file, then to the files that replace it."""
     stopping = False
     while True:
         progressed = False
         if cursor is not None:
-            for entry in window.entries(cursor.lines(), cursor.src.name):
+            for entry in window.entries(cursor.records(), cursor.src.name):
                 progressed = True
                 yield entry
         now = _stat_id(path)
@@ -526,16 +612,16 @@ def _follow(
         if now is not None and (cursor is None or now != cursor.src.identity()):
             old = None
             if cursor is not None:
-                yield from window.entries(cursor.lines(), cursor.src.name)
+                yield from window.entries(cursor.records(), cursor.src.name)
                 old = cursor.src
-            successors = _successors(path, old)
+            successors = _successors(path, old, fmt)
             if successors:
                 sources.extend(successors)
                 for src in successors[:-1]:
-                    yield from window.entries(_Cursor(src, 0).lines(), src.name)
+                    yield from window.entries(_Cursor(src, 0, fmt).records(), src.name)
                 if cursor is not None:
                     cursor.src.close()
-                cursor = _Cursor(successors[-1], 0)
+                cursor = _Cursor(successors[-1], 0, fmt)
                 progressed = True
         if progressed:
             continue
@@ -574,11 +660,11 @@ def _is_rotated(path: str, n: int, old: _Source, head: bytes) -> bool:
         os.close(fd)
 
 
-def _successors(path: str, old: _Source | None) -> list[_Source]:
+def _successors(path: str, old: _Source | None, fmt: LogFormat) -> list[_Source]:
     """The files written after ``old``, oldest first, ending with the current one; [] when
     ``path`` is missing right now (between a rename and a create)."""
-    # ours has its first line at least: enough to tell it from the others once compressed
-    head = _head(old) if old is not None else b""
+    # ours has its first record at least: enough to tell it from the others once compressed
+    head = fmt.head(old) if old is not None else b""
     for _ in range(100):
         fd = _open_ro(path)
         if fd is None:
@@ -606,9 +692,3 @@ def _successors(path: str, old: _Source | None) -> list[_Source]:
         for src in [*between, current]:
             src.close()
     return []
-
-
-def _head(src: _Source) -> bytes:
-    data = src.pread(0, 4096)
-    nl = data.find(b"\n")
-    return data if nl < 0 else data[: nl + 1]

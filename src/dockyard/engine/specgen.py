@@ -24,7 +24,8 @@ from dockyard.values import field, value
 
 DEFAULT_PATH_ENV = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_SHM_SIZE = 64 * 1024 * 1024
-INIT_DESTINATION = "/sbin/dockyard-init"
+# where docker bind-mounts its docker-init for --init (moby: daemon/oci_linux.go)
+INIT_DESTINATION = "/sbin/docker-init"
 
 DEFAULT_CAPABILITIES = (
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",

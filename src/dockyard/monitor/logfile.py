@@ -192,6 +192,11 @@ class LogWriter:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _encode(self, stream: str, line: bytes, ts_ns: int) -> bytes:
+        """One entry as the file holds it; ``line`` ends with a newline unless it is a piece
+        of a longer line or the unfinished end of a stream. Other formats override this."""
+        return encode_entry(stream, line, ts_ns)
+
     def _append(self, stream: str, entries: list[tuple[bytes, int]]) -> None:
         if self._fd < 0:
             raise ValueError("write to a closed LogWriter")
@@ -203,7 +208,7 @@ class LogWriter:
                 self._size += batch_size
                 batch, batch_size = [], 0
                 self._rotate()
-            encoded = encode_entry(stream, line, ts)
+            encoded = self._encode(stream, line, ts)
             batch.append(encoded)
             batch_size += len(encoded)
         self._write_all(batch)

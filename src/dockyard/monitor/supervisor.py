@@ -54,7 +54,7 @@ class Launch:
     log_path: str
     log_max_size: int | None
     log_max_file: int
-    log_driver: str         # "json-file" or "none"
+    log_driver: str         # "json-file", "local" or "none"
     tty: bool = False            # the container has a terminal: we hold its pty master
     restart_policy: str = "no"   # docker's: no, on-failure, always, unless-stopped
     restart_max: int = 0         # on-failure:N (0: no limit)
@@ -558,6 +558,11 @@ class _LogSink(Protocol):
 def _open_log(launch: Launch) -> _LogSink | None:
     if launch.log_driver == "none":
         return None
+    if launch.log_driver == "local":
+        from dockyard.monitor.locallog import LocalLogWriter
+
+        return LocalLogWriter(launch.log_path, max_size=launch.log_max_size,
+                              max_file=launch.log_max_file)
     from dockyard.monitor.logfile import LogWriter
 
     return LogWriter(launch.log_path, max_size=launch.log_max_size,
