@@ -79,6 +79,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "commit": ("rootfs", "cmd_commit"),
     "cp": ("rootfs", "cmd_cp"),
     "inspect": ("inspect", "cmd_inspect"),
+    "events": ("events", "cmd_events"),
 }
 
 GLOBAL_HELP = f"""Usage:  {PROG} [OPTIONS] COMMAND
@@ -125,6 +126,7 @@ Image commands:
   logout      Log out from a registry
   image       Manage images (ls, pull, push, rm, tag, inspect, history, prune, fsck, ...)
   system      restore (restart-policy containers, at boot) | prune
+  events      Get real time events from the engine
   version     Show the Dockyard version information
 
 Global Options:
