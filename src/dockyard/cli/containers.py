@@ -142,6 +142,7 @@ def cmd_run(g: Globals, argv: list[str], command: str = "run") -> int:
         sys.stdout.write(c.id + "\n")
         return 0
     sys.stdout.flush()
+    svc.event(c, "attach")
     _, status_r = _engine(lambda: svc.start(c.id, attach=True, stdin=a.interactive))
     return _attached(svc, c.id, status_r, raw=a.tty and a.interactive)
 
@@ -239,8 +240,10 @@ def cmd_start(g: Globals, argv: list[str], command: str = "start") -> int:
     if a.attach:
         if len(a.containers) > 1:
             raise EngineFailure("you cannot start and attach multiple containers at once")
-        c, status_r = _engine(lambda: svc.start(a.containers[0], attach=True,
-                                                 stdin=a.interactive))
+        c = _engine(lambda: svc.get(a.containers[0]))
+        if not c.running:
+            svc.event(c, "attach")
+        c, status_r = _engine(lambda: svc.start(c.id, attach=True, stdin=a.interactive))
         return _attached(svc, c.id, status_r)
     code = 0
     for ref in a.containers:
@@ -526,13 +529,22 @@ def cmd_exec(g: Globals, argv: list[str], command: str = "exec") -> int:
     argv_ = _engine(lambda: svc.exec_argv(a.container, a.command, env=env, workdir=a.workdir,
                                          user=a.user, detach=a.detach,
                                          privileged=a.privileged, tty=a.tty))
+    import secrets
     import subprocess
 
+    # docker's exec events: the action carries the command, the attributes an exec id
+    c = svc.get(a.container)
+    what = " ".join(a.command)
+    exec_id = secrets.token_hex(32)
+    svc.event(c, f"exec_create: {what}", execID=exec_id)
+    svc.event(c, f"exec_start: {what}", execID=exec_id)
     stdin = None if a.interactive else subprocess.DEVNULL
     try:
         done = subprocess.run(argv_, stdin=stdin, check=False)
     except OSError as e:
         raise EngineFailure(f"cannot run the OCI runtime: {e}") from None
+    if not a.detach:
+        svc.event(c, "exec_die", execID=exec_id, exitCode=done.returncode)
     return done.returncode
 
 
@@ -595,6 +607,7 @@ def cmd_restart(g: Globals, argv: list[str], command: str = "restart") -> int:
         _, status_r = svc.start(c.id)
         _await_start(status_r, c.id)
         os.close(status_r)
+        svc.event(svc.get(c.id), "restart")
 
     return _each(a.containers, restart)
 

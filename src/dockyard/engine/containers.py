@@ -26,12 +26,16 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from dockyard.db import ensure_schema, open_database, transaction
+from dockyard.engine import events
 from dockyard.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from dockyard.logs import get_logger
 from dockyard.values import field, value
 
 if TYPE_CHECKING:
     from dockyard.engine.config import EngineConfig
     from dockyard.engine.images import ImageService
+
+log = get_logger(__name__)
 
 _MIGRATIONS: list[list[str]] = [[
     """CREATE TABLE containers (
@@ -153,11 +157,19 @@ class ContainerService:
             return c
         code = 255  # the supervisor died before it could record the exit status
         with transaction(self.db) as db:
-            db.execute("UPDATE containers SET state='exited', exit_code=?, finished_at=?,"
-                       " error=? WHERE id=? AND state='running'",
-                       (code, time.time(), "supervisor exited unexpectedly", c.id))
+            noticed = db.execute("UPDATE containers SET state='exited', exit_code=?,"
+                                 " finished_at=?, error=? WHERE id=? AND state='running'",
+                                 (code, time.time(), "supervisor exited unexpectedly",
+                                  c.id)).rowcount
+        if noticed:     # this command noticed first: the die no supervisor reported
+            self.event(c, "die", exitCode=code)
         row = self.db.execute("SELECT * FROM containers WHERE id = ?", (c.id,)).fetchone()
         return _container(row) if row is not None else c
+
+    def event(self, c: Container, action: str, **extra: object) -> None:
+        """Journal a container event (its attributes: labels, name, image, then ``extra``)."""
+        events.record(self.root, events.CONTAINER, action, c.id,
+                      event_attributes(c, **extra), db=self.db)
 
     # --- create ------------------------------------------------------------------------------
 
@@ -207,7 +219,9 @@ class ContainerService:
         with transaction(self.db) as db:
             db.execute("UPDATE containers SET state='created', config=? WHERE id=?",
                        (json.dumps(config), cid))
-        return self.get(cid)
+        c = self.get(cid)
+        self.event(c, "create")
+        return c
 
     def bundle(self, cid: str) -> str:
         return os.path.join(self.dir, cid)
@@ -242,6 +256,7 @@ class ContainerService:
         with transaction(self.db) as db:
             db.execute("UPDATE containers SET stopped_by_user = 0 WHERE id = ?", (c.id,))
         status_r, status_w = os.pipe()
+        root, cid = self.config.root, c.id
         launch = supervisor.Launch(
             container_id=c.id, bundle=self.bundle(c.id), runtime_root=self.runtime_root,
             runtime=str(c.config.get("Runtime") or ""),
@@ -255,8 +270,8 @@ class ContainerService:
             status_fd=status_w, pid_file=os.path.join(run_dir, "supervisor.pid"),
             restart_policy=policy, restart_max=max_retries,
             stop_flag=os.path.join(run_dir, "stop-requested"),
+            on_health_status=lambda status: record_event(root, cid, f"health_status: {status}"),
             **self._health_launch(c, run_dir))
-        root, cid = self.config.root, c.id
         config = self.config
 
         def on_started(init_pid: int, sup_pid: int) -> None:
@@ -267,6 +282,7 @@ class ContainerService:
                           " finished_at=0 WHERE id=?",
                           (init_pid, sup_pid, process_start(sup_pid), time.time(), cid))
             db.close()
+            record_event(root, cid, "start")
 
         def on_restarted(init_pid: int, restarts: int) -> None:
             db = open_database(root)
@@ -274,6 +290,10 @@ class ContainerService:
                 t.execute("UPDATE containers SET state='running', pid=?, restart_count=?,"
                           " started_at=? WHERE id=?", (init_pid, restarts, time.time(), cid))
             db.close()
+            record_event(root, cid, "start")
+
+        def on_died(code: int) -> None:
+            record_event(root, cid, "die", exitCode=code)
 
         def on_exit(code: int, init_pid: int | None) -> None:
             from dockyard.engine.images import ImageService
@@ -290,7 +310,7 @@ class ContainerService:
 
         self.images.close_db()
         try:
-            supervisor.spawn(launch, on_exit, on_started, on_restarted)
+            supervisor.spawn(launch, on_exit, on_started, on_restarted, on_died=on_died)
         finally:
             self.images.reopen_db()
             os.close(status_w)
@@ -364,6 +384,7 @@ class ContainerService:
             os.kill(c.pid, sig)
         except ProcessLookupError:
             pass
+        self.event(c, "kill", signal=sig)
         return c
 
     def stop(self, ref: str, timeout: float | None = None) -> Container:
@@ -379,7 +400,9 @@ class ContainerService:
             except FailedPrecondition:
                 pass
             self.wait(c.id, timeout=30)
-        return self.get(c.id)
+        c = self.get(c.id)
+        self.event(c, "stop")
+        return c
 
     def wait(self, ref: str, timeout: float | None = None) -> int | None:
         """The exit code once the container is not running; None if ``timeout`` passed."""
@@ -473,6 +496,7 @@ class ContainerService:
                               text=True, check=False)
         if done.returncode != 0:
             raise FailedPrecondition(done.stderr.strip() or f"{verb} failed")
+        self.event(c, "unpause" if resume else "pause")
         return c
 
     def pids(self, ref: str) -> list[int]:
@@ -554,7 +578,9 @@ class ContainerService:
         with transaction(self.db) as db:
             db.execute("UPDATE containers SET config = ? WHERE id = ?",
                        (json.dumps(config), c.id))
-        return self.get(c.id)
+        c = self.get(c.id)
+        self.event(c, "update")
+        return c
 
     def rename(self, ref: str, new_name: str) -> Container:
         c = self.get(ref)
@@ -571,7 +597,9 @@ class ContainerService:
                     f'already in use by container "{other[0]}". You have to remove (or rename) '
                     "that container to be able to reuse that name.")
             db.execute("UPDATE containers SET name = ? WHERE id = ?", (new, c.id))
-        return self.get(c.id)
+        renamed = self.get(c.id)
+        self.event(renamed, "rename", oldName=f"/{c.name}")
+        return renamed
 
     def prune(self) -> tuple[list[str], int]:
         """Remove every container that is not running; (their ids, bytes freed)."""
@@ -606,6 +634,7 @@ class ContainerService:
                                 "('creating', 'created', 'running')").fetchone()[0]
         if not others:
             self._remove_cgroup_parent()
+        self.event(c, "destroy")
         return c
 
     def _remove_cgroup_parent(self) -> None:
@@ -649,6 +678,27 @@ def _container(row: sqlite3.Row) -> Container:
         restart_count=int(row["restart_count"]),
         labels=dict(config.get("Labels") or {}),
         supervisor_start=int(row["supervisor_start"]))
+
+
+def event_attributes(c: Container, **extra: object) -> dict[str, object]:
+    """docker's attributes of a container event: its labels, then name, image and ``extra``."""
+    return {**c.labels, "name": c.name, "image": c.image_name, **extra}
+
+
+def record_event(root: str, cid: str, action: str, **extra: object) -> None:
+    """Journal a container event from outside a service (a supervisor's callbacks), with the
+    attributes its row has now (a rename since the start shows)."""
+    db = None
+    try:
+        db = open_database(root)
+        row = db.execute("SELECT * FROM containers WHERE id = ?", (cid,)).fetchone()
+        attrs = event_attributes(_container(row), **extra) if row is not None else extra
+        events.record(root, events.CONTAINER, action, cid, attrs, db=db)
+    except (sqlite3.Error, OSError) as e:   # the event is lost, not the supervisor
+        log.warning("container event %s %s not journaled: %s", action, cid, e)
+    finally:
+        if db is not None:
+            db.close()
 
 
 def read_status(fd: int) -> str:

@@ -64,6 +64,7 @@ class Launch:
     health_retries: int = 3
     health_start_period: float = 0.0
     health_file: str = ""
+    on_health_status: Callable[[str], None] | None = None   # called with each new status
 
 
 # docker's restart backoff: 100 ms, doubling, at most a minute; reset after 10 s of running.
@@ -74,11 +75,13 @@ RESTART_RESET_AFTER_S = 10.0
 
 def spawn(launch: Launch, on_exit: Callable[[int, int | None], None],
           on_started: Callable[[int, int], None],
-          on_restarted: Callable[[int, int], None] | None = None) -> int:
+          on_restarted: Callable[[int, int], None] | None = None, *,
+          on_died: Callable[[int], None] | None = None) -> int:
     """Fork the supervisor; returns the middle process's pid (reaped here) once forked.
 
     ``on_started(init_pid, supervisor_pid)`` and ``on_exit(code, init_pid)`` run in the
-    supervisor and record what happened (the engine's database writes).
+    supervisor and record what happened (the engine's database writes); ``on_died(code)``
+    runs each time the container's init exits, restarted or not.
     """
     pid = os.fork()
     if pid:
@@ -91,7 +94,8 @@ def spawn(launch: Launch, on_exit: Callable[[int, int | None], None],
         if os.fork() == 0:
             code = 0
             try:
-                _supervise(launch, on_exit, on_started, on_restarted or (lambda _p, _n: None))
+                _supervise(launch, on_exit, on_started, on_restarted or (lambda _p, _n: None),
+                           on_died or (lambda _c: None))
             except SystemExit as e:
                 code = e.code if isinstance(e.code, int) else 1
             except BaseException:  # the supervisor must never unwind into the CLI
@@ -156,7 +160,8 @@ def _keep_only(launch: Launch) -> Launch:
 
 def _supervise(launch: Launch, on_exit: Callable[[int, int | None], None],
                on_started: Callable[[int, int], None],
-               on_restarted: Callable[[int, int], None]) -> None:
+               on_restarted: Callable[[int, int], None],
+               on_died: Callable[[int], None]) -> None:
     os.chdir("/")
     launch = _keep_only(launch)
     k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)
@@ -189,6 +194,7 @@ def _supervise(launch: Launch, on_exit: Callable[[int, int | None], None],
         else:
             on_restarted(init_pid, restarts)
         code, launch = _pump(launch, init_pid, pipes, writer)   # a detach drops fds
+        on_died(code)
         _delete_runtime_state(launch)
         if not _should_restart(launch, code, restarts):
             break
@@ -482,7 +488,7 @@ def _checker(launch: Launch) -> Checker | None:
     return Checker(HealthConfig(launch.health_command, launch.health_interval,
                                 launch.health_timeout, launch.health_retries,
                                 launch.health_start_period),
-                   launch.exec_prefix, launch.health_file)
+                   launch.exec_prefix, launch.health_file, on_status=launch.on_health_status)
 
 
 def _read(fd: int) -> bytes:
