@@ -380,11 +380,11 @@ class ContainerService:
                 pass
             with transaction(self.db) as db:
                 db.execute("UPDATE containers SET stopped_by_user = 1 WHERE id = ?", (c.id,))
+        self.event(c, "kill", signal=sig)     # first: the die it causes comes after it
         try:
             os.kill(c.pid, sig)
         except ProcessLookupError:
             pass
-        self.event(c, "kill", signal=sig)
         return c
 
     def stop(self, ref: str, timeout: float | None = None) -> Container:
