@@ -102,9 +102,14 @@ class Event:
 
 def _prepare(conn: sqlite3.Connection) -> None:
     (path,) = [str(r[2]) for r in conn.execute("PRAGMA database_list") if r[1] == "main"]
-    if path not in _ready:
+    if path in _ready:
+        return
+    # a read first: ensure_schema takes the write lock, which 20 parallel runs queue for
+    row = conn.execute("SELECT version FROM schema_versions WHERE component = 'events'"
+                       ).fetchone()
+    if row is None or int(row[0]) != len(_MIGRATIONS):
         ensure_schema(conn, "events", _MIGRATIONS)
-        _ready.add(path)
+    _ready.add(path)
 
 
 # --- writing -----------------------------------------------------------------------------------
