@@ -210,3 +210,29 @@ def test_concurrent_runs_lose_no_events(eng: Engine) -> None:
     seen_by_every_reader = history(eng, since, "-f", "event=die")
     assert sorted(d["Actor"]["ID"] for d in seen_by_every_reader) == sorted(ids)
     assert os.path.exists(eng.root / "dockyard.db")
+
+
+def test_image_events(eng: Engine, tmp_path: Path) -> None:
+    since = now()
+    image_id = eng.run("inspect", "-f", "{{.Id}}", "busybox").stdout.strip()
+    eng.run("tag", "busybox", "mybox:1")
+    eng.run("save", "-o", str(tmp_path / "saved.tar"), "mybox:1")
+    eng.run("rmi", "mybox:1")
+    eng.run("rmi", "busybox")
+    eng.run("load", "-i", str(tmp_path / "saved.tar"))
+    got = [(d["Action"], d["Actor"]["ID"], d["Actor"]["Attributes"]["name"])
+           for d in history(eng, since, "-f", "type=image")]
+    assert got == [("tag", image_id, "mybox:1"), ("save", image_id, image_id),
+                   ("untag", image_id, image_id), ("untag", image_id, image_id),
+                   ("delete", image_id, image_id), ("load", image_id, image_id)]
+
+
+def test_restarts_by_policy_die_and_start_again(eng: Engine) -> None:
+    since = now()
+    cid = eng.run("run", "-d", "--restart", "on-failure:2", "busybox", "sh", "-c",
+                  "exit 1").stdout.strip()
+    assert eng.run("wait", cid, timeout=60).stdout.strip() == "1"
+    docs = [d for d in history(eng, since) if d["Actor"]["ID"] == cid]
+    assert [(d["Action"], d["Actor"]["Attributes"].get("exitCode")) for d in docs] == [
+        ("create", None), ("start", None), ("die", "1"), ("start", None), ("die", "1"),
+        ("start", None), ("die", "1")]
