@@ -236,3 +236,16 @@ def test_restarts_by_policy_die_and_start_again(eng: Engine) -> None:
     assert [(d["Action"], d["Actor"]["Attributes"].get("exitCode")) for d in docs] == [
         ("create", None), ("start", None), ("die", "1"), ("start", None), ("die", "1"),
         ("start", None), ("die", "1")]
+
+
+def test_health_status_changes(eng: Engine) -> None:
+    since = now()
+    cid = eng.run("run", "-d", "--health-cmd", "true", "--health-interval", "1s", "busybox",
+                  "sleep", "60").stdout.strip()
+    deadline = time.monotonic() + 30
+    while not (docs := history(eng, since, "-f", "event=health_status")):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert [(d["Action"], d["Actor"]["ID"]) for d in docs] == [("health_status: healthy", cid)]
+    assert eng.run("inspect", "-f", "{{.State.Health.Status}}", cid).stdout.strip() == "healthy"
+    eng.run("rm", "-f", cid)
