@@ -143,6 +143,7 @@ def cmd_run(g: Globals, argv: list[str], command: str = "run") -> int:
         sys.stdout.write(c.id + "\n")
         return 0
     sys.stdout.flush()
+    svc.event(c, "attach")
     raw = a.tty and a.interactive
     size = attach.terminal_size() if a.tty else None
     _, conn = _engine(lambda: svc.start(c.id, attach=True, stdin=a.interactive and not a.tty,
@@ -174,10 +175,12 @@ def cmd_start(g: Globals, argv: list[str], command: str = "start") -> int:
     if a.attach:
         if len(a.containers) > 1:
             raise EngineFailure("you cannot start and attach multiple containers at once")
-        tty = bool((svc.get(a.containers[0]).config.get("Config") or {}).get("Tty")) \
-            if a.interactive else False
+        c0 = _engine(lambda: svc.get(a.containers[0]))
+        if not c0.running:
+            svc.event(c0, "attach")
+        tty = bool((c0.config.get("Config") or {}).get("Tty")) if a.interactive else False
         raw = a.interactive and tty and os.isatty(0)
-        c, conn = _engine(lambda: svc.start(a.containers[0], attach=True,
+        c, conn = _engine(lambda: svc.start(c0.id, attach=True,
                                             stdin=a.interactive and not tty,
                                             size=attach.terminal_size() if tty else None))
         return attach.session(conn, c.id, raw=raw, keyboard=raw)
@@ -473,13 +476,22 @@ def cmd_exec(g: Globals, argv: list[str], command: str = "exec") -> int:
     argv_ = _engine(lambda: svc.exec_argv(a.container, a.command, env=env, workdir=a.workdir,
                                          user=a.user, detach=a.detach,
                                          privileged=a.privileged, tty=a.tty))
+    import secrets
     import subprocess
 
+    # docker's exec events: the action carries the command, the attributes an exec id
+    c = svc.get(a.container)
+    what = " ".join(a.command)
+    exec_id = secrets.token_hex(32)
+    svc.event(c, f"exec_create: {what}", execID=exec_id)
+    svc.event(c, f"exec_start: {what}", execID=exec_id)
     stdin = None if a.interactive else subprocess.DEVNULL
     try:
         done = subprocess.run(argv_, stdin=stdin, check=False)
     except OSError as e:
         raise EngineFailure(f"cannot run the OCI runtime: {e}") from None
+    if not a.detach:
+        svc.event(c, "exec_die", execID=exec_id, exitCode=done.returncode)
     return done.returncode
 
 
@@ -542,6 +554,7 @@ def cmd_restart(g: Globals, argv: list[str], command: str = "restart") -> int:
         _, conn = svc.start(c.id)
         with conn:
             attach.await_start(conn, c.id)
+        svc.event(svc.get(c.id), "restart")
 
     return _each(a.containers, restart)
 

@@ -82,6 +82,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cp": ("rootfs", "cmd_cp"),
     "inspect": ("inspect", "cmd_inspect"),
     "attach": ("attach", "cmd_attach"),
+    "events": ("events", "cmd_events"),
 }
 
 GLOBAL_HELP = f"""Usage:  {PROG} [OPTIONS] COMMAND
@@ -129,6 +130,7 @@ Image commands:
   image       Manage images (ls, pull, push, rm, tag, inspect, history, prune, fsck, ...)
   system      Manage Dockyard (df, info, prune, restore: restart-policy containers at boot)
   info        Display system-wide information
+  events      Get real time events from the engine
   version     Show the Dockyard version information
 
 Global Options:

@@ -521,7 +521,8 @@ def _json_float(f: float) -> str:
 
 def go_json(v: Any) -> str:
     """encoding/json.Marshal, compact, map keys sorted, ``<>&`` left as they are (docker's
-    ``json`` template function turns HTML escaping off)."""
+    ``json`` template function turns HTML escaping off). A value with a ``go_json_fields()``
+    method stands for a Go struct with json tags: the (key, value) pairs it returns, in order."""
     if v is None or v is MISSING:
         return "null"
     if isinstance(v, bool):
@@ -534,6 +535,9 @@ def go_json(v: Any) -> str:
         return _json_string(v)
     if isinstance(v, (list, tuple)):
         return "[" + ",".join(go_json(e) for e in v) + "]"
+    tagged = getattr(v, "go_json_fields", None)
+    if tagged is not None:  # a Go struct with json tags: its own keys, in field order
+        return "{" + ",".join(_json_string(k) + ":" + go_json(e) for k, e in tagged()) + "}"
     if isinstance(v, dict):
         items = sorted(((str(k), e) for k, e in v.items()), key=lambda kv: kv[0])
         return "{" + ",".join(_json_string(k) + ":" + go_json(e) for k, e in items) + "}"

@@ -135,6 +135,7 @@ def _load_files(svc: ImageService, files: Files, platform: Platform | None) -> l
         renamed = tuple((n, before[n]) for n in image.names
                         if n in before and before[n] != record.id)
         out.append(Loaded(record, image.names, renamed))
+        svc.event("load", record.id, record.id, record)
     return out
 
 
@@ -197,6 +198,8 @@ def save(svc: ImageService, names: Sequence[str], out: BinaryIO, *,
 
     items = [SaveItem(rec, tuple(refs)) for rec, refs in images_to_save(svc, names, platform)]
     write_archive(svc.content, items, out)
+    for item in items:
+        svc.event("save", item.record.id, item.record.id, item.record)
 
 
 def save_to_file(svc: ImageService, names: Sequence[str], path: str, *,
@@ -273,6 +276,7 @@ def import_image(svc: ImageService, *, path: str | None = None,
             archive.images[0] = ArchiveImage(img.manifest, img.manifest_digest, img.parsed,
                                               names=(full_name,))
         (record,) = load_images(archive, svc.content, svc.snapshots, svc.store)
+    svc.event("import", record.id, record.id, record)
     return record
 
 

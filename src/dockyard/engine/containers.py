@@ -28,14 +28,18 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from dockyard.db import ensure_schema, transaction
+from dockyard.db import ensure_schema, open_database, transaction
+from dockyard.engine import events
 from dockyard.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from dockyard.logs import get_logger
 from dockyard.values import asdict, field, value
 
 if TYPE_CHECKING:
     from dockyard.engine.config import EngineConfig
     from dockyard.engine.images import ImageService
     from dockyard.monitor.supervisor import Launch
+
+log = get_logger(__name__)
 
 _MIGRATIONS: list[list[str]] = [[
     """CREATE TABLE containers (
@@ -157,11 +161,19 @@ class ContainerService:
             return c
         code = 255  # the supervisor died before it could record the exit status
         with transaction(self.db) as db:
-            db.execute("UPDATE containers SET state='exited', exit_code=?, finished_at=?,"
-                       " error=? WHERE id=? AND state='running'",
-                       (code, time.time(), "supervisor exited unexpectedly", c.id))
+            noticed = db.execute("UPDATE containers SET state='exited', exit_code=?,"
+                                 " finished_at=?, error=? WHERE id=? AND state='running'",
+                                 (code, time.time(), "supervisor exited unexpectedly",
+                                  c.id)).rowcount
+        if noticed:     # this command noticed first: the die no supervisor reported
+            self.event(c, "die", exitCode=code)
         row = self.db.execute("SELECT * FROM containers WHERE id = ?", (c.id,)).fetchone()
         return _container(row) if row is not None else c
+
+    def event(self, c: Container, action: str, **extra: object) -> None:
+        """Journal a container event (its attributes: labels, name, image, then ``extra``)."""
+        events.record(self.root, events.CONTAINER, action, c.id,
+                      event_attributes(c, **extra), db=self.db)
 
     # --- create ------------------------------------------------------------------------------
 
@@ -211,7 +223,9 @@ class ContainerService:
         with transaction(self.db) as db:
             db.execute("UPDATE containers SET state='created', config=? WHERE id=?",
                        (json.dumps(config), cid))
-        return self.get(cid)
+        c = self.get(cid)
+        self.event(c, "create")
+        return c
 
     def bundle(self, cid: str) -> str:
         return os.path.join(self.dir, cid)
@@ -364,6 +378,7 @@ class ContainerService:
                 pass
             with transaction(self.db) as db:
                 db.execute("UPDATE containers SET stopped_by_user = 1 WHERE id = ?", (c.id,))
+        self.event(c, "kill", signal=sig)     # first: the die it causes comes after it
         try:
             os.kill(c.pid, sig)
         except ProcessLookupError:
@@ -383,7 +398,9 @@ class ContainerService:
             except FailedPrecondition:
                 pass
             self.wait(c.id, timeout=30)
-        return self.get(c.id)
+        c = self.get(c.id)
+        self.event(c, "stop")
+        return c
 
     def wait(self, ref: str, timeout: float | None = None) -> int | None:
         """The exit code once the container is not running; None if ``timeout`` passed."""
@@ -477,6 +494,7 @@ class ContainerService:
                               text=True, check=False)
         if done.returncode != 0:
             raise FailedPrecondition(done.stderr.strip() or f"{verb} failed")
+        self.event(c, "unpause" if resume else "pause")
         return c
 
     def pids(self, ref: str) -> list[int]:
@@ -556,7 +574,9 @@ class ContainerService:
         with transaction(self.db) as db:
             db.execute("UPDATE containers SET config = ? WHERE id = ?",
                        (json.dumps(config), c.id))
-        return self.get(c.id)
+        c = self.get(c.id)
+        self.event(c, "update")
+        return c
 
     def rename(self, ref: str, new_name: str) -> Container:
         c = self.get(ref)
@@ -573,7 +593,9 @@ class ContainerService:
                     f'already in use by container "{other[0]}". You have to remove (or rename) '
                     "that container to be able to reuse that name.")
             db.execute("UPDATE containers SET name = ? WHERE id = ?", (new, c.id))
-        return self.get(c.id)
+        renamed = self.get(c.id)
+        self.event(renamed, "rename", oldName=f"/{c.name}")
+        return renamed
 
     def prune(self) -> tuple[list[str], int]:
         """Remove every container that is not running; (their ids, bytes freed)."""
@@ -608,6 +630,7 @@ class ContainerService:
                                 "('creating', 'created', 'running')").fetchone()[0]
         if not others:
             self._remove_cgroup_parent()
+        self.event(c, "destroy")
         return c
 
     def _remove_cgroup_parent(self) -> None:
@@ -663,6 +686,27 @@ def read_status(conn: socket.socket) -> str:
             return ""
         if got[0] == channel.STATUS:
             return got[1].decode(errors="replace").strip()
+
+
+def event_attributes(c: Container, **extra: object) -> dict[str, object]:
+    """docker's attributes of a container event: its labels, then name, image and ``extra``."""
+    return {**c.labels, "name": c.name, "image": c.image_name, **extra}
+
+
+def record_event(root: str, cid: str, action: str, **extra: object) -> None:
+    """Journal a container event from outside a service (a supervisor's callbacks), with the
+    attributes its row has now (a rename since the start shows)."""
+    db = None
+    try:
+        db = open_database(root)
+        row = db.execute("SELECT * FROM containers WHERE id = ?", (cid,)).fetchone()
+        attrs = event_attributes(_container(row), **extra) if row is not None else extra
+        events.record(root, events.CONTAINER, action, cid, attrs, db=db)
+    except (sqlite3.Error, OSError) as e:   # the event is lost, not the supervisor
+        log.warning("container event %s %s not journaled: %s", action, cid, e)
+    finally:
+        if db is not None:
+            db.close()
 
 
 def _is_mountpoint(path: str) -> bool:

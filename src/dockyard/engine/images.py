@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dockyard.db import open_database
+from dockyard.engine import events
 from dockyard.errors import FailedPrecondition, InvalidArgument, NotFound
 from dockyard.image.content import ContentStore
 from dockyard.image.reference import parse_reference
@@ -159,7 +160,9 @@ class ImageService:
         ref = parse_reference(name)
         puller = Puller(self.registry(), self.content, self.snapshots, self.store,
                         progress=progress or (lambda _p: None))
-        return puller.pull(ref, platform)
+        record = puller.pull(ref, platform)
+        self.event("pull", ref.familiar, ref.familiar_name, record)
+        return record
 
     def push(self, name: str, *, progress: ProgressFn | None = None) -> tuple[Digest, int]:
         """Push the image named ``name`` to the registry in its name; remember the digest."""
@@ -169,6 +172,7 @@ class ImageService:
         record = self.resolve(name)
         digest, size = push_image(self.registry(), self.content, record, ref, progress)
         self.store.add_repo_digest(record.id, ref.repository, digest)
+        self.event("push", ref.familiar, ref.familiar_name, record)
         return digest, size
 
     def list_tags(self, name: str) -> list[str]:
@@ -182,6 +186,7 @@ class ImageService:
         if ref.digest:
             raise InvalidArgument(f"refusing to create a tag with a digest reference: {target}")
         self.store.tag(record.id, f"{ref.repository}:{ref.tag}")
+        self.event("tag", record.id, ref.familiar, record)
 
     def remove(self, name: str, *, force: bool = False, prune: bool = True) -> RemoveReport:
         """docker's ``rmi``: a name is untagged first; the image goes with its last name."""
@@ -198,6 +203,7 @@ class ImageService:
             self.store.untag(by_name)
             untagged.append(familiar(by_name))
             if len(record.references) > 1 or users:
+                self.event("untag", record.id, record.id, record)
                 return RemoveReport(tuple(untagged), ())
         else:
             running = [cid for cid, is_running in users if is_running]
@@ -215,7 +221,7 @@ class ImageService:
                     f"being used by stopped container {users[0][0][:12]}")
             untagged += [familiar(r) for r in record.references]
         untagged += [familiar_digest(d) for d in record.repo_digests]
-        self.store.delete(record.id)
+        self._deleted(record, len(untagged))
         deleted: list[str] = [record.id]
         if prune:
             deleted += self.collect_garbage().layers
@@ -240,12 +246,38 @@ class ImageService:
                 continue
             if record.references and not all_images:
                 continue
-            untagged += [familiar(r) for r in record.references]
-            untagged += [familiar_digest(d) for d in record.repo_digests]
-            self.store.delete(record.id)
+            names = [familiar(r) for r in record.references]
+            names += [familiar_digest(d) for d in record.repo_digests]
+            untagged += names
+            self._deleted(record, len(names))
             deleted.append(record.id)
         gc = self.collect_garbage()
         return PruneReport(tuple(untagged), tuple(deleted + list(gc.layers)), gc.reclaimed)
+
+    def _deleted(self, record: ImageRecord, untags: int) -> None:
+        """Delete the image's row; journal docker's events: an untag per name, a delete."""
+        labels = self._labels(record)   # read while its config blob is still there
+        self.store.delete(record.id)
+        for _ in range(untags):
+            self.event("untag", record.id, record.id, labels=labels)
+        self.event("delete", record.id, record.id, labels=labels)
+
+    # --- events -----------------------------------------------------------------------------
+
+    def event(self, action: str, actor_id: str, name: str, record: ImageRecord | None = None,
+              *, labels: dict[str, str] | None = None) -> None:
+        """Journal an image event: docker's attributes are the image's labels and a name."""
+        if labels is None:
+            labels = self._labels(record) if record is not None else {}
+        events.record(self.root, events.IMAGE, action, actor_id, {**labels, "name": name},
+                      db=self.db)
+
+    def _labels(self, record: ImageRecord) -> dict[str, str]:
+        try:
+            config = self.raw_config(record).get("config") or {}
+        except (OSError, ValueError, NotFound):
+            return {}
+        return {str(k): str(v) for k, v in (config.get("Labels") or {}).items()}
 
     # --- garbage ----------------------------------------------------------------------------
 

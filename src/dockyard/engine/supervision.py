@@ -40,11 +40,24 @@ class EngineRecorder:
                       " supervisor_start=?, started_at=?, exit_code=0, error='',"
                       " finished_at=0 WHERE id=?",
                       (init_pid, me, process_start(me), time.time(), launch.container_id))
+        self._event(launch, "start")
 
     def restarted(self, launch: Launch, init_pid: int, restarts: int) -> None:
         self._execute("UPDATE containers SET state='running', pid=?, restart_count=?,"
                       " started_at=? WHERE id=?",
                       (init_pid, restarts, time.time(), launch.container_id))
+        self._event(launch, "start")
+
+    def died(self, launch: Launch, code: int) -> None:
+        self._event(launch, "die", exitCode=code)
+
+    def health_status(self, launch: Launch, status: str) -> None:
+        self._event(launch, f"health_status: {status}")
+
+    def _event(self, launch: Launch, action: str, **extra: object) -> None:
+        from dockyard.engine.containers import record_event
+
+        record_event(self.config.root, launch.container_id, action, **extra)
 
     def exited(self, launch: Launch, code: int, error: str) -> None:
         """Record the exit, unmount the rootfs, remove the container for --rm; the row keeps

@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
 
 from dockyard.values import value
 
@@ -47,9 +48,10 @@ def _iso(ts: float) -> str:
 class Checker:
     """One container's healthcheck: when the next check is due, the running one, the state."""
 
-    def __init__(self, config: HealthConfig, exec_prefix: tuple[str, ...], state_file: str
-                 ) -> None:
+    def __init__(self, config: HealthConfig, exec_prefix: tuple[str, ...], state_file: str,
+                 *, on_status: Callable[[str], None] | None = None) -> None:
         self.config = config
+        self.on_status = on_status      # told each change of status (docker's health_status)
         self.exec_prefix = exec_prefix
         self.state_file = state_file
         self.started = time.monotonic()
@@ -138,6 +140,7 @@ class Checker:
 
     def _record(self, code: int, output: str) -> None:
         now = time.monotonic()
+        before = self.status
         self.log = [*self.log, {"Start": _iso(self.check_wall or time.time()),
                                 "End": _iso(time.time()), "ExitCode": code,
                                 "Output": output}][-_LOG_KEEP:]
@@ -149,6 +152,8 @@ class Checker:
                 self.status = "unhealthy"
         self.next_due = now + self.config.interval
         self._save()
+        if self.status != before and self.on_status is not None:
+            self.on_status(self.status)
 
     def _save(self) -> None:
         tmp = self.state_file + ".tmp"

@@ -81,6 +81,10 @@ class Recorder(Protocol):
 
     def restarted(self, launch: Launch, init_pid: int, restarts: int) -> None: ...
 
+    def died(self, launch: Launch, code: int) -> None: ...      # each exit of the init
+
+    def health_status(self, launch: Launch, status: str) -> None: ...
+
     def exited(self, launch: Launch, code: int, error: str) -> None: ...
 
 
@@ -187,7 +191,8 @@ class Supervision:
             self.health = Checker(HealthConfig(launch.health_command, launch.health_interval,
                                                launch.health_timeout, launch.health_retries,
                                                launch.health_start_period),
-                                  launch.exec_prefix, launch.health_file)
+                                  launch.exec_prefix, launch.health_file,
+                                  on_status=self._health_status)
             self.health_timer = self.loop.call_later(self.health.timeout(), self._health_due,
                                                      owner=self)
 
@@ -253,6 +258,7 @@ class Supervision:
         self.pidfd = -1
         self.code = _reap(self.init_pid)
         self._stop_health()
+        self.recorder.died(self.launch, self.code)
         if not self.pipes:
             self._finish_run()
             return
@@ -357,6 +363,9 @@ class Supervision:
                 self.on_end(self)
 
     # --- healthchecks ------------------------------------------------------------------------
+
+    def _health_status(self, status: str) -> None:
+        self.recorder.health_status(self.launch, status)
 
     def _health_due(self) -> None:
         health = self.health
