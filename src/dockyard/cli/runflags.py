@@ -113,10 +113,14 @@ def create_container(svc: ContainerService, a: argparse.Namespace) -> Container:
     return c
 
 
+def parse_go_duration(text: str) -> int:
+    from dockyard.engine.logread import parse_go_duration as parse  # only when one is given
+
+    return parse(text)
+
+
 def healthcheck(a: argparse.Namespace, image_config: Any) -> dict[str, Any] | None:
     """docker's Config.Healthcheck: the image's HEALTHCHECK, overridden flag by flag."""
-    from dockyard.engine.logread import parse_go_duration
-
     if a.no_healthcheck:
         if a.health_cmd:
             raise InvalidArgument("--no-healthcheck conflicts with --health-* options")

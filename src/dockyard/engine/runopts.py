@@ -16,7 +16,6 @@ import posixpath
 import re
 import signal as _signal
 from collections.abc import Callable, Iterable
-from fractions import Fraction
 
 from dockyard.cli.units import ram_in_bytes
 from dockyard.errors import InvalidArgument
@@ -70,6 +69,8 @@ def parse_cpus(value: str) -> int:
     """``--cpus``: a rational number of CPUs ("1.5", "3/2") -> nano CPUs, as opts.ParseCPUs."""
     if not _RAT.fullmatch(value) or value.endswith("/0"):
         raise flag_error(value, "--cpus", f"failed to parse {value} as a rational number")
+    from fractions import Fraction  # only for --cpus (2.5 ms of imports)
+
     nano = Fraction(value) * 1_000_000_000
     if nano.denominator != 1:
         raise flag_error(value, "--cpus", "value is too precise")

@@ -19,7 +19,6 @@ import errno
 import os
 import shutil
 import stat
-import uuid
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -120,7 +119,7 @@ class _LayerStore:
 
     def prepare_layer(self, chain_id: str) -> str:
         """An empty directory to unpack ``chain_id``'s layer into (then commit or abort)."""
-        tmp = os.path.join(self.root, "staging", f"{_hex(chain_id)[:12]}-{uuid.uuid4().hex}")
+        tmp = os.path.join(self.root, "staging", f"{_hex(chain_id)[:12]}-{os.urandom(16).hex()}")
         os.mkdir(tmp, 0o755)
         os.chmod(tmp, 0o755)  # noqa: S103 (the rootfs's "/" unless the layer says otherwise)
         return tmp
@@ -150,7 +149,7 @@ class _LayerStore:
         if not os.path.isdir(target):
             raise NotFound(f"layer {chain_id} not found")
         # Out of sight first (atomic), then deleted: a crash leaves garbage in staging.
-        trash = os.path.join(self.root, "staging", f"rm-{uuid.uuid4().hex}")
+        trash = os.path.join(self.root, "staging", f"rm-{os.urandom(16).hex()}")
         os.rename(target, trash)
         try:
             os.unlink(os.path.join(self.root, "l", self.short_name(chain_id)))
@@ -191,7 +190,7 @@ class _LayerStore:
         path = self._container(key)
         if not os.path.isdir(path):
             raise NotFound(f"snapshot {key!r} not found")
-        trash = os.path.join(self.root, "staging", f"rm-{uuid.uuid4().hex}")
+        trash = os.path.join(self.root, "staging", f"rm-{os.urandom(16).hex()}")
         os.rename(path, trash)
         _rmtree(trash)
 
