@@ -165,6 +165,20 @@ class DockyardTool(Tool):
     def helpers(self) -> list[int]:
         return [pid for pid in self._supervisor_pids().values() if _alive(pid)]
 
+    def remove_all(self) -> subprocess.CompletedProcess[str] | None:
+        """As the others, then the monitor is told to leave now rather than linger for warm
+        commands (SIGTERM: it leaves once it supervises nothing)."""
+        done = super().remove_all()
+        for pid in self._supervisor_pids().values():
+            if pid <= 0:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+        return done
+
     def leftovers(self) -> list[str]:
         from testbed.podman import mounts_under
 
@@ -173,6 +187,7 @@ class DockyardTool(Tool):
         for sub in ("containers", "runtime"):
             entries = sorted(os.listdir(self.run_root / sub)) if (self.run_root / sub).is_dir() \
                 else []
+            entries = [e for e in entries if e != "monitor.lock"]   # the lock file stays
             if entries:
                 found.append(f"{len(entries)} entries left in {self.run_root / sub}")
         cgroups = _cgroups_named(self.seen_ids)

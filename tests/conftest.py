@@ -14,6 +14,10 @@ settings.register_profile("ci", derandomize=True)
 settings.register_profile("explore", derandomize=False, max_examples=1000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+# An engine's monitor leaves as soon as it supervises nothing, unless a test asks it to linger
+# (for warm commands): no monitor outlives the test that made it.
+os.environ.setdefault("DOCKYARD_MONITOR_LINGER", "0")
+
 pytest_plugins = ["testbed.leakguard", "testbed.fixtures_registry", "testbed.engine"]
 
 IS_ROOT = os.geteuid() == 0

@@ -22,12 +22,31 @@ EXIT_ENGINE = 125
 
 
 def service(g: Globals) -> ContainerService:
+    from dockyard.cli.main import main
+    from dockyard.engine import supervision
     from dockyard.engine.config import load_config
     from dockyard.engine.containers import ContainerService
     from dockyard.engine.images import ImageService
 
+    supervision.serve_commands(main, _warm_imports)   # should this command spawn a monitor
     config = load_config(g.root, g.config)
     return ContainerService(config, ImageService(config))
+
+
+def _warm_imports() -> None:
+    """What the warm commands (cli/fastpath.py) use, imported once in the monitor."""
+    import importlib
+
+    for name in ("dockyard.cli.runflags", "dockyard.cli.inspect", "dockyard.cli.formatter",
+                 "dockyard.cli.template", "dockyard.cli.units", "dockyard.engine.specgen",
+                 "dockyard.engine.runopts", "dockyard.engine.inspect", "dockyard.engine.logread",
+                 "dockyard.engine.logopts", "dockyard.image.snapshot", "dockyard.image.mounter",
+                 "dockyard.runtime.create", "dockyard.runtime.start", "dockyard.runtime.delete",
+                 "dockyard.runtime.kill", "dockyard.monitor.health", "dockyard.monitor.logfile"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
 
 
 # --- run / create -----------------------------------------------------------------------------

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
 
 from dockyard import __version__
-from dockyard.cli.parser import EngineFailure
 from dockyard.errors import (
     AlreadyExists,
     DockyardError,
@@ -23,6 +21,10 @@ from dockyard.errors import (
     Unavailable,
 )
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 PROG = "dockyard"
 EXIT_ENGINE_ERROR = 125
 
@@ -30,7 +32,6 @@ EXIT_ENGINE_ERROR = 125
 # daemon error; run/create/start exit 125 when the engine fails (EngineFailure); a command line
 # that does not parse exits 125 (UsageError, handled before this table).
 EXIT_CODES: dict[type[DockyardError], int] = {
-    EngineFailure: EXIT_ENGINE_ERROR,
     NotFound: 1,
     AlreadyExists: 1,
     InvalidArgument: 1,
@@ -190,6 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     if cmd.startswith("-"):
         return _report(InvalidArgument(f"unknown flag: {cmd}", hint=f"See '{PROG} --help'."),
                        EXIT_ENGINE_ERROR)
+    if argv is None:    # a command the user typed: the warm monitor may run it for us
+        from dockyard.cli.fastpath import run_warm
+
+        code = run_warm(g.root, cmd, args)
+        if code is not None:
+            return code
     target = COMMANDS.get(cmd)
     if target is None:
         sys.stderr.write(f"{PROG}: '{cmd}' is not a {PROG} command.\nSee '{PROG} --help'\n")
@@ -217,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _exit_code(e: DockyardError) -> int:
+    from dockyard.cli.parser import EngineFailure  # argparse: not before a warm command
+
+    if isinstance(e, EngineFailure):
+        return EXIT_ENGINE_ERROR
     for cls in type(e).__mro__:
         if cls in EXIT_CODES:
             return EXIT_CODES[cls]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from dockyard.db import open_database, transaction
@@ -87,6 +88,30 @@ class EngineRecorder:
             images.close_db()
 
 
+# The front end's command runner and its imports, which a monitor spawned from here serves as
+# warm commands (monitor/worker.py). The CLI registers them; the engine never imports it.
+_runner: list[Callable[[list[str]], int]] = []
+_warm: list[Callable[[], None]] = []
+
+DEFAULT_LINGER_S = 30.0
+
+
+def serve_commands(runner: Callable[[list[str]], int], warm: Callable[[], None]) -> None:
+    _runner[:] = [runner]
+    _warm[:] = [warm]
+
+
+def linger(config: EngineConfig) -> float:
+    """How long an idle monitor stays for warm commands (``monitor-linger``, seconds)."""
+    raw = os.environ.get("DOCKYARD_MONITOR_LINGER")
+    if raw is None:
+        raw = config.settings.get("monitor-linger", DEFAULT_LINGER_S)
+    try:
+        return max(0.0, float(raw))
+    except (TypeError, ValueError):
+        return DEFAULT_LINGER_S
+
+
 def monitor_connection(config: EngineConfig, run_dir: str) -> socket.socket:
     """A connection to this engine's monitor (spawned if none runs). The caller sends its
     request, then calls :func:`dockyard.monitor.host.release`."""
@@ -104,7 +129,9 @@ def monitor_connection(config: EngineConfig, run_dir: str) -> socket.socket:
                 code = 0
                 try:
                     host.keep_only([listener.fileno()])
-                    host.serve(run_dir, listener, EngineRecorder(config))
+                    host.serve(run_dir, listener, EngineRecorder(config),
+                               runner=_runner[0] if _runner else None, linger=linger(config),
+                               warm=_warm[0] if _warm else None)
                 except BaseException as e:  # never unwind into the command's code
                     code = 1
                     host._note(run_dir, e)

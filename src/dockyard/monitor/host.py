@@ -18,7 +18,10 @@ What keeps it robust:
   is queued and, past a bound, that command is dropped, not the container.
 
 A command's connection (:mod:`.channel`) either starts a container (``start``: the command then
-hears "started", and its output if attached) or attaches to a running one (``attach``).
+hears "started", and its output if attached), attaches to a running one (``attach``), or asks
+for a warm command (``exec``, see :mod:`.worker`). To serve warm commands the monitor lingers
+a while after its last container (the engine's ``monitor-linger`` setting); SIGTERM makes it
+leave as soon as it supervises nothing.
 """
 
 from __future__ import annotations
@@ -30,11 +33,13 @@ import select
 import signal
 import socket
 import sys
+import time
 from typing import Any
 
 from dockyard.monitor import channel
 from dockyard.monitor.loop import IN, OUT, Loop
 from dockyard.monitor.supervisor import Launch, Recorder, Supervision, null_stdio
+from dockyard.monitor.worker import Runner
 
 SOCKET = "monitor.sock"
 LOCK = "monitor.lock"
@@ -54,6 +59,7 @@ class Conn:
         self.closing = False
         self.closed = False
         self.sup: Supervision | None = None
+        self.worker = 0         # the warm command run for it, if any
         sock.setblocking(False)
         host.loop.watch(self.fd, self.on_ready, IN, owner=self)
 
@@ -140,10 +146,17 @@ class Conn:
 
 
 class Host:
-    def __init__(self, run_dir: str, listener: socket.socket, recorder: Recorder) -> None:
+    def __init__(self, run_dir: str, listener: socket.socket, recorder: Recorder, *,
+                 runner: Runner | None = None, linger: float = 0.0,
+                 warm: Any = None) -> None:
         self.run_dir = run_dir
         self.listener = listener
         self.recorder = recorder
+        self.runner = runner
+        self.linger = linger
+        self.warm = warm
+        self.idle_since = time.monotonic()
+        self.leaving = False
         self.loop = Loop(self._on_error)
         self.sups: dict[str, Supervision] = {}
         self.conns: dict[Conn, bool] = {}       # -> its request was read
@@ -191,6 +204,8 @@ class Host:
         op = req.get("op")
         if op == "start":
             self._start(conn, req, fds)
+        elif op == "exec":
+            self._exec(conn, req, fds)
         elif op == "attach":
             for fd in fds:
                 os.close(fd)
@@ -237,6 +252,37 @@ class Host:
         sup.begin(stdin_fd, (int(size[0]), int(size[1]))
                   if isinstance(size, list) and len(size) == 2 else None)
 
+    def _exec(self, conn: Conn, req: dict[str, Any], fds: list[int]) -> None:
+        """A warm command for a client of our own user: fork it, tell its pid, and its exit
+        status once it is reaped."""
+        if self.runner is None or len(fds) != 4 or channel.peer_uid(conn.sock) != os.geteuid():
+            for fd in fds:
+                os.close(fd)
+            conn.send(channel.STATUS, "error no warm commands here")
+            conn.close_when_sent()
+            return
+        runner = self.runner
+        pid = os.fork()
+        if pid == 0:
+            from dockyard.monitor import worker
+
+            worker.run(req, fds, runner)    # never returns
+        for fd in fds:
+            os.close(fd)
+        conn.worker = pid
+        pidfd = os.pidfd_open(pid)
+
+        def reaped(_revents: int) -> None:
+            self.loop.unwatch(pidfd)
+            os.close(pidfd)
+            _, status = os.waitpid(pid, 0)
+            code = os.waitstatus_to_exitcode(status)
+            conn.send(channel.STATUS, f"exit {128 - code if code < 0 else code}")
+            conn.close_when_sent()
+
+        self.loop.watch(pidfd, reaped, owner=self)
+        conn.send(channel.STATUS, f"pid {pid}")
+
     def _ended(self, sup: Supervision) -> None:
         if self.sups.get(sup.launch.container_id) is sup:
             del self.sups[sup.launch.container_id]
@@ -253,11 +299,37 @@ class Host:
     # --- the loop ----------------------------------------------------------------------------
 
     def run(self) -> None:
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w)    # a signal wakes the loop's poll
+        signal.signal(signal.SIGTERM, self._on_term)
+        self.loop.watch(wake_r, lambda _ev: _drain(wake_r), owner=self)
+        if self.warm is not None:
+            self.loop.call_later(0.0, self._warm, owner=self)
         while True:
-            idle = not self.sups and not self.conns
-            self.loop.run_once(0.02 if idle else None)
-            if not self.sups and not self.conns and self._leave():
+            busy = bool(self.sups or self.conns)
+            if busy:
+                self.idle_since = 0.0
+                self.loop.run_once(None)
+                continue
+            now = time.monotonic()
+            if not self.idle_since:
+                self.idle_since = now
+            left = 0.0 if self.leaving else self.idle_since + self.linger - now
+            if left > 0:
+                self.loop.run_once(left)
+                continue
+            if self._leave():
                 return
+            self.loop.run_once(0.02)    # a command holds the lock: it is connecting
+
+    def _warm(self) -> None:
+        """Import what warm commands need, once the first request is served."""
+        warm, self.warm = self.warm, None
+        if warm is not None:
+            warm()
+
+    def _on_term(self, _signum: int, _frame: object) -> None:
+        self.leaving = True
 
     def _leave(self) -> bool:
         """Idle: leave, unless a command is connecting (it holds the lock while it does)."""
@@ -287,7 +359,8 @@ class Host:
             os.close(lock)
 
 
-def serve(run_dir: str, listener: socket.socket, recorder: Recorder) -> None:
+def serve(run_dir: str, listener: socket.socket, recorder: Recorder, *,
+          runner: Runner | None = None, linger: float = 0.0, warm: Any = None) -> None:
     """The monitor process's life (called in the forked child)."""
     os.chdir("/")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -298,7 +371,15 @@ def serve(run_dir: str, listener: socket.socket, recorder: Recorder) -> None:
     k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)
     with open(os.path.join(run_dir, PID_FILE), "w") as f:
         f.write(str(os.getpid()))
-    Host(run_dir, listener, recorder).run()
+    Host(run_dir, listener, recorder, runner=runner, linger=linger, warm=warm).run()
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 64):
+            pass
+    except BlockingIOError:
+        pass
 
 
 def _note(run_dir: str, error: BaseException) -> None:
@@ -348,6 +429,7 @@ def release() -> None:
 
 def keep_only(keep: list[int]) -> None:
     """Close every inherited fd above stdio but ``keep`` (in a freshly forked monitor)."""
+    _held.clear()       # the spawning command's lock: closed below, and not ours to release
     low = 3
     for fd in sorted(keep):
         if fd > low:
