@@ -194,7 +194,8 @@ def _docker_config(a: argparse.Namespace, merged: Any, record: ImageRecord, opts
             "Memory": opts.memory, "MemorySwap": opts.memory_swap, "NanoCpus": opts.nano_cpus,
             "CpuShares": opts.cpu_shares, "CpusetCpus": opts.cpuset_cpus,
             "PidsLimit": opts.pids_limit, "ShmSize": opts.shm_size or 67108864,
-            "LogConfig": log, "Runtime": runtime or "dockyard",
+            # the name the user gave, as docker shows it (the path runs it: "Runtime" above)
+            "LogConfig": log, "Runtime": a.runtime or "dockyard",
             "Init": True if opts.init else None,   # docker's *bool: null unless --init
             "Tmpfs": dict(opts.tmpfs) or None,
         },

@@ -16,7 +16,6 @@ import stat as _stat
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from dockyard import OCI_SPEC_VERSION
 from dockyard.engine.runopts import DeviceMapping, SecurityOptions, Ulimit, parse_stop_signal
 from dockyard.errors import DockyardError, InvalidArgument, NotFound
 from dockyard.model.image import ContainerConfig, ImageConfig
@@ -57,6 +56,11 @@ _SYSCTLS_FOR_PRIVATE_NET = (
     ("net.ipv4.ping_group_range", "0 2147483647"),   # ICMP echo sockets without CAP_NET_RAW
     ("net.ipv4.ip_unprivileged_port_start", "0"),    # ports < 1024 without NET_BIND_SERVICE
 )
+
+# The version docker and podman write into the specs they generate: every runc-compatible
+# runtime accepts it (crun 1.8 refuses "1.3.0", dockyard-runc's own version), and what we
+# generate uses nothing newer.
+ENGINE_SPEC_VERSION = "1.0.2-dev"
 
 
 # --- inputs -------------------------------------------------------------------------------
@@ -878,7 +882,7 @@ def generate_spec(
 
     mounts = _with_user_mounts(mounts, opts, binds)
 
-    spec: dict[str, Any] = {"ociVersion": OCI_SPEC_VERSION, "process": process}
+    spec: dict[str, Any] = {"ociVersion": ENGINE_SPEC_VERSION, "process": process}
     root: dict[str, Any] = {"path": rootfs}
     if opts.read_only:
         root["readonly"] = True

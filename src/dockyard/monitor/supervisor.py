@@ -479,7 +479,8 @@ def _create_and_start(launch: Launch, *, console_socket: str = "", accept: Any =
     if launch.runtime:
         import subprocess
 
-        base = [launch.runtime, "--root", launch.runtime_root]
+        log_file = os.path.join(launch.run_dir, "runtime.log")
+        base = [launch.runtime, "--root", launch.runtime_root, "--log", log_file]
         pid_file = os.path.join(launch.run_dir, "init.pid")
         extra = ["--console-socket", console_socket] if console_socket else []
         proc = subprocess.Popen([*base, "create", "--bundle", launch.bundle, "--pid-file",
@@ -496,7 +497,8 @@ def _create_and_start(launch: Launch, *, console_socket: str = "", accept: Any =
                 assert masters is not None
                 masters.append(console.recv_master(conn))
         if proc.wait() != 0:
-            raise RuntimeError(f"{launch.runtime} create exited {proc.returncode}")
+            raise RuntimeError(f"{launch.runtime} create: {_last_error(log_file)}"
+                               f" (exit {proc.returncode})")
         with open(pid_file) as f:
             init_pid = int(f.read().strip())
         subprocess.run([*base, "start", launch.container_id], check=True, stdin=0, stdout=1,
@@ -517,6 +519,27 @@ def _create_and_start(launch: Launch, *, console_socket: str = "", accept: Any =
         delete_mod.delete(launch.runtime_root, launch.container_id, force=True)
         raise
     return rec.pid
+
+
+def _last_error(log_file: str) -> str:
+    """The last thing a runc-like runtime logged (its error), from its --log file."""
+    try:
+        with open(log_file, errors="replace") as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except OSError:
+        return "failed"
+    if not lines:
+        return "failed"
+    last = lines[-1]
+    if last.startswith("{"):
+        import json
+
+        try:
+            return str(json.loads(last).get("msg") or last)
+        except ValueError:
+            return last
+    _, found, msg = last.partition("msg=")
+    return msg.strip('"') if found else last
 
 
 def null_stdio() -> None:
