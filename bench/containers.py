@@ -19,7 +19,8 @@ modules that have no ``__pycache__`` entry in the tree again, about 0.1 s). Thre
 ``idle``
     One tool at a time (MemAvailable is machine-wide): ``--idle`` containers started with
     ``run -d IMG sleep 3600``; then the PSS of every supervising process from
-    ``/proc/PID/smaps_rollup`` (dockyard: its one monitor, ``RUN_ROOT/containers/monitor.pid``;
+    ``/proc/PID/smaps_rollup`` (dockyard: its monitor and the monitor's keeper,
+    ``RUN_ROOT/containers/monitor.pid`` and ``monitor.keeper.pid``;
     podman: its conmon processes; docker: its containerd-shim-runc-v2 processes), their CPU
     time over a few idle seconds, and "all memory added per idle container": (MemAvailable
     before - after) / N. The figure compared is supervision's PSS per container: the sum of
@@ -136,7 +137,7 @@ class Tool:
 
 class DockyardTool(Tool):
     label = "dockyard"
-    helper = "monitor (one per engine root)"
+    helper = "monitor + its keeper (per engine root)"
 
     def __init__(self, prefix: tuple[str, ...], image: str, root: Path, run_root: Path) -> None:
         super().__init__(prefix, image)
@@ -147,9 +148,10 @@ class DockyardTool(Tool):
 
     def _supervisor_pids(self) -> dict[str, int]:
         found = {}
-        pid_file = self.run_root / "containers" / "monitor.pid"
-        with contextlib.suppress(OSError, ValueError):
-            found["monitor"] = int(pid_file.read_text().split()[0])
+        for what in ("monitor", "monitor.keeper"):   # the keeper: see monitor/keeper.py
+            pid_file = self.run_root / "containers" / f"{what}.pid"
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                found[what] = int(pid_file.read_text().split()[0])
         return found
 
     def remember(self) -> None:

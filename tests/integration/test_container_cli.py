@@ -467,3 +467,32 @@ def test_other_oci_runtimes(eng: Engine, runtime: str, tmp_path: Path) -> None:
     bad = eng.run("run", "--rm", "--runtime", "no-such-runtime", "busybox", "true", check=False)
     assert bad.returncode == 125 and "unknown or invalid runtime name" in bad.stderr
     assert eng.run("ps", "-aq").stdout == ""
+
+
+def test_a_dead_monitor_neither_kills_nor_silences_its_containers(eng: Engine) -> None:
+    """SIGKILL the monitor: a container that keeps writing lives on (the keeper holds its
+    pipes and logs what it writes), shows as running, and `rm -f` still kills and removes it
+    all; a new monitor serves new containers."""
+    import signal
+
+    eng.run("run", "-d", "--name", "talker", "busybox", "sh", "-c",
+            "i=0; while :; do echo line $i; i=$((i+1)); sleep 0.05; done")
+    run_root = Path(eng.env["DOCKYARD_RUN_ROOT"])
+    monitor = int((run_root / "containers" / "monitor.pid").read_text())
+    keeper = int((run_root / "containers" / "monitor.keeper.pid").read_text())
+    init_pid = int(eng.run("inspect", "-f", "{{.State.Pid}}", "talker").stdout)
+    assert monitor > 0 and keeper > 0 and init_pid > 0
+    os.kill(monitor, signal.SIGKILL)
+    _wait_gone(monitor)
+    before = len(eng.run("logs", "talker").stdout.splitlines())
+    time.sleep(0.5)
+    assert len(eng.run("logs", "talker").stdout.splitlines()) > before + 3
+    assert eng.run("inspect", "-f", "{{.State.Status}}", "talker").stdout.strip() == "running"
+    with open(f"/proc/{init_pid}/stat") as f:
+        assert f.read().rpartition(")")[2].split()[0] != "Z"
+    eng.run("run", "-d", "--name", "next", "busybox", "sleep", "30")
+    assert int((run_root / "containers" / "monitor.pid").read_text()) != monitor
+    eng.run("rm", "-f", "talker", "next")
+    _wait_gone(keeper)
+    assert eng.run("ps", "-aq").stdout == ""
+    assert not list((run_root / "runtime").iterdir())

@@ -29,7 +29,13 @@ from typing import TYPE_CHECKING, Any
 
 from dockyard.db import ensure_schema, open_database, transaction
 from dockyard.engine import events
-from dockyard.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from dockyard.errors import (
+    AlreadyExists,
+    DockyardError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
 from dockyard.logs import get_logger
 from dockyard.values import asdict, field, value
 
@@ -155,8 +161,12 @@ class ContainerService:
         return out if all_containers else [c for c in out if c.running]
 
     def refresh(self, c: Container) -> Container:
-        """A running container whose supervisor is gone: record what can still be known."""
+        """A running container whose supervisor is gone: record what can still be known. While
+        its init still runs (the monitor's keeper keeps its output flowing), it is running,
+        unsupervised; once the init is gone, its exit status is unknown (255)."""
         if c.state != "running" or _alive(c.supervisor_pid, c.supervisor_start):
+            return c
+        if _init_alive(c.pid, c.id):
             return c
         code = 255  # the supervisor died before it could record the exit status
         with transaction(self.db) as db:
@@ -621,6 +631,7 @@ class ContainerService:
                     "before attempting removal or force remove")
             self.kill(c.id, _signal.SIGKILL)
             self.wait(c.id, timeout=30)
+        self._delete_runtime_state(c)
         self._unmount_rootfs(c.id)
         self._remove_files(c.id)
         with transaction(self.db) as db:
@@ -631,6 +642,25 @@ class ContainerService:
             self._remove_cgroup_parent()
         self.event(c, "destroy")
         return c
+
+    def _delete_runtime_state(self, c: Container) -> None:
+        """What the runtime still has of the container (its state, its cgroup: left when its
+        supervisor died before cleaning up) goes, its processes with it."""
+        if not os.path.exists(os.path.join(self.runtime_root, c.id)):
+            return
+        if c.config.get("Runtime"):
+            import subprocess
+
+            subprocess.run([*self.runtime_argv(c), "delete", "--force", c.id], check=False,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+            return
+        from dockyard.runtime import delete as delete_mod
+
+        try:
+            delete_mod.delete(self.runtime_root, c.id, force=True)
+        except DockyardError as e:
+            log.warning("runtime state of %s not deleted: %s", c.short_id, e)
 
     def _remove_cgroup_parent(self) -> None:
         """The last container of this engine is gone: its cgroup parent goes too (only when
@@ -721,6 +751,20 @@ def _is_mountpoint(path: str) -> bool:
     except OSError:
         pass
     return False
+
+
+def _init_alive(pid: int, cid: str) -> bool:
+    """Whether ``pid`` is still the container's init (alive, not a zombie, in its cgroup)."""
+    if pid <= 0:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rpartition(")")[2].split()[0] in ("Z", "X"):
+                return False
+        with open(f"/proc/{pid}/cgroup") as f:
+            return cid in f.read()
+    except OSError:
+        return False
 
 
 def process_start(pid: int) -> int:

@@ -37,6 +37,7 @@ import time
 from typing import Any
 
 from dockyard.monitor import channel
+from dockyard.monitor.keeper import Keeper
 from dockyard.monitor.loop import IN, OUT, Loop
 from dockyard.monitor.supervisor import Launch, Recorder, Supervision, null_stdio
 from dockyard.monitor.worker import Runner
@@ -44,6 +45,7 @@ from dockyard.monitor.worker import Runner
 SOCKET = "monitor.sock"
 LOCK = "monitor.lock"
 PID_FILE = "monitor.pid"
+KEEPER_PID_FILE = "monitor.keeper.pid"
 MAX_QUEUED = 8 << 20       # bytes queued for a command that does not read before it is dropped
 
 
@@ -157,6 +159,7 @@ class Host:
         self.warm = warm
         self.idle_since = time.monotonic()
         self.leaving = False
+        self.keeper: Keeper | None = None
         self.loop = Loop(self._on_error)
         self.sups: dict[str, Supervision] = {}
         self.conns: dict[Conn, bool] = {}       # -> its request was read
@@ -244,7 +247,7 @@ class Host:
             conn.send(channel.STATUS, "error the container is already running")
             conn.close_when_sent()
             return
-        sup = Supervision(self.loop, launch, self.recorder, self._ended)
+        sup = Supervision(self.loop, launch, self.recorder, self._ended, self.keeper)
         self.sups[launch.container_id] = sup
         conn.sup = sup
         sup.attach(conn, output=bool(req.get("attach")))
@@ -298,7 +301,32 @@ class Host:
 
     # --- the loop ----------------------------------------------------------------------------
 
+    def start_keeper(self) -> None:
+        """Fork the keeper (again, if it died: then it gets copies of every running
+        container's fds once more)."""
+        self.keeper = Keeper()
+        with open(os.path.join(self.run_dir, KEEPER_PID_FILE), "w") as f:
+            f.write(str(self.keeper.pid))
+        pidfd = os.pidfd_open(self.keeper.pid)
+        keeper = self.keeper
+
+        def gone(_revents: int) -> None:
+            self.loop.unwatch(pidfd)
+            os.close(pidfd)
+            os.waitpid(keeper.pid, 0)
+            keeper.close()
+            if self.keeper is keeper and not self.leaving_now:
+                self.start_keeper()
+                for sup in self.sups.values():
+                    sup.keeper = self.keeper
+                    sup.keep()
+
+        self.loop.watch(pidfd, gone, owner=self)
+
+    leaving_now = False
+
     def run(self) -> None:
+        self.start_keeper()
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w)    # a signal wakes the loop's poll
         signal.signal(signal.SIGTERM, self._on_term)
@@ -348,7 +376,10 @@ class Host:
                     os.unlink(path)
             except OSError:
                 pass
-            for name in (PID_FILE,):
+            self.leaving_now = True
+            if self.keeper is not None:
+                self.keeper.close()     # it holds nothing: it leaves too
+            for name in (PID_FILE, KEEPER_PID_FILE):
                 try:
                     os.unlink(os.path.join(self.run_dir, name))
                 except OSError:

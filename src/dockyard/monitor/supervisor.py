@@ -96,10 +96,19 @@ class Peer(Protocol):
     def close_when_sent(self) -> None: ...
 
 
+class Keeps(Protocol):
+    """Where copies of a container's output fds are kept (see :mod:`.keeper`)."""
+
+    def keep(self, cid: str, init_pid: int, fds: list[int], log: dict[str, Any]) -> None: ...
+
+    def drop(self, cid: str) -> None: ...
+
+
 class Supervision:
     def __init__(self, loop: Loop, launch: Launch, recorder: Recorder,
-                 on_end: Any) -> None:
+                 on_end: Any, keeper: Keeps | None = None) -> None:
         self.loop = loop
+        self.keeper = keeper
         self.launch = launch
         self.recorder = recorder
         self.on_end = on_end
@@ -175,6 +184,19 @@ class Supervision:
         else:
             self.init_pid, self.pipes = _launch_with_pipes(self.launch, stdin_fd)
         self.pidfd = os.pidfd_open(self.init_pid)
+        self.keep()
+
+    def keep(self) -> None:
+        """Give the keeper copies of the output fds (again, to a new keeper)."""
+        if self.keeper is not None and self.pipes:
+            launch = self.launch
+            self.keeper.keep(launch.container_id, self.init_pid, list(self.pipes),
+                             {"driver": launch.log_driver, "path": launch.log_path,
+                              "max_size": launch.log_max_size, "max_file": launch.log_max_file})
+
+    def _unkeep(self) -> None:
+        if self.keeper is not None:
+            self.keeper.drop(self.launch.container_id)
 
     def _watch_running(self) -> None:
         for fd in self.pipes:
@@ -281,6 +303,7 @@ class Supervision:
             self.timer = None
         if self.ended or self.code is None:
             return
+        self._unkeep()
         _delete_runtime_state(self.launch)
         code = self.code
         if not self._should_restart(code):
@@ -347,6 +370,7 @@ class Supervision:
         """A bug in this supervision: note it, let go of the container's fds, and record the
         exit as unknown (the container itself is left alone; it keeps running)."""
         _crash_note(self.launch, error)
+        self._unkeep()      # the keeper's copies keep the container alive from here
         for fd in list(self.pipes):
             self.loop.unwatch(fd)
             os.close(fd)
