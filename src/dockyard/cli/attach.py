@@ -17,7 +17,6 @@ import sys
 from typing import Any
 
 from dockyard.cli.parser import CommandParser, EngineFailure
-from dockyard.errors import DockyardError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -161,12 +160,9 @@ def cmd_attach(g: Globals, argv: list[str], command: str = "attach") -> int:
     p.add_argument("container")
     a = p.parse_args(argv)
     svc = service(g)
-    try:
-        c = svc.get(a.container)
-        tty = bool((c.config.get("Config") or {}).get("Tty"))
-        interactive = tty and not a.no_stdin and os.isatty(0)
-        conn = svc.attach(c.id, terminal_size() if tty else None)
-    except DockyardError as e:
-        raise EngineFailure(e.message) from None
+    c = svc.get(a.container)    # its errors exit 1, as docker attach's do
+    tty = bool((c.config.get("Config") or {}).get("Tty"))
+    interactive = tty and not a.no_stdin and os.isatty(0)
+    conn = svc.attach(c.id, terminal_size() if tty else None)
     sys.stdout.flush()
     return session(conn, c.id, raw=interactive, keyboard=interactive)

@@ -333,6 +333,7 @@ def _init(cfg: InitConfig, sock: _socket.socket) -> None:
             from dockyard.runtime import lsm
 
             lsm.apply_on_exec(proc.apparmor_profile, proc.selinux_label)
+        process.reset_signals()
         os.execve(exe, list(proc.args), process.env_dict(proc.env))
     except BaseException as exc:
         report_and_exit(sock, exc, 127)

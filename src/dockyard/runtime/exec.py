@@ -93,6 +93,7 @@ def _process_main(prepared: process.Prepared, sock: socket.socket,
             from dockyard.runtime import lsm
 
             lsm.apply_on_exec(proc.apparmor_profile, proc.selinux_label)
+        process.reset_signals()
         os.execve(exe, list(proc.args), process.env_dict(proc.env))
     except BaseException as exc:
         create.report_and_exit(sock, exc, 127)

@@ -137,6 +137,23 @@ def _load_seccomp(f: CompiledFilter) -> None:
     load_filter(f.bpf, f.flags)
 
 
+def reset_signals() -> None:
+    """Default dispositions and an empty mask, as a new process expects (runc's too): whatever
+    ran us (Python ignores SIGPIPE and SIGXFSZ; the engine's monitor SIGINT and SIGHUP) must
+    not leave a container's command deaf to ctrl-c or to a closed pipe. Ignored dispositions
+    survive execve, handlers do not; the mask survives too."""
+    import signal
+
+    for signum in range(1, signal.NSIG):
+        if signum in (signal.SIGKILL, signal.SIGSTOP) or 32 <= signum < signal.SIGRTMIN:
+            continue
+        try:
+            signal.signal(signum, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+
+
 def sweep_fds(preserve_fds: int, keep: tuple[int, ...] = ()) -> None:
     """Close-on-exec for every fd above stdio and the preserved ones, so nothing the caller
     (or we) had open crosses into the container (the CVE-2024-21626 class)."""
