@@ -86,8 +86,8 @@ def _converse(sock: _socket.socket, cwd: int, argv: list[str]) -> int | None:
         _signal.signal(sig, forward)
     while True:
         line = _status(sock)
-        if line is None:
-            sys.stderr.write("Error: the engine's monitor went away while running the command\n")
+        if line is None:    # the command and the monitor are both gone without a word
+            sys.stderr.write("Error: the command was lost with the engine's monitor\n")
             return 125
         if line.startswith("exit "):
             return int(line.split()[1])

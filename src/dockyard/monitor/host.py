@@ -269,7 +269,7 @@ class Host:
         if pid == 0:
             from dockyard.monitor import worker
 
-            worker.run(req, fds, runner)    # never returns
+            worker.run(req, fds, runner, conn.fd)    # never returns
         for fd in fds:
             os.close(fd)
         conn.worker = pid

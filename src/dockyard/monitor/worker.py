@@ -26,11 +26,15 @@ from typing import Any
 Runner = Callable[[list[str]], int]
 
 
-def run(req: dict[str, Any], fds: list[int], runner: Runner) -> None:
-    """In the forked worker: become the client's command, run it, exit with its status."""
+REPLY_FD = 3    # the worker's copy of the client's connection
+
+
+def run(req: dict[str, Any], fds: list[int], runner: Runner, reply: int) -> None:
+    """In the forked worker: become the client's command, run it, tell the client its status
+    ourselves (so it hears it even if the monitor dies meanwhile), exit with it."""
     code = 1
     try:
-        _adopt(req, fds)
+        _adopt(req, fds, reply)
         try:
             code = runner([str(a) for a in req.get("argv") or []])
         except SystemExit as e:
@@ -42,6 +46,7 @@ def run(req: dict[str, Any], fds: list[int], runner: Runner) -> None:
                 stream.flush()
             except (OSError, ValueError):
                 pass
+        _tell(f"exit {code & 0xFF}")
     except BaseException:   # never return into the monitor's loop
         code = 125
         import contextlib
@@ -52,16 +57,24 @@ def run(req: dict[str, Any], fds: list[int], runner: Runner) -> None:
     os._exit(code & 0xFF)
 
 
-def _adopt(req: dict[str, Any], fds: list[int]) -> None:
+def _tell(line: str) -> None:
+    try:
+        os.write(REPLY_FD, bytes([0]) + line.encode())   # channel.STATUS
+    except OSError:
+        pass
+
+
+def _adopt(req: dict[str, Any], fds: list[int], reply: int) -> None:
     stdin, stdout, stderr, cwd = fds
     signal.set_wakeup_fd(-1)
     for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
         os.dup2(fd, target)         # dup2 makes the copy inheritable, as stdio must be
     os.fchdir(cwd)
+    os.dup2(reply, REPLY_FD, inheritable=False)
     # Nothing of the monitor's (its sockets, containers' pipes, logs) stays open here. Their
     # Python objects stay reachable from the monitor's frames, which never unwind (we leave
     # by os._exit), so none of them closes a number that we reuse.
-    os.closerange(3, 1 << 16)
+    os.closerange(REPLY_FD + 1, 1 << 16)
     os.umask(int(req.get("umask", 0o022)))
     env = req.get("env")
     if isinstance(env, dict):
