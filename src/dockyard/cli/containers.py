@@ -84,7 +84,9 @@ def _create_parser(command: str) -> CommandParser:
     add("--pull", default="missing", choices=("missing", "always", "never"),
         help='Pull image before running ("always", "missing", "never")')
     add("--platform", default="", help="Set platform if server is multi-platform capable")
-    add("--network", "--net", default="none", help="Connect a container to a network")
+    add("--network", "--net", default="default", help="Connect a container to a network")
+    add("-p", "--publish", action="append", default=[],
+        help="Publish a container's port(s) to the host")
     add("-i", "--interactive", action="store_true", help=argparse.SUPPRESS)
     add("-t", "--tty", action="store_true", help=argparse.SUPPRESS)
     add("image")
@@ -117,8 +119,10 @@ def _ensure_image(g: Globals, a: argparse.Namespace) -> None:
 def _create(g: Globals, a: argparse.Namespace, svc: ContainerService) -> Container:
     from dockyard.cli.runflags import create_container
 
+    if a.network == "default" and os.geteuid() != 0:
+        a.network = "none"      # bridges need root: rootless containers get no network yet
     if a.network not in ("none", "host"):
-        raise EngineFailure(f"network {a.network!r} is not supported yet (none or host)")
+        a.network = _engine(lambda: svc.networks().check_mode(a.network))
     _ensure_image(g, a)
     return create_container(svc, a)
 
