@@ -569,11 +569,19 @@ def cmd_port(g: Globals, argv: list[str], command: str = "port") -> int:
     p.add_argument("container")
     p.add_argument("port", nargs="?")
     a = p.parse_args(argv)
-    c = service(g).get(a.container)
+    svc = service(g)
+    c = svc.get(a.container)
+    published = svc.networks().published(c.id) if c.running else []
     if a.port:
-        # no published ports until networking lands (--network none|host only)
-        raise NotFound(f"No public port '{a.port if '/' in a.port else a.port + '/tcp'}'"
-                            f" published for {c.short_id}")
+        key = a.port if "/" in a.port else a.port + "/tcp"
+        found = [p for p in published if f"{p.container_port}/{p.proto}" == key]
+        if not found:
+            raise NotFound(f"No public port '{key}' published for {c.short_id}")
+        sys.stdout.write("".join(f"{p.host_ip or '0.0.0.0'}:{p.host_port}\n"  # noqa: S104
+                                 for p in found))
+        return 0
+    sys.stdout.write("".join(f"{p.container_port}/{p.proto} -> {p.host_ip or '0.0.0.0'}:"  # noqa: S104
+                             f"{p.host_port}\n" for p in published))
     return 0
 
 
