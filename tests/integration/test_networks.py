@@ -68,7 +68,7 @@ def _assert_nothing_left(e: Engine, before: tuple[set[str], set[str]], tmp: Path
             break
         time.sleep(0.1)
     assert not new, f"left behind: {new}"
-    netns_dir = tmp / "run" / "netns"
+    netns_dir = tmp / "run-netns"
     assert not netns_dir.exists() or not os.listdir(netns_dir)
     with open("/proc/self/mountinfo") as f:
         assert str(tmp) not in f.read()
@@ -157,6 +157,9 @@ def test_published_port_from_loopback_and_port(eng: Engine) -> None:
     assert f"80/tcp -> 127.0.0.1:{port}" in mappings
     assert any(m.startswith("80/tcp -> 0.0.0.0:") for m in mappings)
     assert eng.run("port", "pub", "80").stdout.splitlines()[0] == f"127.0.0.1:{port}"
+    settings = json.loads(eng.run("inspect", "pub").stdout)[0]["NetworkSettings"]
+    assert {"HostIp": "127.0.0.1", "HostPort": str(port)} in settings["Ports"]["80/tcp"]
+    assert settings["IPAddress"] == settings["Networks"]["bridge"]["IPAddress"] != ""
     # the same host port again: refused at start, exit 125, nothing of it remains running
     clash = eng.run("run", "-d", "-p", f"127.0.0.1:{port}:80", "busybox", "true", check=False)
     assert clash.returncode == 125 and "port is already allocated" in clash.stderr

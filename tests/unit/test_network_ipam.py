@@ -169,3 +169,12 @@ def test_port_bindings_round_trip() -> None:
     assert port_specs({"HostConfig": {"PortBindings": json.loads(json.dumps(bindings))}}) == [
         ports.PortSpec(80, "tcp", "127.0.0.1", 8080), ports.PortSpec(53, "udp")]
     assert publish_bindings(["80"], "host") == {}
+
+
+def test_default_pools_are_docker_s() -> None:
+    from dockyard.engine.networks import DEFAULT_POOLS
+
+    assert str(ipam.pick_pool_subnet(DEFAULT_POOLS, [])) == "172.17.0.0/16"
+    assert str(ipam.pick_pool_subnet(DEFAULT_POOLS, ["172.17.0.0/16"])) == "172.18.0.0/16"
+    taken = [f"172.{i}.0.0/16" for i in range(17, 32)]
+    assert str(ipam.pick_pool_subnet(DEFAULT_POOLS, taken)) == "192.168.0.0/20"

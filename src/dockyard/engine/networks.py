@@ -2,7 +2,7 @@
 ``host`` and ``none``) as rows in the engine database, and a container's connection to one.
 
 **Where a container's network namespace comes from.** The engine creates it, before the launch
-is sent to the monitor, and pins it with a bind mount at ``<run_root>/netns/<container id>``;
+is sent to the monitor, and pins it with a bind mount at ``<run_root>-netns/<container id>``;
 the container's config.json names that path (``linux.namespaces[].path``), so the runtime
 *joins* it instead of creating one. Chosen over configuring a runtime-made namespace from an
 OCI hook because: the namespace is ready (veth, address, route, published ports) before the
@@ -61,7 +61,8 @@ log = get_logger(__name__)
 
 PREDEFINED = ("bridge", "host", "none")
 #: docker's default-address-pools
-DEFAULT_POOLS: tuple[tuple[str, int], ...] = (("172.17.0.0/12", 16), ("192.168.0.0/16", 20))
+DEFAULT_POOLS: tuple[tuple[str, int], ...] = (
+    *((f"172.{i}.0.0/16", 16) for i in range(17, 32)), ("192.168.0.0/16", 20))
 
 
 @value
@@ -94,7 +95,10 @@ def wants_network(mode: str) -> bool:
 
 
 def netns_path(run_root: str, container_id: str) -> str:
-    return os.path.join(run_root, "netns", container_id)
+    """Where the container's namespace is pinned: beside the run root, not in it (the pin is
+    a mount: whatever clears the run root, as a simulated reboot does, is not blocked by it;
+    a stale pin is removed by the container's next start or its rm)."""
+    return os.path.join(run_root.rstrip("/") + "-netns", container_id)
 
 
 def add_to_spec(spec: dict[str, Any], *, netns: str, bundle: str) -> None:
@@ -392,6 +396,36 @@ class NetworkService:
                                   (container_id,)).fetchone():
             ipam.release(self.db, container_id)
             self._sync()
+
+    def settings(self, container_id: str, mode: str) -> dict[str, Any]:
+        """docker's NetworkSettings of a container: its endpoint while connected."""
+        ports: dict[str, Any] = {}
+        for p in self.published(container_id):
+            ports.setdefault(f"{p.container_port}/{p.proto}", []).append(
+                {"HostIp": p.host_ip or "0.0.0.0", "HostPort": str(p.host_port)})  # noqa: S104
+        eps = self.endpoints(container_id)
+        out: dict[str, Any] = {
+            "Bridge": "", "SandboxID": "", "SandboxKey": eps[0].netns if eps else "",
+            "Ports": ports, "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
+            "MacAddress": "", "Networks": {}}
+        try:
+            net = self.get(mode)
+        except NotFound:
+            return out
+        ep = next((e for e in eps if e.network_id == net.id), None)
+        prefix = int(net.subnet.rpartition("/")[2]) if ep else 0
+        entry = {"IPAMConfig": None, "Links": None, "Aliases": None,
+                 "MacAddress": ep.mac if ep else "", "NetworkID": net.id,
+                 "EndpointID": hashlib.sha256(f"{net.id}{container_id}".encode()).hexdigest()
+                 if ep else "",
+                 "Gateway": net.gateway if ep else "", "IPAddress": ep.ip if ep else "",
+                 "IPPrefixLen": prefix, "IPv6Gateway": "", "GlobalIPv6Address": "",
+                 "GlobalIPv6PrefixLen": 0, "DNSNames": None}
+        out["Networks"] = {net.name: entry}
+        if net.name == "bridge":    # docker repeats the default bridge's endpoint at the top
+            for key in ("Gateway", "IPAddress", "IPPrefixLen", "MacAddress"):
+                out[key] = entry[key]
+        return out
 
     def published(self, container_id: str) -> list[Published]:
         from dockyard.network import ports
