@@ -103,7 +103,9 @@ def _create_parser(command: str) -> CommandParser:
     add("--pull", default="missing", choices=("missing", "always", "never"),
         help='Pull image before running ("always", "missing", "never")')
     add("--platform", default="", help="Set platform if server is multi-platform capable")
-    add("--network", "--net", default="none", help="Connect a container to a network")
+    add("--network", "--net", default="default", help="Connect a container to a network")
+    add("-p", "--publish", action="append", default=[],
+        help="Publish a container's port(s) to the host")
     add("-i", "--interactive", action="store_true", help=argparse.SUPPRESS)
     add("-t", "--tty", action="store_true", help=argparse.SUPPRESS)
     add("image")
@@ -136,8 +138,10 @@ def _ensure_image(g: Globals, a: argparse.Namespace) -> None:
 def _create(g: Globals, a: argparse.Namespace, svc: ContainerService) -> Container:
     from dockyard.cli.runflags import create_container
 
+    if a.network == "default" and os.geteuid() != 0:
+        a.network = "none"      # bridges need root: rootless containers get no network yet
     if a.network not in ("none", "host"):
-        raise EngineFailure(f"network {a.network!r} is not supported yet (none or host)")
+        a.network = _engine(lambda: svc.networks().check_mode(a.network))
     _ensure_image(g, a)
     return create_container(svc, a)
 
@@ -584,11 +588,19 @@ def cmd_port(g: Globals, argv: list[str], command: str = "port") -> int:
     p.add_argument("container")
     p.add_argument("port", nargs="?")
     a = p.parse_args(argv)
-    c = service(g).get(a.container)
+    svc = service(g)
+    c = svc.get(a.container)
+    published = svc.networks().published(c.id) if c.running else []
     if a.port:
-        # no published ports until networking lands (--network none|host only)
-        raise NotFound(f"No public port '{a.port if '/' in a.port else a.port + '/tcp'}'"
-                            f" published for {c.short_id}")
+        key = a.port if "/" in a.port else a.port + "/tcp"
+        found = [p for p in published if f"{p.container_port}/{p.proto}" == key]
+        if not found:
+            raise NotFound(f"No public port '{key}' published for {c.short_id}")
+        sys.stdout.write("".join(f"{p.host_ip or '0.0.0.0'}:{p.host_port}\n"  # noqa: S104
+                                 for p in found))
+        return 0
+    sys.stdout.write("".join(f"{p.container_port}/{p.proto} -> {p.host_ip or '0.0.0.0'}:"  # noqa: S104
+                             f"{p.host_port}\n" for p in published))
     return 0
 
 

@@ -84,6 +84,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("inspect", "cmd_inspect"),
     "attach": ("attach", "cmd_attach"),
     "events": ("events", "cmd_events"),
+    "network": ("networks", "cmd_network"),
 }
 
 GLOBAL_HELP = f"""Usage:  {PROG} [OPTIONS] COMMAND
@@ -128,6 +129,7 @@ Image commands:
   import      Import the contents from a tarball to create a filesystem image
   login       Log in to a registry
   logout      Log out from a registry
+  network     Manage networks (create, ls, inspect, rm, prune)
   image       Manage images (ls, pull, push, rm, tag, inspect, history, prune, fsck, ...)
   system      Manage Dockyard (df, info, prune, restore: restart-policy containers at boot)
   info        Display system-wide information

@@ -73,9 +73,11 @@ def log_config(a: argparse.Namespace) -> dict[str, Any]:
 
 def create_container(svc: ContainerService, a: argparse.Namespace) -> Container:
     from dockyard.engine import runopts as ro
+    from dockyard.engine.networks import add_to_spec, netns_path, wants_network
     from dockyard.engine.specgen import generate_spec, merge_config, rootfs_user_lookup
 
     opts = run_options(a)
+    port_bindings = publish_bindings(getattr(a, "publish", []), opts.network)
     if a.restart and a.restart != "no" and getattr(a, "rm", False):
         raise InvalidArgument("Conflicting options: --restart and --rm")
     restart = ro.parse_restart(a.restart) if a.restart else None
@@ -99,11 +101,17 @@ def create_container(svc: ContainerService, a: argparse.Namespace) -> Container:
         spec = generate_spec(image_config, opts, container_id=cid, rootfs=rootfs,
                              cgroups_path=os.path.join(svc.cgroup_parent, cid),
                              user_lookup=rootfs_user_lookup(rootfs), init_path=init_path)
+        if wants_network(opts.network):
+            add_to_spec(spec, netns=netns_path(os.path.dirname(svc.run_dir), cid),
+                        bundle=svc.bundle(cid))
         saved.update(_docker_config(a, merged, record, opts, log=log, runtime=runtime,
                                     stop_signal=stop_signal))
         health = healthcheck(a, image_config)
         if health is not None:
             saved["Config"]["Healthcheck"] = health
+        if port_bindings:
+            saved["HostConfig"]["PortBindings"] = port_bindings
+            saved["Config"]["ExposedPorts"] = {key: {} for key in port_bindings}
         if restart is not None:
             saved["HostConfig"]["RestartPolicy"] = {
                 "Name": restart.name, "MaximumRetryCount": restart.maximum_retry_count}
@@ -111,6 +119,22 @@ def create_container(svc: ContainerService, a: argparse.Namespace) -> Container:
 
     c = svc.create(a.image, spec_for, name=a.name, config_of=lambda: saved)
     return c
+
+
+def publish_bindings(publish: list[str], network: str) -> dict[str, list[dict[str, str]]]:
+    """HostConfig.PortBindings from ``-p`` flags (docker's shape: ``{"80/tcp": [{"HostIp":
+    "", "HostPort": "8080"}]}``)."""
+    from dockyard.engine.networks import wants_network
+    from dockyard.network.ports import parse_publish
+
+    out: dict[str, list[dict[str, str]]] = {}
+    for text in publish:
+        spec = parse_publish(text)
+        out.setdefault(spec.key, []).append(
+            {"HostIp": spec.host_ip, "HostPort": str(spec.host_port or "")})
+    if out and not wants_network(network):
+        return {}       # docker: published ports are discarded with --network host/none
+    return out
 
 
 def parse_go_duration(text: str) -> int:

@@ -42,6 +42,7 @@ from dockyard.values import asdict, field, value
 if TYPE_CHECKING:
     from dockyard.engine.config import EngineConfig
     from dockyard.engine.images import ImageService
+    from dockyard.engine.networks import NetworkService
     from dockyard.monitor.supervisor import Launch
 
 log = get_logger(__name__)
@@ -261,6 +262,9 @@ class ContainerService:
         if c.running:
             raise FailedPrecondition(f"container {c.short_id} is already running")
         self._mount_rootfs(c)
+        from dockyard.engine.networks import network_mode, wants_network
+        if wants_network(network_mode(c.config)):     # its namespace, veth, address, ports
+            self.networks().connect(c.id, c.config, self.bundle(c.id))
         run_dir = os.path.join(self.run_dir, c.id)
         os.makedirs(run_dir, exist_ok=True)
         os.makedirs(self.runtime_root, exist_ok=True)
@@ -633,6 +637,7 @@ class ContainerService:
             self.wait(c.id, timeout=30)
         self._delete_runtime_state(c)
         self._unmount_rootfs(c.id)
+        self.release_network(c.id)
         self._remove_files(c.id)
         with transaction(self.db) as db:
             db.execute("DELETE FROM containers WHERE id = ?", (c.id,))
@@ -661,6 +666,18 @@ class ContainerService:
             delete_mod.delete(self.runtime_root, c.id, force=True)
         except DockyardError as e:
             log.warning("runtime state of %s not deleted: %s", c.short_id, e)
+
+    def networks(self) -> NetworkService:
+        from dockyard.engine.networks import NetworkService
+
+        return NetworkService(self.config, self.db, os.path.dirname(self.run_dir))
+
+    def release_network(self, cid: str) -> None:
+        """Disconnect the stopped container from its network (its address, ports, namespace)."""
+        row = self.db.execute("SELECT config FROM containers WHERE id = ?", (cid,)).fetchone()
+        from dockyard.engine.networks import network_mode, wants_network
+        if row is None or wants_network(network_mode(json.loads(row[0]))):
+            self.networks().disconnect(cid)
 
     def _remove_cgroup_parent(self) -> None:
         """The last container of this engine is gone: its cgroup parent goes too (only when

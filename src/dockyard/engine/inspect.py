@@ -44,6 +44,12 @@ def inspect_container(svc: ContainerService, c: Container) -> dict[str, Any]:
     bundle = svc.bundle(c.id)
     driver = svc.images.storage_driver
     snap = os.path.join(svc.images.snapshots.root, "containers", c.id)
+    from dockyard.engine.networks import network_mode, wants_network
+
+    mode = network_mode(cfg)
+    networked = wants_network(mode)
+    network = svc.networks().settings(c.id, mode) if networked else {
+        "Bridge": "", "SandboxID": "", "Ports": {}, "Networks": {}}
     return {
         "Id": c.id,
         "Created": _iso(c.created),
@@ -52,9 +58,9 @@ def inspect_container(svc: ContainerService, c: Container) -> dict[str, Any]:
         "State": {**container_state(c),
                   **({"Health": h} if (h := svc.health(c)) is not None else {})},
         "Image": c.image_id,
-        "ResolvConfPath": "",
-        "HostnamePath": "",
-        "HostsPath": "",
+        "ResolvConfPath": os.path.join(bundle, "resolv.conf") if networked else "",
+        "HostnamePath": os.path.join(bundle, "hostname") if networked else "",
+        "HostsPath": os.path.join(bundle, "hosts") if networked else "",
         # as docker: only the json-file driver's file is shown
         "LogPath": svc.log_path(c.id) if _log_driver(c) == "json-file" else "",
         "Name": "/" + c.name,
@@ -74,5 +80,5 @@ def inspect_container(svc: ContainerService, c: Container) -> dict[str, Any]:
         },
         "Mounts": [],
         "Config": cfg.get("Config") or {},
-        "NetworkSettings": {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": {}},
+        "NetworkSettings": network,
     }

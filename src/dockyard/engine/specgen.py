@@ -790,7 +790,7 @@ def generate_spec(
         raise InvalidArgument(f"invalid container id {container_id!r} (want 64 hex digits)")
     if cgroupns not in ("host", "private"):
         raise InvalidArgument(f"invalid cgroup namespace mode: {cgroupns}")
-    if opts.network not in ("default", "bridge", "none", "host"):
+    if opts.network.startswith("container:"):   # any other name: a network of the engine
         raise InvalidArgument(f"network mode {opts.network!r} is not supported yet")
     _check_resources(opts, host_cpus)
     merged = merge_config(image, opts, container_id=container_id, host_hostname=host_hostname)

@@ -74,6 +74,7 @@ class EngineRecorder:
         try:
             svc = ContainerService(self.config, images)
             svc._unmount_rootfs(cid)
+            svc.release_network(cid)
             try:
                 c = svc.get(cid)
             except NotFound:

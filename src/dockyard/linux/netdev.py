@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import _socket  # not socket.py: ~4 ms of imports on the start path
 import fcntl
+import os
 import struct
 
 from dockyard.errors import SyscallError
@@ -22,5 +23,45 @@ def set_up(ifname: str) -> None:
         fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack("16sh", ifname.encode(), flags | _IFF_UP))
     except OSError as exc:
         raise SyscallError("ioctl(SIOCSIFFLAGS)", exc.errno or 0, ifname) from None
+    finally:
+        s.close()
+
+
+_SIOCBRDELBR = 0x89A1
+_ENODEV = 19
+_ENXIO = 6
+
+
+def exists(ifname: str) -> bool:
+    return os.path.exists(f"/sys/class/net/{ifname}")
+
+
+def set_down(ifname: str) -> None:
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
+        req = struct.pack("16sh", ifname.encode(), 0)
+        flags = struct.unpack("16sh", fcntl.ioctl(s, _SIOCGIFFLAGS, req))[1]
+        fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack("16sh", ifname.encode(), flags & ~_IFF_UP))
+    except OSError as exc:
+        raise SyscallError("ioctl(SIOCSIFFLAGS)", exc.errno or 0, ifname) from None
+    finally:
+        s.close()
+
+
+def delete_bridge(ifname: str) -> None:
+    """Remove the bridge ``ifname`` (down first, as the bridge ioctl wants); nothing to do if
+    it is gone. Its ports are released, not deleted."""
+    if not exists(ifname):
+        return
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
+        set_down(ifname)
+        fcntl.ioctl(s, _SIOCBRDELBR, ifname.encode() + b"\0")
+    except SyscallError as exc:
+        if exc.errno not in (_ENODEV, _ENXIO):
+            raise
+    except OSError as exc:
+        if exc.errno not in (_ENODEV, _ENXIO):
+            raise SyscallError("ioctl(SIOCBRDELBR)", exc.errno or 0, ifname) from None
     finally:
         s.close()

@@ -1,0 +1,208 @@
+"""Bridge networks with real busybox containers: the default bridge, user networks, published
+ports, teardown, and bad input. Traffic goes only to 127.0.0.1 and into the namespaces these
+tests create, on private 10.213.x subnets that each test's engine configures (never the
+machine-wide default pools)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from testbed import images as tb_images
+from testbed.engine import Engine
+
+pytestmark = pytest.mark.integration
+
+_counter = iter(range(1, 1000))
+
+
+def _host_state() -> tuple[set[str], set[str]]:
+    links = set(os.listdir("/sys/class/net"))
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True,
+                            check=True).stdout
+    return links, set(tables.splitlines())
+
+
+@pytest.fixture(scope="module")
+def busybox() -> tb_images.BuiltImage:
+    return tb_images.busybox()
+
+
+@pytest.fixture
+def eng(tmp_path: Path, busybox: tb_images.BuiltImage) -> Iterator[Engine]:
+    # each test its own /24s in 10.213.0.0/16, its own bridge and nftables table
+    n = (os.getpid() % 50) * 4 + next(_counter) % 4
+    config = tmp_path / "daemon.json"
+    config.write_text(json.dumps({
+        "cgroup-parent": "", "bip": f"10.213.{n}.1/24", "ip-forward": False,
+        "default-address-pools": [{"base": f"10.213.{200 + n % 50}.0/24", "size": 26}]}))
+    e = Engine(tmp_path / "root", config, env={"DOCKYARD_RUN_ROOT": str(tmp_path / "run")})
+    assert busybox.docker_archive is not None
+    e.run("load", "-i", str(busybox.docker_archive))
+    before = _host_state()
+    try:
+        yield e
+    finally:
+        for cid in e.run("ps", "-aq", "--no-trunc", check=False).stdout.split():
+            e.run("rm", "-f", cid, check=False)
+        for net in e.run("network", "ls", "-q", "--filter", "type=custom",
+                         check=False).stdout.split():
+            e.run("network", "rm", net, check=False)
+        _assert_nothing_left(e, before, tmp_path)
+
+
+def _assert_nothing_left(e: Engine, before: tuple[set[str], set[str]], tmp: Path) -> None:
+    deadline = time.monotonic() + 5      # a namespace's veth goes asynchronously
+    while True:
+        links, tables = _host_state()
+        new = (links - before[0]) | (tables - before[1])
+        if not new or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert not new, f"left behind: {new}"
+    netns_dir = tmp / "run-netns"
+    assert not netns_dir.exists() or not os.listdir(netns_dir)
+    with open("/proc/self/mountinfo") as f:
+        assert str(tmp) not in f.read()
+
+
+def _wait_for(fn: object, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if fn():   # type: ignore[operator]
+                return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def _httpd(e: Engine, name: str, *args: str) -> str:
+    return e.run("run", "-d", "--name", name, *args, "busybox", "sh", "-c",
+                 "mkdir -p /www && echo hello-from-$(hostname) > /www/index.html && "
+                 "exec httpd -f -p 80 -h /www").stdout.strip()
+
+
+def _ip(e: Engine, name: str, network: str) -> str:
+    doc = json.loads(e.run("network", "inspect", network).stdout)[0]
+    for c in doc["Containers"].values():
+        if c["Name"] == name:
+            return str(c["IPv4Address"].split("/")[0])
+    raise AssertionError(f"{name} not on {network}: {doc['Containers']}")
+
+
+def test_default_bridge(eng: Engine) -> None:
+    out = eng.run("run", "--rm", "busybox", "sh", "-c",
+                  "ip -4 -o addr show eth0; ip route; cat /etc/hostname; "
+                  "tail -n1 /etc/hosts").stdout
+    cfg = json.loads(Path(eng.config).read_text())  # type: ignore[arg-type]
+    prefix = cfg["bip"].rsplit(".", 1)[0]
+    assert f"inet {prefix}.2/24" in out
+    assert f"default via {prefix}.1 dev eth0" in out
+    hostname = out.splitlines()[-2]
+    assert out.splitlines()[-1] == f"{prefix}.2\t{hostname}"
+    ls = eng.run("network", "ls").stdout.splitlines()
+    assert ls[0].split() == ["NETWORK", "ID", "NAME", "DRIVER", "SCOPE"]
+    assert sorted(line.split()[1] for line in ls[1:]) == ["bridge", "host", "none"]
+
+
+def test_user_network_ping_and_http(eng: Engine) -> None:
+    nid = eng.run("network", "create", "--subnet", "10.213.250.0/24", "--label", "team=a",
+                  "appnet").stdout.strip()
+    assert len(nid) == 64
+    _httpd(eng, "web", "--network", "appnet")
+    ip = _ip(eng, "web", "appnet")
+    assert ip.startswith("10.213.250.")
+    out = eng.run("run", "--rm", "--network", "appnet", "busybox", "sh", "-c",
+                  f"ping -c1 -W2 {ip} >/dev/null && echo pinged; "
+                  f"for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O- http://{ip}/ && break; "
+                  "sleep 0.2; done").stdout
+    assert "pinged" in out
+    assert "hello-from-" in out
+    doc = json.loads(eng.run("network", "inspect", "appnet").stdout)[0]
+    assert doc["IPAM"]["Config"] == [{"Subnet": "10.213.250.0/24", "Gateway": "10.213.250.1"}]
+    assert doc["Labels"] == {"team": "a"} and doc["Driver"] == "bridge"
+    # in use: refused, and nothing changes
+    refused = eng.run("network", "rm", "appnet", check=False)
+    assert refused.returncode == 1
+    assert "has active endpoints" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert eng.run("network", "inspect", "-f", "{{.Name}}", "appnet").stdout == "appnet\n"
+    eng.run("rm", "-f", "web")
+    assert eng.run("network", "rm", "appnet").stdout == "appnet\n"
+
+
+def test_published_port_from_loopback_and_port(eng: Engine) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    _httpd(eng, "pub", "-p", f"127.0.0.1:{port}:80", "-p", "80")
+    url = f"http://127.0.0.1:{port}/"
+
+    def fetch() -> bool:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return b"hello-from-" in r.read()
+
+    _wait_for(fetch)
+    mappings = eng.run("port", "pub").stdout.splitlines()
+    assert f"80/tcp -> 127.0.0.1:{port}" in mappings
+    assert any(m.startswith("80/tcp -> 0.0.0.0:") for m in mappings)
+    assert eng.run("port", "pub", "80").stdout.splitlines()[0] == f"127.0.0.1:{port}"
+    settings = json.loads(eng.run("inspect", "pub").stdout)[0]["NetworkSettings"]
+    assert {"HostIp": "127.0.0.1", "HostPort": str(port)} in settings["Ports"]["80/tcp"]
+    assert settings["IPAddress"] == settings["Networks"]["bridge"]["IPAddress"] != ""
+    # the same host port again: refused at start, exit 125, nothing of it remains running
+    clash = eng.run("run", "-d", "-p", f"127.0.0.1:{port}:80", "busybox", "true", check=False)
+    assert clash.returncode == 125 and "port is already allocated" in clash.stderr
+    eng.run("rm", "-f", "pub")
+    with pytest.raises(OSError):
+        urllib.request.urlopen(url, timeout=1)
+
+
+def test_bad_input(eng: Engine) -> None:
+    eng.run("network", "create", "--subnet", "10.213.251.0/24", "one")
+    overlap = eng.run("network", "create", "--subnet", "10.213.251.128/25", "two", check=False)
+    assert overlap.returncode == 1
+    assert "overlaps" in overlap.stderr and len(overlap.stderr.strip().splitlines()) == 1
+    same = eng.run("network", "create", "one", check=False)
+    assert same.returncode == 1 and "already exists" in same.stderr
+    builtin = eng.run("network", "rm", "bridge", check=False)
+    assert builtin.returncode == 1 and "pre-defined" in builtin.stderr
+    unknown = eng.run("run", "--rm", "--network", "nosuchnet", "busybox", "true", check=False)
+    assert unknown.returncode == 125
+    assert unknown.stderr.strip().splitlines()[0].endswith("network nosuchnet not found")
+    assert eng.run("ps", "-aq").stdout == ""
+    missing = eng.run("network", "inspect", "nosuchnet", check=False)
+    assert missing.returncode == 1
+    names = eng.run("network", "ls", "--format", "{{.Name}}").stdout.split()
+    assert sorted(names) == ["bridge", "host", "none", "one"]
+    assert eng.run("network", "prune", "-f").stdout == "Deleted Networks:\none\n"
+
+
+def test_concurrent_starts_get_distinct_addresses(eng: Engine) -> None:
+    eng.run("network", "create", "--subnet", "10.213.252.0/24", "many")
+    procs = [subprocess.Popen(
+        [*_cli(eng), "run", "-d", "--network", "many", "busybox", "sleep", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=eng.env)
+        for _ in range(20)]
+    for p in procs:
+        _out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    doc = json.loads(eng.run("network", "inspect", "many").stdout)[0]
+    ips = [c["IPv4Address"] for c in doc["Containers"].values()]
+    assert len(ips) == 20 and len(set(ips)) == 20
+
+
+def _cli(e: Engine) -> list[str]:
+    from testbed.engine import DOCKYARD
+
+    return [*DOCKYARD, "--root", str(e.root), "--config", str(e.config)]
