@@ -761,7 +761,32 @@ def _changes_of(svc: ContainerService, c: Container) -> tuple[list[_Change], str
             out = _copy_changes(fd, (), lower)
     finally:
         os.close(fd)
-    return out, own
+    return _without_mount_stubs(out, own), own
+
+
+# Files that exist only as mount points for what the engine mounts over them (docker keeps
+# them in a container's "init" layer, which diff, commit and export never show).
+_MOUNT_STUBS = frozenset({("etc", "hostname"), ("etc", "hosts"), ("etc", "resolv.conf")})
+
+
+def _without_mount_stubs(found: list[_Change], own: str) -> list[_Change]:
+    """The changes without the empty files made as mount points for /etc/hosts and friends
+    (and their directory, when nothing else in it changed)."""
+    stubs = set()
+    for ch in found:
+        if ch.kind == "A" and ch.parts in _MOUNT_STUBS:
+            try:
+                st = os.lstat(os.path.join(own, *ch.parts))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and st.st_size == 0:
+                stubs.add(ch.parts)
+    if not stubs:
+        return found
+    kept = [ch for ch in found if ch.parts not in stubs]
+    parents = {parts[:-1] for parts in stubs}
+    return [ch for ch in kept if not (ch.kind == "C" and ch.parts in parents and not any(
+        other.parts[:len(ch.parts)] == ch.parts and other is not ch for other in kept))]
 
 
 def changes(svc: ContainerService, ref: str) -> list[tuple[str, str]]:
