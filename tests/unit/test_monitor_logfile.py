@@ -352,3 +352,24 @@ def test_writer_imports_nothing_heavy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+@given(st.lists(st.binary(max_size=40), min_size=1, max_size=30))
+def test_the_one_join_path_writes_what_the_general_one_does(lines: list[bytes]) -> None:
+    """Plain complete lines go through one join (LogWriter._fast): byte for byte the file the
+    per-line path writes, whatever the lines hold (escapes send them the general way)."""
+    import tempfile
+
+    data = b"\n".join(line.replace(b"\n", b"") for line in lines) + b"\n"
+    with tempfile.TemporaryDirectory() as d:
+        out = []
+        for fast in (True, False):
+            path = os.path.join(d, f"log-{fast}")
+            w = LogWriter(path, max_size=None)
+            if not fast:
+                w._fast = lambda *_a: False  # type: ignore[method-assign]
+            w.write("stdout", data, ts_ns=1_700_000_000_123_456_789)
+            w.close()
+            with open(path, "rb") as f:
+                out.append(f.read())
+    assert out[0] == out[1]

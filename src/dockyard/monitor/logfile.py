@@ -42,6 +42,7 @@ def _escape_table() -> dict[int, str]:
 _ESCAPES = _escape_table()
 # the ASCII bytes that need escaping: a line without them (and without non-ASCII) is copied
 _SPECIAL_BYTES = bytes(c for c in _ESCAPES if c < 0x80)
+_SPECIAL_BUT_NEWLINE = bytes(c for c in _SPECIAL_BYTES if c != 0x0A)
 
 
 def escape(data: bytes) -> bytes:
@@ -136,6 +137,8 @@ class LogWriter:
         st = self._streams.get(stream)
         if st is None:
             st = self._streams[stream] = _Stream()
+        if not st.pending and st.partial_ts is None and self._fast(stream, data, ts_ns):
+            return
         buf = st.pending + data if st.pending else data
         entries: list[tuple[bytes, int]] = []
         start = 0
@@ -161,6 +164,31 @@ class LogWriter:
         st.pending = buf[start:]
         if entries:
             self._append(stream, entries)
+
+    def _fast(self, stream: str, data: bytes, ts_ns: int | None) -> bool:
+        """Complete plain-ASCII lines (the usual output) as one join: every line of one read
+        has the same time, so only the line itself differs between entries. False, with
+        nothing written, when the general path is needed (escapes, a long or unfinished line,
+        a rotation, another format)."""
+        if (self._fd < 0 or type(self)._encode is not LogWriter._encode
+                or not data.endswith(b"\n")
+                or not data.isascii()
+                or len(data.translate(None, _SPECIAL_BUT_NEWLINE)) != len(data)):
+            return False
+        lines = data.split(b"\n")
+        lines.pop()     # after the last newline: nothing
+        if max(map(len, lines)) >= PARTIAL_SIZE:
+            return False
+        ts = format_time(ts_ns if ts_ns is not None else time.time_ns()).encode()
+        name = escape(stream.encode())
+        head = b'{"log":"'
+        tail = b'\\n","stream":"' + name + b'","time":"' + ts + b'"}\n'
+        blob = head + (tail + head).join(lines) + tail
+        if self.max_size is not None and self._size + len(blob) >= self.max_size:
+            return False
+        self._write_all([blob])
+        self._size += len(blob)
+        return True
 
     def flush(self, stream: str | None = None, ts_ns: int | None = None) -> None:
         """Log the unfinished line of ``stream`` (all streams if None) without a newline.
