@@ -496,3 +496,17 @@ def test_a_dead_monitor_neither_kills_nor_silences_its_containers(eng: Engine) -
     _wait_gone(keeper)
     assert eng.run("ps", "-aq").stdout == ""
     assert not list((run_root / "runtime").iterdir())
+
+
+def test_platform_of_a_local_image(eng: Engine) -> None:
+    """`--platform` is checked against a local image: the host's runs; another one is not
+    run from the wrong image (with --pull never, docker's error and 125; nothing created)."""
+    assert eng.run("run", "--rm", "--platform", "linux/amd64", "--network", "none", "busybox",
+                   "echo", "ok").stdout == "ok\n"
+    bad = eng.run("run", "--rm", "--pull", "never", "--platform", "linux/s390x", "busybox",
+                  "true", check=False)
+    assert bad.returncode == 125
+    assert bad.stderr.strip() == ("Error: image with reference busybox was found but does not "
+                                  "match the specified platform: wanted linux/s390x, actual: "
+                                  "linux/amd64")
+    assert eng.run("ps", "-aq").stdout == ""

@@ -119,6 +119,17 @@ def _ensure_image(g: Globals, a: argparse.Namespace) -> None:
 
     svc = image_service(g)
     have = svc.exists(a.image)
+    if have and a.platform:
+        from dockyard.image.platform import matches, parse_platform
+
+        want = parse_platform(a.platform)
+        got = svc.image_config(svc.resolve(a.image)).platform
+        if not matches(want, got):
+            if a.pull == "never":
+                raise EngineFailure(f"image with reference {a.image} was found but does not "
+                                    f"match the specified platform: wanted {want}, actual: "
+                                    f"{got}")
+            have = False    # docker pulls the wanted platform's image instead
     if a.pull == "never" and not have:
         raise NotFound(f"No such image: {a.image}")
     if a.pull == "always" or not have:
