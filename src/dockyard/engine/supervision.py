@@ -119,6 +119,11 @@ def monitor_connection(config: EngineConfig, run_dir: str) -> socket.socket:
     from dockyard.monitor import host
 
     def spawn(listener: socket.socket) -> None:
+        # Garbage that holds fds (an image service's database, say) is closed here, not in
+        # the monitor, where a late collection would close whatever reused its fd numbers.
+        import gc
+
+        gc.collect()
         pid = os.fork()
         if pid:
             os.waitpid(pid, 0)

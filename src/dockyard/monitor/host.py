@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import gc
 import os
 import select
 import signal
@@ -265,6 +266,7 @@ class Host:
             conn.close_when_sent()
             return
         runner = self.runner
+        gc.collect()    # a late collection in the worker would close fds it reused
         pid = os.fork()
         if pid == 0:
             from dockyard.monitor import worker
@@ -355,6 +357,10 @@ class Host:
         warm, self.warm = self.warm, None
         if warm is not None:
             warm()
+        # What is imported now stays: collections from here on look only at what is new, so
+        # the collection before each fork is cheap (and the frozen pages stay shared).
+        gc.collect()
+        gc.freeze()
 
     def _on_term(self, _signum: int, _frame: object) -> None:
         self.leaving = True

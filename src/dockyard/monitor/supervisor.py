@@ -175,6 +175,9 @@ class Supervision:
         self._watch_running()
 
     def _launch(self, stdin_fd: int = -1) -> None:
+        import gc
+
+        gc.collect()    # the runtime forks: no garbage holding fds may be collected in a child
         self.started = time.monotonic()
         self.code = None
         if self.launch.tty:
