@@ -3,6 +3,7 @@ one with the offline busybox image loaded (for container tests)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -47,9 +48,11 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 
 
 
-@pytest.fixture
-def busybox_engine(tmp_path: Path) -> Iterator[Engine]:
-    """An engine with the offline busybox image loaded; every container goes at the end.
+@contextlib.contextmanager
+def loaded_engine(tmp_path: Path, settings: dict[str, object] | None = None, *,
+                  env: dict[str, str] | None = None, name: str = "root") -> Iterator[Engine]:
+    """An engine on a throwaway root with the offline busybox image loaded; every container
+    goes at the end, so no process or mount outlives the test.
 
     cgroup-parent "": each container's cgroup sits below its supervisor's (the test's own), so
     nothing is left in the hierarchy once the container is gone.
@@ -58,13 +61,20 @@ def busybox_engine(tmp_path: Path) -> Iterator[Engine]:
 
     image = tb_images.busybox()
     assert image.docker_archive is not None
-    config = tmp_path / "daemon.json"
-    config.write_text(json.dumps({"cgroup-parent": ""}))
-    e = Engine(tmp_path / "root", config, env={"DOCKYARD_RUN_ROOT": str(tmp_path / "run")})
+    config = tmp_path / f"{name}.json"
+    config.write_text(json.dumps({"cgroup-parent": "", **(settings or {})}))
+    e = Engine(tmp_path / name, config,
+               env={"DOCKYARD_RUN_ROOT": str(tmp_path / "run"), **(env or {})})
     e.run("load", "-i", str(image.docker_archive))
     try:
         yield e
     finally:
-        # whatever a failed test left running goes, so no process or mount outlives it
         for cid in e.run("ps", "-aq", "--no-trunc", check=False).stdout.split():
             e.run("rm", "-f", cid, check=False)
+
+
+@pytest.fixture
+def busybox_engine(tmp_path: Path) -> Iterator[Engine]:
+    """An engine with the offline busybox image loaded (see :func:`loaded_engine`)."""
+    with loaded_engine(tmp_path) as e:
+        yield e

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from testbed import images as tb_images
-from testbed.engine import DOCKYARD, Engine
+from testbed.engine import DOCKYARD, Engine, loaded_engine
 
 pytestmark = pytest.mark.integration
 
@@ -33,16 +33,8 @@ def busybox() -> tb_images.BuiltImage:
 @pytest.fixture(params=["overlay2", "vfs"])
 def eng(request: pytest.FixtureRequest, tmp_path: Path,
         busybox: tb_images.BuiltImage) -> Iterator[Engine]:
-    config = tmp_path / "daemon.json"
-    config.write_text(json.dumps({"cgroup-parent": "", "storage-driver": request.param}))
-    e = Engine(tmp_path / "root", config, env={"DOCKYARD_RUN_ROOT": str(tmp_path / "run")})
-    assert busybox.docker_archive is not None
-    e.run("load", "-i", str(busybox.docker_archive))
-    try:
+    with loaded_engine(tmp_path, {"storage-driver": request.param}) as e:
         yield e
-    finally:
-        for cid in e.run("ps", "-aq", "--no-trunc", check=False).stdout.split():
-            e.run("rm", "-f", cid, check=False)
 
 
 def _bytes(eng: Engine, *args: str, stdin: bytes | None = None,

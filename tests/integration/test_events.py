@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from testbed import images as tb_images
-from testbed.engine import DOCKYARD, Engine
+from testbed.engine import DOCKYARD, Engine, loaded_engine
 
 pytestmark = pytest.mark.integration
 
@@ -30,18 +30,8 @@ def busybox() -> tb_images.BuiltImage:
 
 @pytest.fixture
 def eng(tmp_path: Path, busybox: tb_images.BuiltImage) -> Iterator[Engine]:
-    # cgroup-parent "": each container's cgroup sits below its supervisor's (the test's own),
-    # so nothing is left in the hierarchy once the container is gone.
-    config = tmp_path / "daemon.json"
-    config.write_text(json.dumps({"cgroup-parent": ""}))
-    e = Engine(tmp_path / "root", config, env={"DOCKYARD_RUN_ROOT": str(tmp_path / "run")})
-    assert busybox.docker_archive is not None
-    e.run("load", "-i", str(busybox.docker_archive))
-    try:
+    with loaded_engine(tmp_path) as e:
         yield e
-    finally:
-        for cid in e.run("ps", "-aq", "--no-trunc", check=False).stdout.split():
-            e.run("rm", "-f", cid, check=False)
 
 
 def now() -> str:

@@ -18,7 +18,7 @@ import pytest
 
 from dockyard.cli.units import from_human_size, human_size, human_size_with_precision
 from testbed import images as tb_images
-from testbed.engine import Engine
+from testbed.engine import Engine, loaded_engine
 from tests.integration.test_container_cli import busybox, eng  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -247,16 +247,8 @@ def test_system_df(eng: Engine) -> None:  # noqa: F811
 @pytest.fixture
 def vfs(tmp_path: Path, busybox: tb_images.BuiltImage) -> Iterator[Engine]:  # noqa: F811
     """An engine whose container snapshots are full copies (the vfs storage driver)."""
-    config = tmp_path / "vfs.json"
-    config.write_text(json.dumps({"cgroup-parent": "", "storage-driver": "vfs"}))
-    e = Engine(tmp_path / "vfs-root", config, env={"DOCKYARD_RUN_ROOT": str(tmp_path / "run")})
-    assert busybox.docker_archive is not None
-    e.run("load", "-i", str(busybox.docker_archive))
-    try:
+    with loaded_engine(tmp_path, {"storage-driver": "vfs"}, name="vfs-root") as e:
         yield e
-    finally:
-        for cid in e.run("ps", "-aq", "--no-trunc", check=False).stdout.split():
-            e.run("rm", "-f", cid, check=False)
 
 
 def test_sizes_with_copied_snapshots(vfs: Engine) -> None:

@@ -3,7 +3,6 @@ users start (cli/fastpath.py, monitor/worker.py), and they behave exactly as col
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -13,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from testbed import images as tb_images
-from testbed.engine import DOCKYARD, Engine
+from testbed.engine import DOCKYARD, Engine, loaded_engine
 
 pytestmark = pytest.mark.integration
 
@@ -48,22 +46,16 @@ def _wait_gone(pid: int, timeout: float = 10) -> bool:
 
 @pytest.fixture
 def warm(tmp_path: Path) -> Iterator[Engine]:
-    image = tb_images.busybox()
-    assert image.docker_archive is not None
-    config = tmp_path / "daemon.json"
-    config.write_text(json.dumps({"cgroup-parent": ""}))
-    e = Engine(tmp_path / "root", config, env={"DOCKYARD_RUN_ROOT": str(tmp_path / "run"),
-                                               "DOCKYARD_MONITOR_LINGER": "60"})
-    e.run("load", "-i", str(image.docker_archive))
-    try:
-        yield e
-    finally:
-        for cid in e.run("ps", "-aq", "--no-trunc", check=False).stdout.split():
-            e.run("rm", "-f", cid, check=False)
-        pid = _monitor_pid(e)
-        if pid > 0 and _alive(pid):
-            os.kill(pid, signal.SIGTERM)
-            assert _wait_gone(pid), "the monitor did not leave on SIGTERM"
+    with loaded_engine(tmp_path, env={"DOCKYARD_MONITOR_LINGER": "60"}) as e:
+        try:
+            yield e
+        finally:
+            for cid in e.run("ps", "-aq", "--no-trunc", check=False).stdout.split():
+                e.run("rm", "-f", cid, check=False)
+            pid = _monitor_pid(e)
+            if pid > 0 and _alive(pid):
+                os.kill(pid, signal.SIGTERM)
+                assert _wait_gone(pid), "the monitor did not leave on SIGTERM"
 
 
 def _children(pid: int) -> list[int]:
