@@ -78,3 +78,14 @@ def busybox_engine(tmp_path: Path) -> Iterator[Engine]:
     """An engine with the offline busybox image loaded (see :func:`loaded_engine`)."""
     with loaded_engine(tmp_path) as e:
         yield e
+
+
+def remove_container_cgroups(cid: str) -> None:
+    """What a reboot does to a killed container's (empty) cgroups, in every hierarchy: they go.
+    For tests that kill a container's processes by hand, behind the engine's back."""
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        for found in sorted(hierarchy.glob(f"**/{cid}"), reverse=True):
+            try:
+                found.rmdir()
+            except OSError:
+                pass

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from testbed import images as tb_images
-from testbed.engine import DOCKYARD, Engine, loaded_engine
+from testbed.engine import DOCKYARD, Engine, loaded_engine, remove_container_cgroups
 
 pytestmark = pytest.mark.integration
 
@@ -210,16 +210,6 @@ def _wait_gone(*pids: int) -> None:
             time.sleep(0.05)
 
 
-def _reboot_cgroups(cid: str) -> None:
-    """What a reboot does to a killed container's cgroups (empty now): they are gone."""
-    for hierarchy in Path("/sys/fs/cgroup").iterdir():
-        for found in sorted(hierarchy.glob(f"**/{cid}"), reverse=True):
-            try:
-                found.rmdir()
-            except OSError:
-                pass
-
-
 def test_after_a_reboot(eng: Engine, tmp_path: Path) -> None:
     """Simulated reboot: supervisor and container killed, mounts and /run gone. `ps -a` shows
     the container exited, and `start` brings it back."""
@@ -235,7 +225,7 @@ def test_after_a_reboot(eng: Engine, tmp_path: Path) -> None:
     os.kill(init_pid, signal.SIGKILL)
     _wait_gone(init_pid, sup_pid)
     subprocess.run(["umount", doc["GraphDriver"]["Data"]["MergedDir"]], check=True)
-    _reboot_cgroups(doc["Id"])
+    remove_container_cgroups(doc["Id"])
     shutil.rmtree(run_root)
     status = eng.run("ps", "-a", "--format", "{{.Names}} {{.Status}}").stdout.strip()
     assert status.startswith("survivor Exited (255)")
@@ -264,7 +254,7 @@ def test_system_restore_after_a_reboot(eng: Engine) -> None:
         os.kill(doc["State"]["Pid"], signal.SIGKILL)
         _wait_gone(doc["State"]["Pid"], sup)
         subprocess.run(["umount", doc["GraphDriver"]["Data"]["MergedDir"]], check=True)
-        _reboot_cgroups(doc["Id"])
+        remove_container_cgroups(doc["Id"])
     shutil.rmtree(run_root)
     assert eng.run("system", "restore").stdout.split() == ["always"]
     assert eng.run("ps", "--format", "{{.Names}}").stdout.split() == ["always"]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from testbed.engine import DOCKYARD, Engine
+from testbed.engine import DOCKYARD, Engine, remove_container_cgroups
 
 pytestmark = pytest.mark.integration
 
@@ -107,17 +107,6 @@ def _reap_popen(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         _kill(proc.pid)
         proc.wait(timeout=10)
-
-
-def _remove_cgroups(cid: str) -> None:
-    """A container whose supervisor died and whose processes were killed by hand: its (empty)
-    cgroups are nobody's to remove but ours."""
-    for hierarchy in Path("/sys/fs/cgroup").iterdir():
-        for found in sorted(hierarchy.glob(f"**/{cid}"), reverse=True):
-            try:
-                found.rmdir()
-            except OSError:
-                pass
 
 
 def _status(eng: Engine, name: str) -> str:
@@ -418,7 +407,7 @@ def test_monitor_killed_containers_survive_and_a_new_monitor_takes_over(eng: Eng
         _wait_gone(*(pid for pid, _ in orphans.values()))
         eng.run("rm", "-f", *orphans, check=False)     # unmounts their rootfs
         for _, cid in orphans.values():
-            _remove_cgroups(cid)
+            remove_container_cgroups(cid)
 
 
 # --- what a container inherits -------------------------------------------------------------

@@ -87,3 +87,30 @@ def lookup_init_path(config: EngineConfig) -> str:
 
 def _executable(path: str) -> bool:
     return os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+def recorded(root: str, name: str, value: str) -> str:
+    """``<root>/<name>``'s value, recording ``value`` there if it has none yet: the first
+    process to get here wins (link(2) of a complete file), every later one reads its value."""
+    path = os.path.join(root, name)
+    try:
+        with open(path) as f:
+            found = f.read().strip()
+        if found:
+            return found
+    except FileNotFoundError:
+        pass
+    os.makedirs(root, mode=0o711, exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(value + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(tmp)
+    with open(path) as f:
+        return f.read().strip() or value

@@ -809,26 +809,9 @@ def _alive(pid: int, start: int) -> bool:
 def _recorded_run_root(root: str, wanted: str) -> str:
     """The run root this engine root uses, recorded at its first use: every later command
     finds the containers' runtime state there, whatever its environment says."""
-    path = os.path.join(root, "run-root")
-    try:
-        with open(path) as f:
-            recorded = f.read().strip()
-        if recorded:
-            return recorded
-    except FileNotFoundError:
-        pass
-    os.makedirs(root, mode=0o711, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(wanted + "\n")
-    try:
-        os.link(tmp, path)      # the first command to get here records it; later ones read it
-    except FileExistsError:
-        pass
-    finally:
-        os.unlink(tmp)
-    with open(path) as f:
-        return f.read().strip() or wanted
+    from dockyard.engine.config import recorded
+
+    return recorded(root, "run-root", wanted)
 
 
 def _check_name(name: str) -> None:

@@ -298,29 +298,9 @@ def engine_id(root: str) -> str:
     """This engine root's ID: a UUID made the first time it is asked for, then kept."""
     import uuid
 
-    path = os.path.join(root, ENGINE_ID_FILE)
-    try:
-        with open(path) as f:
-            found = f.read().strip()
-        if found:
-            return found
-    except FileNotFoundError:
-        pass
-    new = str(uuid.uuid4())
-    os.makedirs(root, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        f.write(new + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    try:
-        os.link(tmp, path)      # the first writer wins; a concurrent one reads its ID
-    except FileExistsError:
-        pass
-    finally:
-        os.unlink(tmp)
-    with open(path) as f:
-        return f.read().strip()
+    from dockyard.engine.config import recorded
+
+    return recorded(root, ENGINE_ID_FILE, str(uuid.uuid4()))
 
 
 def _registry_settings(config: EngineConfig) -> tuple[list[str], list[str], list[str]]:
