@@ -33,7 +33,8 @@ def test_parse_volume_kinds() -> None:
     assert (named.type, named.source, named.target, named.readonly) == (
         "volume", "data", "/data", True)
     anon = parse_volume("/data/")
-    assert (anon.type, anon.source, anon.target, anon.mode) == ("volume", "", "/data", "z")
+    assert (anon.type, anon.source, anon.target, anon.mode) == ("volume", "", "/data", "")
+    assert parse_volume("data:/data").mode == "z"
     bind = parse_volume("/host/dir:/in")
     assert (bind.type, bind.source, bind.readonly, bind.propagation, bind.create_source) == (
         "bind", "/host/dir", False, "rprivate", True)

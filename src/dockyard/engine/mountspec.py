@@ -117,7 +117,8 @@ def parse_volume(spec: str) -> MountRequest:
         raise InvalidArgument(f"invalid mode: {mode}")
     return MountRequest(
         type=kind, target=target, source=posixpath.normpath(source) if kind == BIND else source,
-        readonly="ro" in modes, mode=mode if kind == BIND or mode else "z",
+        # docker's setBindModeIfNull: a named local volume's empty mode reads "z"
+        readonly="ro" in modes, mode=mode or ("z" if kind == VOLUME and source else ""),
         propagation=propagation or ("rprivate" if kind == BIND else ""),
         nocopy="nocopy" in modes, create_source=kind == BIND, from_flag="-v", spec=spec)
 
@@ -222,7 +223,7 @@ def parse_mount(spec: str) -> MountRequest:
         raise _mount_error(kind, "field Source must not be specified")
     return MountRequest(
         type=kind, target=target, source=posixpath.normpath(source) if kind == BIND else source,
-        readonly=readonly, mode="", propagation=propagation or (
+        readonly=readonly, mode="z" if kind == VOLUME else "", propagation=propagation or (
             "rprivate" if kind == BIND else ""),
         nocopy=nocopy, volume_labels=labels, volume_options=options, tmpfs_size=size,
         tmpfs_mode=mode, from_flag="--mount", spec=spec)
