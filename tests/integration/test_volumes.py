@@ -263,3 +263,21 @@ def test_nothing_left_after_removal(eng: Engine, tmp_path: Path) -> None:
     eng.run("volume", "rm", "tv")
     assert _volumes(eng) == set()
     assert _mounts_under(tmp_path) == []
+
+
+def test_bind_device_volume_and_failed_mount(eng: Engine, tmp_path: Path) -> None:
+    src = tmp_path / "dev-src"
+    src.mkdir()
+    (src / "f").write_text("on the device\n")
+    eng.run("volume", "create", "-o", "type=none", "-o", "o=bind", "-o", f"device={src}", "bv")
+    assert eng.run(*RUN, "--rm", "-v", "bv:/b", "busybox", "sh", "-c",
+                   "cat /b/f; echo back > /b/g").stdout == "on the device\n"
+    assert (src / "g").read_text() == "back\n"
+    assert _mounts_under(tmp_path) == []
+    eng.run("volume", "create", "-o", "type=none", "-o", "o=bind", "-o",
+            f"device={tmp_path}/absent", "broken")
+    failed = eng.run(*RUN, "--rm", "-v", "broken:/b", "busybox", "true", check=False)
+    assert failed.returncode == 125 and "failed to mount local volume" in failed.stderr
+    assert eng.run("ps", "-aq").stdout == ""        # --rm: the container went with the start
+    assert _mounts_under(tmp_path) == []
+    eng.run("volume", "rm", "broken", "bv")

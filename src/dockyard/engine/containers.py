@@ -685,9 +685,18 @@ class ContainerService:
 
     def _prepare_volumes(self, c: Container) -> None:
         """Device volumes mounted, empty volumes filled from the image (copy-up)."""
-        if c.config.get("MountPoints"):
+        if not c.config.get("MountPoints"):
+            return
+        try:
             self.volumes().prepare(c.id, c.config["MountPoints"],
                                    os.path.join(self.bundle(c.id), "rootfs"))
+        except BaseException:
+            # the start failed: nothing of it stays mounted; --rm removes it (docker's rule)
+            self._unmount_rootfs(c.id)
+            self.volumes().release(c.id)
+            if c.config.get("AutoRemove"):
+                self.remove(c.id, force=True, volumes=True)
+            raise
 
     def release_volumes(self, cid: str) -> None:
         """The container stopped: device volumes that no running container uses unmounted."""
