@@ -8,6 +8,8 @@ import stat
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dockyard.db import open_database
 from dockyard.engine.config import EngineConfig
@@ -248,3 +250,27 @@ def test_copy_up_keeps_modes_links_and_skips_non_empty(tmp_path: Path) -> None:
     assert not copy_up(str(rootfs), "/etc", str(vol))       # not empty: left alone
     assert not (vol / "new").exists()
     assert not copy_up(str(rootfs), "/missing", str(vol))
+
+
+def test_relative_sources_are_host_directories(monkeypatch: pytest.MonkeyPatch,
+                                               tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert parse_volume("./d:/x").source == str(tmp_path / "d")
+    assert parse_volume("./d:/x").type == "bind"
+    assert parse_mount("type=bind,src=.,dst=/x").source == str(tmp_path)
+
+
+def test_stale_references_do_not_pin_volumes(tmp_path: Path) -> None:
+    svc = _service(tmp_path)
+    svc.db.execute("CREATE TABLE containers (id TEXT PRIMARY KEY)")
+    svc.mount_points(CID1, [parse_volume("pinned:/p")])      # no container row: stale
+    assert svc.remove("pinned") is not None
+
+
+@given(st.text(alphabet="abc/:.,=-_rowz ", max_size=40))
+def test_parsers_fail_only_with_invalid_argument(text: str) -> None:
+    for parse in (parse_volume, parse_mount):
+        try:
+            parse(text)
+        except InvalidArgument:
+            pass

@@ -5,6 +5,7 @@ moby ``volume/mounts/linux_parser.go``). Pure functions: nothing here touches th
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 from collections.abc import Mapping, Sequence
 
@@ -100,6 +101,8 @@ def parse_volume(spec: str) -> MountRequest:
         raise InvalidArgument(f"invalid spec: {spec}")
     if not target:
         raise InvalidArgument(f"invalid spec: {spec}")
+    if source.startswith("."):      # docker's CLI: ./dir and ../dir are host directories
+        source = os.path.abspath(source)
     if mode and not _valid_mode(mode):
         raise InvalidArgument(f"invalid mode: {mode}")
     modes = mode.split(",") if mode else []
@@ -161,7 +164,7 @@ def parse_mount(spec: str) -> MountRequest:
         if key == "type":
             kind = val.lower()
         elif key in ("source", "src"):
-            source = val
+            source = os.path.abspath(val) if val == "." or val.startswith("./") else val
         elif key in ("target", "dst", "destination"):
             target = val
         elif key in ("readonly", "ro"):

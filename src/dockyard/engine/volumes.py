@@ -81,9 +81,22 @@ class VolumeService:
                 "Labels": dict(vol.labels) or None, "Mountpoint": vol.mountpoint,
                 "Name": vol.name, "Options": dict(vol.options) or None, "Scope": "local"}
 
+    def _drop_stale_refs(self) -> None:
+        """References of containers whose rows are gone (a command killed between the two
+        deletes) are dropped, so they do not pin their volumes forever."""
+        from dockyard.db import transaction
+
+        try:
+            with transaction(self.db) as db:
+                db.execute("DELETE FROM volume_refs WHERE container_id NOT IN "
+                           "(SELECT id FROM containers)")
+        except sqlite3.OperationalError:    # no container table yet: no references either
+            pass
+
     def remove(self, name: str, *, force: bool = False) -> Volume | None:
         """Remove the volume; refused while a container (running or not) references it.
         ``force``: a missing volume is not an error (None)."""
+        self._drop_stale_refs()
         try:
             return self.store.remove(name)
         except NotFound:
@@ -102,6 +115,7 @@ class VolumeService:
         if any(v.lower() in ("1", "true") for v in filters.pop("all", [])):
             all_volumes = True
         removed, freed = [], 0
+        self._drop_stale_refs()
         for vol in self.volumes({"dangling": ["true"]}):
             if not all_volumes and not vol.anonymous:
                 continue
