@@ -70,6 +70,11 @@ def _create_parser(command: str) -> CommandParser:
     add("-l", "--label", action="append", default=[], help="Set meta data on a container")
     add("--read-only", action="store_true", help="Mount the root filesystem read-only")
     add("--tmpfs", action="append", default=[], help="Mount a tmpfs directory")
+    add("-v", "--volume", action="append", default=[], help="Bind mount a volume")
+    add("--mount", action="append", default=[],
+        help="Attach a filesystem mount to the container")
+    add("--volumes-from", action="append", default=[],
+        help="Mount volumes from the specified container(s)")
     add("--init", action="store_true",
         help="Run an init inside the container that forwards signals and reaps processes")
     add("--memory", "-m", default=None, help="Memory limit")
@@ -281,13 +286,12 @@ def cmd_rm(g: Globals, argv: list[str], command: str = "rm") -> int:
                       "Remove one or more containers")
     p.add_argument("-f", "--force", action="store_true",
                    help="Force the removal of a running container (uses SIGKILL)")
-    # -v: accepted as docker's; there are no anonymous volumes to remove yet
     p.add_argument("-v", "--volumes", action="store_true",
                    help="Remove anonymous volumes associated with the container")
     p.add_argument("containers", nargs="+")
     a = p.parse_args(argv)
     svc = service(g)
-    return _each(a.containers, lambda ref: svc.remove(ref, force=a.force))
+    return _each(a.containers, lambda ref: svc.remove(ref, force=a.force, volumes=a.volumes))
 
 
 def cmd_wait(g: Globals, argv: list[str], command: str = "wait") -> int:

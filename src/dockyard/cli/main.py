@@ -85,6 +85,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "attach": ("attach", "cmd_attach"),
     "events": ("events", "cmd_events"),
     "network": ("networks", "cmd_network"),
+    "volume": ("volumes", "cmd_volume"),
 }
 
 GLOBAL_HELP = f"""Usage:  {PROG} [OPTIONS] COMMAND
@@ -130,6 +131,7 @@ Image commands:
   login       Log in to a registry
   logout      Log out from a registry
   network     Manage networks (create, ls, inspect, rm, prune)
+  volume      Manage volumes (create, ls, inspect, rm, prune)
   image       Manage images (ls, pull, push, rm, tag, inspect, history, prune, fsck, ...)
   system      Manage Dockyard (df, info, prune, restore: restart-policy containers at boot)
   info        Display system-wide information

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from dockyard.engine.config import EngineConfig
     from dockyard.engine.images import ImageService
     from dockyard.engine.networks import NetworkService
+    from dockyard.engine.volumes import VolumeService
     from dockyard.monitor.supervisor import Launch
 
 log = get_logger(__name__)
@@ -262,6 +263,7 @@ class ContainerService:
         if c.running:
             raise FailedPrecondition(f"container {c.short_id} is already running")
         self._mount_rootfs(c)
+        self._prepare_volumes(c)
         from dockyard.engine.networks import network_mode, wants_network
         if wants_network(network_mode(c.config)):     # its namespace, veth, address, ports
             self.networks().connect(c.id, c.config, self.bundle(c.id))
@@ -626,7 +628,8 @@ class ContainerService:
 
     # --- remove ------------------------------------------------------------------------------
 
-    def remove(self, ref: str, *, force: bool = False) -> Container:
+    def remove(self, ref: str, *, force: bool = False, volumes: bool = False) -> Container:
+        """Remove the container; ``volumes`` (rm -v): its anonymous volumes too."""
         c = self.get(ref)
         if c.running:
             if not force:
@@ -639,6 +642,7 @@ class ContainerService:
         self._unmount_rootfs(c.id)
         self.release_network(c.id)
         self._remove_files(c.id)
+        self.forget_volumes(c, remove_anonymous=volumes)
         with transaction(self.db) as db:
             db.execute("DELETE FROM containers WHERE id = ?", (c.id,))
             others = db.execute("SELECT COUNT(*) FROM containers WHERE state IN "
@@ -671,6 +675,39 @@ class ContainerService:
         from dockyard.engine.networks import NetworkService
 
         return NetworkService(self.config, self.db, os.path.dirname(self.run_dir))
+
+    # --- volumes (engine/volumes.py) ----------------------------------------------------------
+
+    def volumes(self) -> VolumeService:
+        from dockyard.engine.volumes import VolumeService
+
+        return VolumeService(self.config, self.db)
+
+    def _prepare_volumes(self, c: Container) -> None:
+        """Device volumes mounted, empty volumes filled from the image (copy-up)."""
+        if not c.config.get("MountPoints"):
+            return
+        try:
+            self.volumes().prepare(c.id, c.config["MountPoints"],
+                                   os.path.join(self.bundle(c.id), "rootfs"))
+        except BaseException:
+            # the start failed: nothing of it stays mounted; --rm removes it (docker's rule)
+            self._unmount_rootfs(c.id)
+            self.volumes().release(c.id)
+            if c.config.get("AutoRemove"):
+                self.remove(c.id, force=True, volumes=True)
+            raise
+
+    def release_volumes(self, cid: str) -> None:
+        """The container stopped: device volumes that no running container uses unmounted."""
+        row = self.db.execute("SELECT config FROM containers WHERE id = ?", (cid,)).fetchone()
+        if row is not None and json.loads(row[0]).get("MountPoints"):
+            self.volumes().release(cid)
+
+    def forget_volumes(self, c: Container, *, remove_anonymous: bool) -> None:
+        if c.config.get("MountPoints"):
+            self.volumes().forget(c.id, remove_anonymous=remove_anonymous,
+                                  points=c.config["MountPoints"])
 
     def release_network(self, cid: str) -> None:
         """Disconnect the stopped container from its network (its address, ports, namespace)."""

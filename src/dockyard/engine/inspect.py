@@ -78,7 +78,15 @@ def inspect_container(svc: ContainerService, c: Container) -> dict[str, Any]:
                      "UpperDir": os.path.join(snap, "upper"),
                      "WorkDir": os.path.join(snap, "work")},
         },
-        "Mounts": [],
+        "Mounts": _mounts(cfg),
         "Config": cfg.get("Config") or {},
         "NetworkSettings": network,
     }
+
+
+def _mounts(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    if not cfg.get("MountPoints"):
+        return []
+    from dockyard.engine.volumes import VolumeService
+
+    return VolumeService.mounts(cfg["MountPoints"])

@@ -75,12 +75,13 @@ class EngineRecorder:
             svc = ContainerService(self.config, images)
             svc._unmount_rootfs(cid)
             svc.release_network(cid)
+            svc.release_volumes(cid)
             try:
                 c = svc.get(cid)
             except NotFound:
                 return
-            if c.config.get("AutoRemove"):
-                svc.remove(cid, force=True)
+            if c.config.get("AutoRemove"):     # docker's --rm takes anonymous volumes too
+                svc.remove(cid, force=True, volumes=True)
             else:
                 with transaction(svc.db) as t:
                     t.execute("UPDATE containers SET supervisor_pid=0, supervisor_start=0"
