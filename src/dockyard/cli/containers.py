@@ -39,7 +39,8 @@ def _warm_imports() -> None:
 
     for name in ("dockyard.cli.runflags", "dockyard.cli.inspect", "dockyard.cli.formatter",
                  "dockyard.cli.template", "dockyard.cli.units", "dockyard.engine.specgen",
-                 "dockyard.engine.runopts", "dockyard.engine.inspect", "dockyard.engine.logread",
+                 "dockyard.engine.runopts", "dockyard.engine.create", "dockyard.engine.inspect",
+                 "dockyard.engine.logread",
                  "dockyard.engine.logopts", "dockyard.image.snapshot", "dockyard.image.mounter",
                  "dockyard.runtime.create", "dockyard.runtime.start", "dockyard.runtime.delete",
                  "dockyard.runtime.kill", "dockyard.monitor.health", "dockyard.monitor.logfile"):

@@ -4,15 +4,14 @@
 from __future__ import annotations
 
 import argparse
-import os
 from typing import TYPE_CHECKING, Any
 
 from dockyard.errors import InvalidArgument
 
 if TYPE_CHECKING:
     from dockyard.engine.containers import Container, ContainerService
+    from dockyard.engine.create import CreateRequest
     from dockyard.engine.specgen import RunOptions
-    from dockyard.image.store import ImageRecord
 
 
 def run_options(a: argparse.Namespace) -> RunOptions:
@@ -71,54 +70,24 @@ def log_config(a: argparse.Namespace) -> dict[str, Any]:
     return {"Type": a.log_driver, "Config": check_log_config(a.log_driver, opts)}
 
 
-def create_container(svc: ContainerService, a: argparse.Namespace) -> Container:
-    from dockyard.engine import runopts as ro
-    from dockyard.engine.networks import add_to_spec, netns_path, wants_network
-    from dockyard.engine.specgen import generate_spec, merge_config, rootfs_user_lookup
+def create_request(a: argparse.Namespace) -> CreateRequest:
+    """The engine's create request for ``run``/``create`` flags."""
+    from dockyard.engine.create import CreateRequest
 
     opts = run_options(a)
-    port_bindings = publish_bindings(getattr(a, "publish", []), opts.network)
-    if a.restart and a.restart != "no" and getattr(a, "rm", False):
-        raise InvalidArgument("Conflicting options: --restart and --rm")
-    restart = ro.parse_restart(a.restart) if a.restart else None
-    image = svc.images.resolve(a.image)
-    image_config = svc.images.image_config(image)
-    log = log_config(a)
-    runtime = _runtime_path(a.runtime)
-    init_path = None
-    if opts.init:
-        from dockyard.engine.config import lookup_init_path
+    return CreateRequest(
+        image=a.image, opts=opts, name=a.name,
+        port_bindings=publish_bindings(getattr(a, "publish", []), opts.network),
+        restart=a.restart, auto_remove=bool(getattr(a, "rm", False)),
+        attach_output=not getattr(a, "detach", True), log_config=log_config(a),
+        runtime=a.runtime, stop_timeout=a.stop_timeout,
+        healthcheck=lambda image_config: healthcheck(a, image_config))
 
-        init_path = lookup_init_path(svc.config)
-    stop_signal = opts.stop_signal or image_config.config.stop_signal or "SIGTERM"
-    ro.parse_stop_signal(stop_signal)
-    saved: dict[str, Any] = {}
 
-    def spec_for(cid: str, rootfs: str, record: ImageRecord) -> dict[str, Any]:
-        merged = merge_config(image_config, opts, container_id=cid)
-        if not merged.path:
-            raise InvalidArgument("no command specified")
-        spec = generate_spec(image_config, opts, container_id=cid, rootfs=rootfs,
-                             cgroups_path=os.path.join(svc.cgroup_parent, cid),
-                             user_lookup=rootfs_user_lookup(rootfs), init_path=init_path)
-        if wants_network(opts.network):
-            add_to_spec(spec, netns=netns_path(os.path.dirname(svc.run_dir), cid),
-                        bundle=svc.bundle(cid))
-        saved.update(_docker_config(a, merged, record, opts, log=log, runtime=runtime,
-                                    stop_signal=stop_signal))
-        health = healthcheck(a, image_config)
-        if health is not None:
-            saved["Config"]["Healthcheck"] = health
-        if port_bindings:
-            saved["HostConfig"]["PortBindings"] = port_bindings
-            saved["Config"]["ExposedPorts"] = {key: {} for key in port_bindings}
-        if restart is not None:
-            saved["HostConfig"]["RestartPolicy"] = {
-                "Name": restart.name, "MaximumRetryCount": restart.maximum_retry_count}
-        return spec
+def create_container(svc: ContainerService, a: argparse.Namespace) -> Container:
+    from dockyard.engine.create import create_container as create
 
-    c = svc.create(a.image, spec_for, name=a.name, config_of=lambda: saved)
-    return c
+    return create(svc, create_request(a))
 
 
 def publish_bindings(publish: list[str], network: str) -> dict[str, list[dict[str, str]]]:
@@ -169,59 +138,3 @@ def healthcheck(a: argparse.Namespace, image_config: Any) -> dict[str, Any] | No
             raise InvalidArgument("--health-retries cannot be negative")
         out["Retries"] = a.health_retries
     return out or None
-
-
-def _runtime_path(name: str) -> str:
-    if not name or name in ("dockyard", "dockyard-runc"):
-        return ""
-    if os.sep in name:
-        path = name
-    else:
-        import shutil
-
-        found = shutil.which(name)
-        if found is None:
-            raise InvalidArgument(f"unknown or invalid runtime name: {name}")
-        path = found
-    if not os.access(path, os.X_OK):
-        raise InvalidArgument(f"unknown or invalid runtime name: {name}")
-    return path
-
-
-def _docker_config(a: argparse.Namespace, merged: Any, record: ImageRecord, opts: RunOptions,
-                   *, log: dict[str, Any], runtime: str, stop_signal: str) -> dict[str, Any]:
-    return {
-        "Path": merged.path,
-        "Args": list(merged.args),
-        "Labels": dict(merged.labels),
-        "StopSignal": stop_signal,
-        "StopTimeout": a.stop_timeout,
-        "AutoRemove": bool(getattr(a, "rm", False)),
-        "Runtime": runtime,
-        "LogConfig": log,
-        "Config": {
-            "Hostname": merged.hostname, "Domainname": "", "User": merged.user,
-            "AttachStdin": False, "AttachStdout": not getattr(a, "detach", True),
-            "AttachStderr": not getattr(a, "detach", True), "Tty": opts.tty,
-            "OpenStdin": opts.stdin_open, "StdinOnce": False, "Env": list(merged.env),
-            "Cmd": None if merged.cmd is None else list(merged.cmd),
-            "Image": a.image, "Volumes": None, "WorkingDir": merged.working_dir,
-            "Entrypoint": None if merged.entrypoint is None else list(merged.entrypoint),
-            "OnBuild": None, "Labels": dict(merged.labels), "StopSignal": stop_signal,
-            **({"StopTimeout": a.stop_timeout} if a.stop_timeout is not None else {}),
-        },
-        "HostConfig": {
-            "NetworkMode": a.network, "AutoRemove": bool(getattr(a, "rm", False)),
-            "RestartPolicy": {"Name": a.restart or "no", "MaximumRetryCount": 0},
-            "Privileged": opts.privileged, "ReadonlyRootfs": opts.read_only,
-            "CapAdd": list(opts.cap_add) or None, "CapDrop": list(opts.cap_drop) or None,
-            "Memory": opts.memory, "MemorySwap": opts.memory_swap, "NanoCpus": opts.nano_cpus,
-            "CpuShares": opts.cpu_shares, "CpusetCpus": opts.cpuset_cpus,
-            "PidsLimit": opts.pids_limit, "ShmSize": opts.shm_size or 67108864,
-            # the name the user gave, as docker shows it (the path runs it: "Runtime" above)
-            "LogConfig": log, "Runtime": a.runtime or "dockyard",
-            "Init": True if opts.init else None,   # docker's *bool: null unless --init
-            "Tmpfs": dict(opts.tmpfs) or None,
-        },
-        "Image": record.id,
-    }
