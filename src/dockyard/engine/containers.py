@@ -722,6 +722,30 @@ def _container(row: sqlite3.Row) -> Container:
         supervisor_start=int(row["supervisor_start"]))
 
 
+def state_word(c: Container) -> str:
+    """docker's State of a container in lists: created, running, exited, removing."""
+    return {"creating": "created", "removing": "removing"}.get(c.state, c.state)
+
+
+def filter_matches(c: Container, key: str, value: str) -> bool:
+    """Whether the container passes one of ``ps``'s filters (``key=value``); an unknown key
+    passes."""
+    if key == "status":
+        return state_word(c) == value
+    if key == "name":
+        return value.lstrip("/") in c.name
+    if key == "id":
+        return c.id.startswith(value)
+    if key == "label":
+        k, eq, v = value.partition("=")
+        return k in c.labels and (not eq or c.labels[k] == v)
+    if key == "ancestor":
+        return value in (c.image_name, c.image_id, c.image_id[7:19])
+    if key == "exited":
+        return c.state == "exited" and str(c.exit_code) == value
+    return True
+
+
 def read_status(conn: socket.socket) -> str:
     """The next status line from the monitor ("" once it is gone); output is skipped."""
     from dockyard.monitor import channel
