@@ -85,6 +85,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "attach": ("attach", "cmd_attach"),
     "events": ("events", "cmd_events"),
     "network": ("networks", "cmd_network"),
+    "serve": ("serve", "cmd_serve"),
 }
 
 GLOBAL_HELP = f"""Usage:  {PROG} [OPTIONS] COMMAND
@@ -135,6 +136,7 @@ Image commands:
   info        Display system-wide information
   events      Get real time events from the engine
   version     Show the Dockyard version information
+  serve       Run the engine daemon: the Docker Engine API on a unix socket
 
 Global Options:
       --root string     Engine root (default "/var/lib/dockyard", or $DOCKYARD_ROOT)
