@@ -573,7 +573,8 @@ def exec_start(app: App, h: Handler, req: Request, id: str) -> None:
         ex.started = True
     with app.services() as svc:
         argv = svc.exec_argv(ex.container_id, ex.cmd, env=ex.env, workdir=ex.workdir,
-                             user=ex.user, detach=detach, privileged=ex.privileged, tty=False)
+                             user=ex.user, detach=detach, privileged=ex.privileged,
+                             tty=ex.tty and not detach)
         c = svc.get(ex.container_id)
         svc.event(c, f"exec_start: {' '.join(ex.cmd)}", execID=ex.id)
     if detach:
@@ -781,6 +782,12 @@ def image_create(app: App, h: Handler, req: Request) -> None:
     out.end()
 
 
+def no_such_object(app: App, h: Handler, req: Request, kind: str, name: str) -> None:
+    """A lookup by name of an object kind this slice does not serve: not found (``docker
+    inspect NAME`` tries each kind in turn and needs a 404 to go on)."""
+    raise NotFound(f"No such {kind.rstrip('s')}: {name.removesuffix('/json')}")
+
+
 def not_implemented(app: App, h: Handler, req: Request, **_: str) -> None:
     raise NotImplementedByUs(f"{req.method} {req.path} is not implemented by Dockyard yet")
 
@@ -823,6 +830,8 @@ ROUTES: list[tuple[str, str, Callable[..., None]]] = [
     ("POST", rf"/images/{_NAME}/tag", image_tag),
     ("DELETE", rf"/images/{_NAME}", image_delete),
     # docker has these; this slice does not
+    ("GET", r"/(?P<kind>networks|volumes|plugins|secrets|configs|services|nodes|tasks)"
+            r"/(?P<name>[^/]+(?:/json)?)", no_such_object),
     ("GET", r"/(?:networks|volumes|plugins|secrets|configs|services|nodes|tasks|swarm)(?:/.*)?",
      not_implemented),
     ("POST", r"/(?:networks|volumes|plugins|build|session|swarm|images/load|commit|auth)(?:/.*)?",
