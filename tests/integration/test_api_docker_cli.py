@@ -153,3 +153,34 @@ def test_errors_are_docker_shaped(api_daemon: Daemon) -> None:
     assert (status, body) == (200, b"OK")
     mode = os.stat(d.socket).st_mode & 0o777
     assert mode == 0o660
+
+
+def test_events_df_and_lifecycle_verbs(api_daemon: Daemon) -> None:
+    d = api_daemon
+    since = str(int(time.time()) - 1)
+    d.docker("run", "-d", "--name", "verbs", "--network", "none", "busybox", "sh", "-c",
+             "trap 'exit 0' TERM; while true; do sleep 0.1; done")
+    try:
+        d.docker("pause", "verbs")
+        assert d.docker("inspect", "-f", "{{.State.Status}}", "verbs").stdout.strip() in (
+            "paused", "running")
+        d.docker("unpause", "verbs")
+        d.docker("rename", "verbs", "verbs2")
+        d.docker("restart", "-t", "5", "verbs2")
+        assert d.docker("inspect", "-f", "{{.State.Running}}", "verbs2").stdout.strip() == \
+            "true"
+        d.docker("kill", "verbs2")
+        assert d.docker("wait", "verbs2").stdout.strip() == "137"
+        pruned = d.docker("container", "prune", "-f").stdout
+        assert "Deleted Containers:" in pruned
+        assert d.docker("ps", "-aq", "--filter", "name=verbs2").stdout.strip() == ""
+    finally:
+        d.docker("rm", "-f", "verbs", "verbs2", check=False)
+    until = str(int(time.time()) + 1)
+    got = d.docker("events", "--since", since, "--until", until, "--filter", "type=container",
+                   "--format", "{{.Action}} {{.Actor.Attributes.name}}").stdout.splitlines()
+    for line in ("create verbs", "start verbs", "pause verbs", "unpause verbs",
+                 "rename verbs2", "kill verbs2", "destroy verbs2"):
+        assert line in got, got
+    assert d.docker("system", "df", "--format", "{{.Type}}").stdout.split()[:2] == \
+        ["Images", "Containers"]
