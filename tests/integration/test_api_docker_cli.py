@@ -130,6 +130,12 @@ def test_pull_from_the_test_registry(api_daemon: Daemon, registry: Registry) -> 
     assert "Untagged: api-tagged:v2" in d.docker("rmi", "api-tagged:v2").stdout
     missing = d.docker("pull", f"{registry.host}/api/nothing:here", check=False)
     assert missing.returncode != 0
+    # run of an image not here: create says 404, the CLI pulls through the API and retries
+    push_oci_layout(registry, image.oci_layout, image.tag, "api/busybox", "v3")
+    ran = d.docker("run", "--rm", "--network", "none", f"{registry.host}/api/busybox:v3",
+                   "echo", "pulled-then-ran")
+    assert "Unable to find image" in ran.stderr
+    assert ran.stdout == "pulled-then-ran\n"
 
 
 def test_errors_are_docker_shaped(api_daemon: Daemon) -> None:
