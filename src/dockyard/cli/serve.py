@@ -22,7 +22,8 @@ def cmd_serve(g: Globals, argv: list[str], command: str = "serve") -> int:
                    help=f"Daemon socket(s) to listen on (default {DEFAULT_HOST})")
     p.add_argument("--insecure-tcp", action="store_true",
                    help="Allow tcp:// listeners (no TLS, no authentication: loopback only!)")
-    p.add_argument("--group", default="", help="Group owning the unix socket")
+    p.add_argument("--group", default="",
+                   help='Group owning the unix socket (default "dockyard" when it exists)')
     a = p.parse_args(argv)
     hosts = a.host or [DEFAULT_HOST]
     for h in hosts:
@@ -41,11 +42,16 @@ def cmd_serve(g: Globals, argv: list[str], command: str = "serve") -> int:
     app = App(config)
     handler = type("BoundHandler", (Handler,), {"app": app})
     servers = [listen(h, handler) for h in hosts]
-    if a.group:
-        import grp
-        import os
+    import grp
+    import os
 
-        gid = grp.getgrnam(a.group).gr_gid
+    try:
+        gid = grp.getgrnam(a.group or "dockyard").gr_gid
+    except KeyError:
+        if a.group:
+            raise UsageError(f"--group: no such group: {a.group}", command) from None
+        gid = -1
+    if gid >= 0:
         for h in hosts:
             if h.startswith("unix://"):
                 os.chown(h[len("unix://"):], -1, gid)
