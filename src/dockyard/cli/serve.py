@@ -30,6 +30,15 @@ def cmd_serve(g: Globals, argv: list[str], command: str = "serve") -> int:
         if h.startswith("tcp://") and not a.insecure_tcp:
             raise UsageError(f"{h}: tcp listeners need TLS, which is not supported yet "
                              "(--insecure-tcp to listen without it)", command)
+    import grp
+    import os
+
+    try:
+        gid = grp.getgrnam(a.group or "dockyard").gr_gid
+    except KeyError:
+        if a.group:
+            raise UsageError(f"--group: no such group: {a.group}", command) from None
+        gid = -1
     from dockyard.api.handlers import App
     from dockyard.api.http import Handler, listen, serve_forever
     from dockyard.engine import supervision
@@ -42,15 +51,6 @@ def cmd_serve(g: Globals, argv: list[str], command: str = "serve") -> int:
     app = App(config)
     handler = type("BoundHandler", (Handler,), {"app": app})
     servers = [listen(h, handler) for h in hosts]
-    import grp
-    import os
-
-    try:
-        gid = grp.getgrnam(a.group or "dockyard").gr_gid
-    except KeyError:
-        if a.group:
-            raise UsageError(f"--group: no such group: {a.group}", command) from None
-        gid = -1
     if gid >= 0:
         for h in hosts:
             if h.startswith("unix://"):
