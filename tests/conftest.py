@@ -18,7 +18,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 # (for warm commands): no monitor outlives the test that made it.
 os.environ.setdefault("DOCKYARD_MONITOR_LINGER", "0")
 
-pytest_plugins = ["testbed.leakguard", "testbed.fixtures_registry", "testbed.engine"]
+pytest_plugins = ["testbed.leakguard", "testbed.fixtures_registry", "testbed.engine",
+                  "testbed.apidaemon"]
 
 IS_ROOT = os.geteuid() == 0
 

@@ -39,7 +39,8 @@ def _warm_imports() -> None:
 
     for name in ("dockyard.cli.runflags", "dockyard.cli.inspect", "dockyard.cli.formatter",
                  "dockyard.cli.template", "dockyard.cli.units", "dockyard.engine.specgen",
-                 "dockyard.engine.runopts", "dockyard.engine.inspect", "dockyard.engine.logread",
+                 "dockyard.engine.runopts", "dockyard.engine.create", "dockyard.engine.inspect",
+                 "dockyard.engine.logread",
                  "dockyard.engine.logopts", "dockyard.image.snapshot", "dockyard.image.mounter",
                  "dockyard.runtime.create", "dockyard.runtime.start", "dockyard.runtime.delete",
                  "dockyard.runtime.kill", "dockyard.monitor.health", "dockyard.monitor.logfile"):
@@ -362,27 +363,15 @@ def cmd_ps(g: Globals, argv: list[str], command: str = "ps") -> int:
 
 
 def _ps_match(c: Container, filters: list[str]) -> bool:
-    for f in filters:
-        key, _, value = f.partition("=")
-        if key == "status" and _state_word(c) != value:
-            return False
-        if key == "name" and value not in c.name:
-            return False
-        if key == "id" and not c.id.startswith(value):
-            return False
-        if key == "label":
-            k, eq, v = value.partition("=")
-            if k not in c.labels or (eq and c.labels[k] != v):
-                return False
-        if key == "ancestor" and value not in (c.image_name, c.image_id, c.image_id[7:19]):
-            return False
-        if key == "exited" and (c.state != "exited" or str(c.exit_code) != value):
-            return False
-    return True
+    from dockyard.engine.containers import filter_matches
+
+    return all(filter_matches(c, *f.partition("=")[::2]) for f in filters)
 
 
 def _state_word(c: Container) -> str:
-    return {"creating": "created", "removing": "removing"}.get(c.state, c.state)
+    from dockyard.engine.containers import state_word
+
+    return state_word(c)
 
 
 def _ps_row(c: Container, no_trunc: bool, svc_health: Any = None) -> dict[str, Any]:
@@ -393,18 +382,9 @@ def _ps_row(c: Container, no_trunc: bool, svc_health: Any = None) -> dict[str, A
     cmd = " ".join(x for x in args if x)
     if not no_trunc and len(cmd) > 20:
         cmd = cmd[:19] + "…"
-    if c.running:
-        status = f"Up {human_duration(now - c.started_at)}"
-        health = (svc_health(c) or {}).get("Status") if svc_health is not None else None
-        if health == "starting":
-            status += " (health: starting)"
-        elif health:
-            status += f" ({health})"
-    elif c.state == "exited":
-        status = (f"Exited ({c.exit_code}) {human_duration(now - c.finished_at)} ago"
-                  if c.finished_at else f"Exited ({c.exit_code})")
-    else:
-        status = "Created"
+    from dockyard.engine.inspect import ps_status
+
+    status = ps_status(c, svc_health(c) if svc_health is not None and c.running else None, now)
     return {
         "ID": c.id if no_trunc else c.short_id,
         "Image": c.image_name,

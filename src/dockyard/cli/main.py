@@ -86,6 +86,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "events": ("events", "cmd_events"),
     "network": ("networks", "cmd_network"),
     "volume": ("volumes", "cmd_volume"),
+    "serve": ("serve", "cmd_serve"),
 }
 
 GLOBAL_HELP = f"""Usage:  {PROG} [OPTIONS] COMMAND
@@ -137,6 +138,7 @@ Image commands:
   info        Display system-wide information
   events      Get real time events from the engine
   version     Show the Dockyard version information
+  serve       Run the engine daemon: the Docker Engine API on a unix socket
 
 Global Options:
       --root string     Engine root (default "/var/lib/dockyard", or $DOCKYARD_ROOT)

@@ -250,11 +250,13 @@ class ContainerService:
     # --- start -------------------------------------------------------------------------------
 
     def start(self, ref: str, *, attach: bool = False, stdin: bool = False,
-              size: tuple[int, int] | None = None) -> tuple[Container, socket.socket]:
+              size: tuple[int, int] | None = None, stdin_fd: int = 0
+              ) -> tuple[Container, socket.socket]:
         """Start the container under the engine's monitor; returns it and the connection to
         the monitor, which says "started <pid> <monitor pid>" (or "error <why>"), then, with
         ``attach``, carries the output, and says "exited <code>" (see monitor/channel.py).
-        With ``stdin`` the container reads this process's stdin directly (run -i)."""
+        With ``stdin`` the container reads this process's stdin directly (run -i), or
+        ``stdin_fd`` (the daemon: a pipe it fills from a client's attached stream)."""
         from dockyard.engine.supervision import monitor_connection
         from dockyard.monitor import channel
         from dockyard.monitor import host as monitor_host
@@ -283,7 +285,7 @@ class ContainerService:
         try:
             sock = monitor_connection(self.config, self.run_dir)
             try:
-                channel.send_request(sock, request, [0] if stdin else [])
+                channel.send_request(sock, request, [stdin_fd] if stdin else [])
             except BaseException:
                 sock.close()
                 raise
@@ -431,6 +433,37 @@ class ContainerService:
             if deadline is not None and time.monotonic() >= deadline:
                 return None
             time.sleep(0.02)
+
+    def wait_condition(self, ref: str, condition: str = "not-running") -> int:
+        """docker's wait conditions: ``not-running`` (now, if it is not running), ``next-exit``
+        (the exit after the one recorded now: a created container's first), ``removed``
+        (once it is gone; its last exit code)."""
+        c = self.get(ref)
+        cid = c.id
+        if condition == "removed":
+            code = c.exit_code
+            while True:
+                try:
+                    c = self.get(cid)
+                except NotFound:
+                    return _last_exit_code(self.db, cid, code)
+                if c.state == "exited":
+                    code = c.exit_code
+                time.sleep(0.05)
+        if condition == "next-exit":
+            seen = c.finished_at if c.state == "exited" else 0.0
+            while True:
+                try:
+                    c = self.get(cid)
+                except NotFound:
+                    return _last_exit_code(self.db, cid, c.exit_code)
+                if c.state == "exited" and c.finished_at > seen and not self._exiting(c):
+                    return c.exit_code
+                time.sleep(0.05)
+        if condition not in ("", "not-running"):
+            raise InvalidArgument(f"invalid condition: {condition!r}")
+        done = self.wait(cid)
+        return c.exit_code if done is None else done
 
     def _exiting(self, c: Container) -> bool:
         """Exited in the database, but its supervisor still cleaning up (unmount, --rm)."""
@@ -757,6 +790,42 @@ def _container(row: sqlite3.Row) -> Container:
         restart_count=int(row["restart_count"]),
         labels=dict(config.get("Labels") or {}),
         supervisor_start=int(row["supervisor_start"]))
+
+
+def _last_exit_code(db: sqlite3.Connection, cid: str, default: int) -> int:
+    """The exit code of the container's last journaled ``die`` (it may be gone since)."""
+    try:
+        row = db.execute("SELECT attributes FROM events WHERE actor_id = ? AND action = 'die'"
+                         " ORDER BY seq DESC LIMIT 1", (cid,)).fetchone()
+        if row is not None:
+            return int(json.loads(row[0]).get("exitCode", default))
+    except (sqlite3.Error, ValueError, TypeError):
+        pass
+    return default
+
+
+def state_word(c: Container) -> str:
+    """docker's State of a container in lists: created, running, exited, removing."""
+    return {"creating": "created", "removing": "removing"}.get(c.state, c.state)
+
+
+def filter_matches(c: Container, key: str, value: str) -> bool:
+    """Whether the container passes one of ``ps``'s filters (``key=value``); an unknown key
+    passes."""
+    if key == "status":
+        return state_word(c) == value
+    if key == "name":
+        return value.lstrip("/") in c.name
+    if key == "id":
+        return c.id.startswith(value)
+    if key == "label":
+        k, eq, v = value.partition("=")
+        return k in c.labels and (not eq or c.labels[k] == v)
+    if key == "ancestor":
+        return value in (c.image_name, c.image_id, c.image_id[7:19])
+    if key == "exited":
+        return c.state == "exited" and str(c.exit_code) == value
+    return True
 
 
 def read_status(conn: socket.socket) -> str:

@@ -35,6 +35,29 @@ def container_state(c: Container) -> dict[str, Any]:
     }
 
 
+def ps_status(c: Container, health: dict[str, Any] | None = None, now: float | None = None
+              ) -> str:
+    """docker's STATUS text of a container ("Up 2 minutes (healthy)", "Exited (0) 3 seconds
+    ago", "Created"), as ``ps`` shows it and the API's container list sends it."""
+    import time
+
+    from dockyard.durations import human_duration
+
+    now = time.time() if now is None else now
+    if c.running:
+        status = f"Up {human_duration(now - c.started_at)}"
+        word = (health or {}).get("Status")
+        if word == "starting":
+            status += " (health: starting)"
+        elif word:
+            status += f" ({word})"
+        return status
+    if c.state == "exited":
+        return (f"Exited ({c.exit_code}) {human_duration(now - c.finished_at)} ago"
+                if c.finished_at else f"Exited ({c.exit_code})")
+    return "Created"
+
+
 def _log_driver(c: Container) -> str:
     return str((c.config.get("LogConfig") or {}).get("Type") or "json-file")
 

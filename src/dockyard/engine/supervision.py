@@ -4,6 +4,8 @@ and how the monitor process (:mod:`dockyard.monitor.host`) is spawned for an eng
 The monitor is forked from the command that needs it first, so it starts with the engine
 already imported (no interpreter start); it records through :class:`EngineRecorder`, opening
 the database per event (it must never hold a connection across the forks of its launches).
+A multi-threaded process (the daemon) must not fork: it calls :func:`spawn_by_exec` once, and
+its monitors are started as programs (engine/monitord.py) instead.
 """
 
 from __future__ import annotations
@@ -97,6 +99,15 @@ _warm: list[Callable[[], None]] = []
 
 DEFAULT_LINGER_S = 30.0
 
+# How this process spawns a monitor: "fork" (a command) or "exec" (the daemon)
+_spawn_mode: list[str] = ["fork"]
+
+
+def spawn_by_exec() -> None:
+    """From now on, start monitors with fork+exec (subprocess), never by forking this process
+    (which has threads)."""
+    _spawn_mode[0] = "exec"
+
 
 def serve_commands(runner: Callable[[list[str]], int], warm: Callable[[], None]) -> None:
     _runner[:] = [runner]
@@ -147,4 +158,16 @@ def monitor_connection(config: EngineConfig, run_dir: str) -> socket.socket:
             status = 1
         os._exit(status)
 
-    return host.connect(run_dir, spawn)
+    def spawn_exec(listener: socket.socket) -> None:
+        import json
+        import subprocess
+        import sys
+
+        fd = listener.fileno()
+        # the program forks the monitor and exits at once: waiting for it reaps it
+        subprocess.run([sys.executable, "-m", "dockyard.engine.monitord", config.root,
+                        config.run_root, config.config_file, json.dumps(dict(config.settings)),
+                        run_dir, str(fd)], pass_fds=[fd], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, check=False)
+
+    return host.connect(run_dir, spawn_exec if _spawn_mode[0] == "exec" else spawn)

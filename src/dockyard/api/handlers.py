@@ -1,0 +1,841 @@
+"""The endpoints: parse docker's request, call the engine, render docker's JSON.
+
+Each request gets its own engine services (SQLite connections are per thread). Starting a
+container goes through one lock: the monitor's connect-or-spawn holds process-wide state.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from dockyard.api import streams
+from dockyard.api.errors import NotImplementedByUs, NotModified
+from dockyard.api.http import (
+    API_VERSION,
+    Handler,
+    Request,
+    find_route,
+    route_table,
+)
+from dockyard.errors import (
+    DockyardError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
+
+if TYPE_CHECKING:
+    import socket
+
+    from dockyard.engine.config import EngineConfig
+    from dockyard.engine.containers import Container, ContainerService
+
+_ID = r"(?P<id>[^/]+)"
+_NAME = r"(?P<name>.+)"
+
+
+class PendingAttach:
+    """A client attached to a container that is not running yet (``docker run``: attach, then
+    start): the start hands it the monitor's connection."""
+
+    def __init__(self, stdin: bool) -> None:
+        self.stdin = stdin
+        self.ready = threading.Event()
+        self.conn: socket.socket | None = None
+        self.stdin_w = -1
+        self.error = ""
+
+
+class Exec:
+    def __init__(self, eid: str, cid: str, body: dict[str, Any]) -> None:
+        self.id = eid
+        self.container_id = cid
+        self.cmd = [str(x) for x in body.get("Cmd") or []]
+        self.env = [str(x) for x in body.get("Env") or []]
+        self.workdir = str(body.get("WorkingDir") or "")
+        self.user = str(body.get("User") or "")
+        self.tty = bool(body.get("Tty"))
+        self.privileged = bool(body.get("Privileged"))
+        self.stdin = bool(body.get("AttachStdin"))
+        self.stdout = bool(body.get("AttachStdout"))
+        self.stderr = bool(body.get("AttachStderr"))
+        self.running = False
+        self.started = False
+        self.exit_code: int | None = None
+        self.pid = 0
+
+    def inspect(self) -> dict[str, Any]:
+        return {"ID": self.id, "Running": self.running, "ExitCode": self.exit_code,
+                "ProcessConfig": {"tty": self.tty, "entrypoint": self.cmd[0] if self.cmd else "",
+                                  "arguments": self.cmd[1:], "privileged": self.privileged,
+                                  "user": self.user},
+                "OpenStdin": self.stdin, "OpenStderr": self.stderr, "OpenStdout": self.stdout,
+                "CanRemove": False, "ContainerID": self.container_id, "DetachKeys": "",
+                "Pid": self.pid}
+
+
+class App:
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.start_lock = threading.Lock()
+        self.lock = threading.Lock()
+        self.pending: dict[str, list[PendingAttach]] = {}
+        self.execs: dict[str, Exec] = {}
+        self.routes = route_table(ROUTES)
+
+    @contextmanager
+    def services(self) -> Iterator[ContainerService]:
+        from dockyard.engine.containers import ContainerService
+        from dockyard.engine.images import ImageService
+
+        images = ImageService(self.config)
+        try:
+            yield ContainerService(self.config, images)
+        finally:
+            images.close_db()
+
+    def route(self, h: Handler, req: Request) -> None:
+        fn, groups = find_route(self.routes, req.method, req.path)
+        fn(self, h, req, **groups)
+
+
+# --- system -------------------------------------------------------------------------------------
+
+
+def ping(app: App, h: Handler, req: Request) -> None:
+    h.reply(200, b"OK", "text/plain; charset=utf-8",
+            {"Builder-Version": "1", "Cache-Control": "no-cache, no-store, must-revalidate",
+             "Pragma": "no-cache", "Swarm": "inactive"})
+
+
+def version(app: App, h: Handler, req: Request) -> None:
+    from dockyard.engine import sysinfo
+
+    doc = sysinfo.version()
+    doc["ApiVersion"] = API_VERSION
+    for comp in doc.get("Components") or []:
+        if comp.get("Name") == "Engine":
+            comp["Details"]["ApiVersion"] = API_VERSION
+    h.reply_json(200, doc)
+
+
+def info(app: App, h: Handler, req: Request) -> None:
+    from dockyard.engine import sysinfo
+
+    with app.services() as svc:
+        h.reply_json(200, sysinfo.info(svc))
+
+
+def system_df(app: App, h: Handler, req: Request) -> None:
+    from dockyard.engine.diskusage import disk_usage, disk_usage_json
+
+    with app.services() as svc:
+        h.reply_json(200, disk_usage_json(disk_usage(svc)))
+
+
+def _time_ns(text: str) -> int | None:
+    if not text:
+        return None
+    try:
+        secs, _, frac = text.partition(".")
+        return int(secs) * 1_000_000_000 + int((frac + "000000000")[:9] or 0)
+    except ValueError:
+        raise InvalidArgument(f"invalid timestamp {text!r}") from None
+
+
+def events_stream(app: App, h: Handler, req: Request) -> None:
+    from dockyard.engine import events
+
+    specs = [f"{k}={v}" for k, vs in req.filters().items() for v in vs]
+    filters = events.parse_filters(specs) if specs else None
+    since = _time_ns(req.arg("since"))
+    until = _time_ns(req.arg("until"))
+    out = h.stream()
+    # watch() has no stop hook: a client that left ends it through its clock and an until far
+    # away (a bound is needed for the clock to be asked)
+    far = until if until is not None else 1 << 62
+
+    def clock() -> int:
+        return (1 << 63) if out.gone() else time.time_ns()
+
+    for ev in events.watch(app.config.root, since_ns=since, until_ns=far, filters=filters,
+                           clock=clock):
+        if not out.json(ev.message()):
+            return
+    out.end()
+
+
+# --- containers ---------------------------------------------------------------------------------
+
+
+def _summary(svc: ContainerService, c: Container) -> dict[str, Any]:
+    from dockyard.engine.containers import state_word
+    from dockyard.engine.inspect import ps_status
+
+    args = [c.config.get("Path", ""), *(c.config.get("Args") or [])]
+    host = c.config.get("HostConfig") or {}
+    return {
+        "Id": c.id, "Names": [f"/{c.name}"], "Image": c.image_name, "ImageID": c.image_id,
+        "Command": " ".join(x for x in args if x), "Created": int(c.created),
+        "Ports": [], "Labels": dict(c.labels), "State": state_word(c),
+        "Status": ps_status(c, svc.health(c) if c.running else None),
+        "HostConfig": {"NetworkMode": host.get("NetworkMode", "default")},
+        "NetworkSettings": {"Networks": {}}, "Mounts": [],
+    }
+
+
+def containers_list(app: App, h: Handler, req: Request) -> None:
+    from dockyard.engine.containers import filter_matches
+
+    filters = req.filters()
+    with app.services() as svc:
+        shown = svc.containers()
+        limit = req.int_arg("limit", -1) or -1
+        if not req.flag("all") and limit <= 0 and "status" not in filters:
+            shown = [c for c in shown if c.running]
+        shown = [c for c in shown
+                 if all(any(filter_matches(c, k, v) for v in vs) for k, vs in filters.items()
+                        if vs)]
+        if limit > 0:
+            shown = shown[:limit]
+        h.reply_json(200, [_summary(svc, c) for c in shown])
+
+
+def containers_create(app: App, h: Handler, req: Request) -> None:
+    from dockyard.api.translate import create_request
+
+    body = req.json()
+    with app.services() as svc:
+        creq = create_request(body, req.arg("name"))
+        net = creq.opts.network
+        if net not in ("none", "host", "default", "bridge"):
+            svc.networks().check_mode(net)
+        if not svc.images.exists(creq.image):
+            raise NotFound(f"No such image: {creq.image}")
+        from dockyard.engine.create import create_container
+
+        c = create_container(svc, creq)
+        h.reply_json(201, {"Id": c.id, "Warnings": []})
+
+
+def container_inspect(app: App, h: Handler, req: Request, id: str) -> None:
+    from dockyard.engine.inspect import inspect_container
+
+    with app.services() as svc:
+        h.reply_json(200, inspect_container(svc, svc.get(id)))
+
+
+def _start(app: App, svc: ContainerService, c: Container) -> None:
+    """Start ``c``; a client waiting to attach gets the monitor's connection (and, for -i, a
+    pipe to the container's stdin)."""
+    from dockyard.engine.containers import read_status
+
+    with app.lock:
+        waiting = app.pending.pop(c.id, [])
+    first = waiting[0] if waiting else None
+    tty = bool((c.config.get("Config") or {}).get("Tty"))
+    stdin_r = stdin_w = -1
+    if first is not None and first.stdin and not tty:
+        stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        with app.start_lock:
+            _, conn = svc.start(c.id, attach=first is not None, stdin=stdin_r >= 0,
+                                stdin_fd=stdin_r)
+    except BaseException as e:
+        for p in waiting:
+            p.error = str(e)
+            p.ready.set()
+        if stdin_w >= 0:
+            os.close(stdin_w)
+        raise
+    finally:
+        if stdin_r >= 0:
+            os.close(stdin_r)
+    if first is None:
+        with conn:
+            line = read_status(conn)
+    else:
+        line = read_status(conn)
+    if not line.startswith("started "):
+        conn.close()
+        what = line[6:] if line.startswith("error ") else "its supervisor exited before " \
+            "starting it"
+        for p in waiting:
+            p.error = what
+            p.ready.set()
+        if stdin_w >= 0:
+            os.close(stdin_w)
+        raise DockyardError(f"failed to start container {c.short_id}: {what}")
+    if first is not None:
+        first.conn, first.stdin_w = conn, stdin_w
+        first.ready.set()
+    for p in waiting[1:]:       # the others attach to it running
+        p.ready.set()
+
+
+def container_start(app: App, h: Handler, req: Request, id: str) -> None:
+    with app.services() as svc:
+        c = svc.get(id)
+        if c.running:
+            raise NotModified("container already started")
+        _start(app, svc, c)
+    h.reply(204)
+
+
+def container_stop(app: App, h: Handler, req: Request, id: str) -> None:
+    with app.services() as svc:
+        c = svc.get(id)
+        if not c.running:
+            raise NotModified("container already stopped")
+        svc.stop(c.id, req.int_arg("t"))
+    h.reply(204)
+
+
+def container_restart(app: App, h: Handler, req: Request, id: str) -> None:
+    with app.services() as svc:
+        c = svc.stop(id, req.int_arg("t"))
+        _start(app, svc, c)
+        svc.event(svc.get(c.id), "restart")
+    h.reply(204)
+
+
+def container_kill(app: App, h: Handler, req: Request, id: str) -> None:
+    from dockyard.engine.runopts import parse_stop_signal
+
+    sig = parse_stop_signal(req.arg("signal") or "SIGKILL")
+    with app.services() as svc:
+        c = svc.get(id)
+        if not c.running:
+            raise FailedPrecondition(f"Cannot kill container: {id}: Container {c.id} is not "
+                                     "running")
+        svc.kill(c.id, sig)
+    h.reply(204)
+
+
+def container_wait(app: App, h: Handler, req: Request, id: str) -> None:
+    condition = req.arg("condition") or "not-running"
+    if condition not in ("not-running", "next-exit", "removed"):
+        raise InvalidArgument(f"invalid condition: {condition!r}")
+    with app.services() as svc:
+        cid = svc.get(id).id
+        out = h.stream()        # the head now: the client goes on (and starts it) meanwhile
+        code = svc.wait_condition(cid, condition)
+    out.json({"StatusCode": code, "Error": None})
+    out.end()
+
+
+def container_delete(app: App, h: Handler, req: Request, id: str) -> None:
+    with app.services() as svc:
+        svc.remove(id, force=req.flag("force"))
+    h.reply(204)
+
+
+def container_rename(app: App, h: Handler, req: Request, id: str) -> None:
+    name = req.arg("name")
+    if not name:
+        raise InvalidArgument("Error when allocating new name: Invalid container name")
+    with app.services() as svc:
+        svc.rename(id, name)
+    h.reply(204)
+
+
+def container_pause(app: App, h: Handler, req: Request, id: str) -> None:
+    with app.services() as svc:
+        svc.pause(id)
+    h.reply(204)
+
+
+def container_unpause(app: App, h: Handler, req: Request, id: str) -> None:
+    with app.services() as svc:
+        svc.pause(id, resume=True)
+    h.reply(204)
+
+
+def container_top(app: App, h: Handler, req: Request, id: str) -> None:
+    import subprocess
+
+    with app.services() as svc:
+        pids = set(svc.pids(id))
+    ps_args = (req.arg("ps_args") or "-ef").split()
+    out = subprocess.run(["ps", *ps_args], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise DockyardError(f"ps: {out.stderr.strip()}")
+    lines = out.stdout.splitlines()
+    titles = lines[0].split() if lines else []
+    if "PID" not in titles:
+        raise DockyardError("Couldn't find PID field in ps output")
+    col = titles.index("PID")
+    procs = []
+    for line in lines[1:]:
+        fields = line.split(None, len(titles) - 1)
+        if len(fields) > col and fields[col].isdigit() and int(fields[col]) in pids:
+            procs.append(fields)
+    h.reply_json(200, {"Titles": titles, "Processes": procs})
+
+
+def containers_prune(app: App, h: Handler, req: Request) -> None:
+    with app.services() as svc:
+        removed, freed = svc.prune()
+    h.reply_json(200, {"ContainersDeleted": removed or None, "SpaceReclaimed": freed})
+
+
+def container_logs(app: App, h: Handler, req: Request, id: str) -> None:
+    from dockyard.engine.logread import format_time_fixed, parse_time_arg, read_logs
+
+    want_out, want_err = req.flag("stdout"), req.flag("stderr")
+    if not (want_out or want_err):
+        raise InvalidArgument("Bad parameters: you must choose at least one stream")
+    with app.services() as svc:
+        c = svc.get(id)
+        driver = str((c.config.get("LogConfig") or {}).get("Type") or "json-file")
+        if driver == "none":
+            raise FailedPrecondition("configured logging driver does not support reading")
+        tty = bool((c.config.get("Config") or {}).get("Tty"))
+        tail_text = req.arg("tail") or "all"
+        try:
+            tail = None if tail_text in ("all", "-1") else int(tail_text)
+        except ValueError:
+            tail = None
+        now = time.time_ns()
+        since_text, until_text = req.arg("since"), req.arg("until")
+        since = parse_time_arg(since_text, now) if since_text and since_text != "0" else None
+        until = parse_time_arg(until_text, now) if until_text and until_text != "0" else None
+        stamps = req.flag("timestamps")
+        follow = req.flag("follow")
+        out = h.stream("application/vnd.docker.raw-stream" if tty
+                       else "application/vnd.docker.multiplexed-stream")
+
+        def stop() -> bool:
+            if out.gone():
+                return True
+            try:
+                return not svc.get(c.id).running
+            except NotFound:
+                return True
+
+        entries = read_logs(svc.log_path(c.id, driver), follow=follow, tail=tail,
+                            since_ns=since, until_ns=until, stop=stop, driver=driver)
+        try:
+            for e in entries:
+                stream = streams.STDOUT if e.stream == "stdout" else streams.STDERR
+                if (stream == streams.STDOUT and not want_out) or \
+                        (stream == streams.STDERR and not want_err):
+                    continue
+                data = (format_time_fixed(e.time_ns).encode() + b" " + e.data) if stamps \
+                    else e.data
+                if not out.write(data if tty else streams.frame(stream, data)):
+                    return
+        finally:
+            close = getattr(entries, "close", None)     # a generator: its files close now
+            if close is not None:
+                close()
+    out.end()
+
+
+# --- attach -------------------------------------------------------------------------------------
+
+
+def container_attach(app: App, h: Handler, req: Request, id: str) -> None:
+    from dockyard.monitor import channel
+
+    want_in = req.flag("stdin")
+    if not req.flag("stream") and not req.flag("logs"):
+        raise InvalidArgument("Bad parameters: you must choose at least one stream")
+    with app.services() as svc:
+        c = svc.get(id)
+        tty = bool((c.config.get("Config") or {}).get("Tty"))
+        pending: PendingAttach | None = None
+        if not c.running:
+            pending = PendingAttach(stdin=want_in)
+            with app.lock:
+                app.pending.setdefault(c.id, []).append(pending)
+        svc.event(c, "attach")
+    sock = h.hijack("application/vnd.docker.raw-stream" if tty
+                    else "application/vnd.docker.multiplexed-stream")
+    out = streams.Output(sock, tty)
+    stdin_w = -1
+    conn = None
+    try:
+        if pending is not None:
+            while not pending.ready.wait(1.0):
+                if out.closed:
+                    return
+            if pending.error:
+                return
+            conn, stdin_w = pending.conn, pending.stdin_w
+        if conn is None:
+            with app.services() as svc:
+                conn = svc.attach(c.id)
+            from dockyard.engine.containers import read_status
+
+            if not read_status(conn).startswith("attached "):
+                return
+        monitor = conn
+        if want_in and tty:
+            streams.copy_input(h.read_raw,
+                               lambda d: monitor.send(channel.message(channel.INPUT, d)),
+                               lambda: None)
+        elif want_in and stdin_w >= 0:
+            w = stdin_w
+            stdin_w = -1
+            streams.copy_input(h.read_raw, streams.write_fd(w), lambda: os.close(w))
+        _pump_monitor(monitor, out, req.flag("stdout", True), req.flag("stderr", True))
+    finally:
+        if conn is not None:
+            conn.close()
+        if stdin_w >= 0:
+            os.close(stdin_w)
+        _close(sock)
+
+
+def _pump_monitor(conn: socket.socket, out: streams.Output, want_out: bool,
+                  want_err: bool) -> None:
+    """The container's output from its supervision to the client, until it exits."""
+    from dockyard.monitor import channel
+
+    while True:
+        got = channel.read(conn)
+        if got is None:
+            return
+        kind, payload = got
+        if kind == channel.STDOUT and want_out:
+            if not out.write(streams.STDOUT, payload):
+                return
+        elif kind == channel.STDERR and want_err:
+            if not out.write(streams.STDERR, payload):
+                return
+        elif kind == channel.STATUS and payload.startswith(b"exited"):
+            return
+
+
+def _close(sock: socket.socket) -> None:
+    import socket as _socket
+
+    try:
+        sock.shutdown(_socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+# --- exec ---------------------------------------------------------------------------------------
+
+
+def exec_create(app: App, h: Handler, req: Request, id: str) -> None:
+    body = req.json()
+    if not body.get("Cmd"):
+        raise InvalidArgument("No exec command specified")
+    with app.services() as svc:
+        c = svc.get(id)
+        if not c.running:
+            raise FailedPrecondition(f"Container {c.id} is not running")
+        if svc.paused(c):
+            raise FailedPrecondition(f"Container {c.id} is paused, unpause the container "
+                                     "before exec")
+        ex = Exec(secrets.token_hex(32), c.id, body)
+        with app.lock:
+            app.execs[ex.id] = ex
+        svc.event(c, f"exec_create: {' '.join(ex.cmd)}", execID=ex.id)
+    h.reply_json(201, {"Id": ex.id})
+
+
+def _exec(app: App, id: str) -> Exec:
+    with app.lock:
+        ex = app.execs.get(id)
+    if ex is None:
+        raise NotFound(f"No such exec instance: {id}")
+    return ex
+
+
+def exec_inspect(app: App, h: Handler, req: Request, id: str) -> None:
+    h.reply_json(200, _exec(app, id).inspect())
+
+
+def exec_resize(app: App, h: Handler, req: Request, id: str) -> None:
+    _exec(app, id)
+    h.reply(200, b"", "text/plain")
+
+
+def exec_start(app: App, h: Handler, req: Request, id: str) -> None:
+    import subprocess
+
+    ex = _exec(app, id)
+    body = req.json(required=False)
+    detach = bool(body.get("Detach"))
+    with app.lock:
+        if ex.started:
+            raise FailedPrecondition(f"Error: Exec command {ex.id} is already running")
+        ex.started = True
+    with app.services() as svc:
+        argv = svc.exec_argv(ex.container_id, ex.cmd, env=ex.env, workdir=ex.workdir,
+                             user=ex.user, detach=detach, privileged=ex.privileged,
+                             tty=ex.tty and not detach)
+        c = svc.get(ex.container_id)
+        svc.event(c, f"exec_start: {' '.join(ex.cmd)}", execID=ex.id)
+    if detach:
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, check=False)
+        if done.returncode != 0:
+            ex.started = False
+            raise DockyardError(done.stderr.decode(errors="replace").strip() or "exec failed")
+        h.reply(200, b"", "application/json")
+        return
+    tty = ex.tty
+    sock = h.hijack("application/vnd.docker.raw-stream" if tty
+                    else "application/vnd.docker.multiplexed-stream")
+    out = streams.Output(sock, tty)
+    try:
+        _run_exec(app, h, ex, argv, out)
+    finally:
+        _close(sock)
+
+
+def _run_exec(app: App, h: Handler, ex: Exec, argv: list[str], out: streams.Output) -> None:
+    """The exec's process with pipes (no terminal: its stderr apart) or a pseudo-terminal;
+    its output to the client, the client's input to it; its exit code recorded before the
+    stream ends (the client asks for it right after)."""
+    import subprocess
+
+    master = -1
+    if ex.tty:
+        import tty as _tty
+
+        master, slave = os.openpty()
+        _tty.setraw(slave)
+        proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave,
+                                start_new_session=True)
+        os.close(slave)
+    else:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE if ex.stdin else subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ex.running, ex.pid = True, proc.pid
+    try:
+        if ex.tty:
+            if ex.stdin:
+                streams.copy_input(h.read_raw, streams.write_fd(master), lambda: None)
+            while True:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                out.write(streams.STDOUT, data)
+        else:
+            if ex.stdin and proc.stdin is not None:
+                pipe = proc.stdin
+                streams.copy_input(h.read_raw, _writer(pipe), pipe.close)
+            threads = []
+            for src, stream in ((proc.stdout, streams.STDOUT), (proc.stderr, streams.STDERR)):
+                assert src is not None
+                t = threading.Thread(target=_copy_out, args=(src, stream, out), daemon=True)
+                t.start()
+                threads.append(t)
+            for t in threads:
+                t.join()
+        code = proc.wait()
+    finally:
+        if master >= 0:
+            os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        ex.running = False
+    ex.exit_code = 128 - code if code < 0 else code
+    with ContainerEvents(app, ex.container_id) as record:
+        record("exec_die", execID=ex.id, exitCode=ex.exit_code)
+
+
+def _writer(pipe: Any) -> Any:
+    def write(data: bytes) -> None:
+        pipe.write(data)
+        pipe.flush()
+    return write
+
+
+def _copy_out(src: Any, stream: int, out: streams.Output) -> None:
+    while True:
+        data = src.read1(65536)
+        if not data:
+            return
+        out.write(stream, data)
+
+
+class ContainerEvents:
+    """Journal events of a container that may be gone by now."""
+
+    def __init__(self, app: App, cid: str) -> None:
+        self.app = app
+        self.cid = cid
+
+    def __enter__(self) -> Any:
+        from dockyard.engine.containers import record_event
+
+        return lambda action, **extra: record_event(self.app.config.root, self.cid, action,
+                                                    **extra)
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+# --- images -------------------------------------------------------------------------------------
+
+
+def images_list(app: App, h: Handler, req: Request) -> None:
+    from dockyard.engine.images import _epoch, familiar, familiar_digest
+
+    with app.services() as svc:
+        out = []
+        for rec in svc.images.images():
+            labels = dict(svc.images.image_config(rec).config.labels or {})
+            out.append({
+                "Id": rec.id, "ParentId": "",
+                "RepoTags": [familiar(r) for r in rec.references],
+                "RepoDigests": [familiar_digest(d) for d in rec.repo_digests],
+                "Created": int(_epoch(rec.created) or rec.added), "Size": rec.size,
+                "SharedSize": -1, "VirtualSize": rec.size, "Labels": labels or None,
+                "Containers": -1})
+    h.reply_json(200, out)
+
+
+def image_inspect(app: App, h: Handler, req: Request, name: str) -> None:
+    with app.services() as svc:
+        h.reply_json(200, svc.images.inspect(name))
+
+
+def image_tag(app: App, h: Handler, req: Request, name: str) -> None:
+    repo, tag = req.arg("repo"), req.arg("tag")
+    if not repo:
+        raise InvalidArgument("repository name must have at least one component")
+    with app.services() as svc:
+        svc.images.tag(name, f"{repo}:{tag}" if tag else repo)
+    h.reply(201, b"", "text/plain")
+
+
+def image_delete(app: App, h: Handler, req: Request, name: str) -> None:
+    with app.services() as svc:
+        rep = svc.images.remove(name, force=req.flag("force"), prune=not req.flag("noprune"))
+    h.reply_json(200, [{"Untagged": u} for u in rep.untagged] +
+                 [{"Deleted": d} for d in rep.deleted])
+
+
+def images_prune(app: App, h: Handler, req: Request) -> None:
+    dangling = req.filters().get("dangling", ["true"])
+    with app.services() as svc:
+        rep = svc.images.prune(all_images=dangling[-1].lower() in ("false", "0"))
+    deleted = [{"Untagged": u} for u in rep.untagged] + [{"Deleted": d} for d in rep.deleted]
+    h.reply_json(200, {"ImagesDeleted": deleted or None, "SpaceReclaimed": rep.reclaimed})
+
+
+def image_create(app: App, h: Handler, req: Request) -> None:
+    """``POST /images/create?fromImage=...&tag=...``: a pull, with docker's JSON progress."""
+    from dockyard.image.platform import parse_platform
+    from dockyard.image.reference import parse_reference
+
+    from_image = req.arg("fromImage")
+    if not from_image:
+        raise NotImplementedByUs("import (fromSrc) is not supported yet")
+    tag = req.arg("tag")
+    name = from_image
+    if tag:
+        name = f"{from_image}@{tag}" if tag.startswith("sha256:") else f"{from_image}:{tag}"
+    ref = parse_reference(name)
+    platform = parse_platform(req.arg("platform")) if req.arg("platform") else None
+    with app.services() as svc:
+        try:
+            before: str | None = svc.images.resolve(str(ref)).id
+        except (NotFound, InvalidArgument):
+            before = None
+        out = h.stream()
+        lock = threading.Lock()
+        last: dict[str, str] = {}
+
+        def progress(p: Any) -> None:
+            with lock:
+                doc: dict[str, Any] = {"status": p.status}
+                if p.id:
+                    if p.total and p.status in ("Downloading", "Extracting"):
+                        doc["progressDetail"] = {"current": p.current, "total": p.total}
+                    elif last.get(p.id) == p.status:
+                        return
+                    else:
+                        doc["progressDetail"] = {}
+                    last[p.id] = p.status
+                    doc["id"] = p.id
+                out.json(doc)
+
+        out.json({"status": f"Pulling from {ref.path}", "id": ref.digest or ref.tag})
+        try:
+            rec = svc.images.pull(str(ref), platform=platform, progress=progress)
+        except DockyardError as e:
+            out.json({"errorDetail": {"message": e.message}, "error": e.message})
+            out.end()
+            return
+        out.json({"status": f"Digest: {rec.manifest_digest}"})
+        what = "Image is up to date for" if before == rec.id else "Downloaded newer image for"
+        out.json({"status": f"Status: {what} {ref.familiar}"})
+    out.end()
+
+
+def no_such_object(app: App, h: Handler, req: Request, kind: str, name: str) -> None:
+    """A lookup by name of an object kind this slice does not serve: not found (``docker
+    inspect NAME`` tries each kind in turn and needs a 404 to go on)."""
+    raise NotFound(f"No such {kind.rstrip('s')}: {name.removesuffix('/json')}")
+
+
+def not_implemented(app: App, h: Handler, req: Request, **_: str) -> None:
+    raise NotImplementedByUs(f"{req.method} {req.path} is not implemented by Dockyard yet")
+
+
+def resize(app: App, h: Handler, req: Request, id: str) -> None:
+    h.reply(200, b"", "text/plain")
+
+
+ROUTES: list[tuple[str, str, Callable[..., None]]] = [
+    ("GET", r"/_ping", ping),
+    ("GET", r"/version", version),
+    ("GET", r"/info", info),
+    ("GET", r"/events", events_stream),
+    ("GET", r"/system/df", system_df),
+    ("GET", r"/containers/json", containers_list),
+    ("POST", r"/containers/create", containers_create),
+    ("POST", r"/containers/prune", containers_prune),
+    ("GET", rf"/containers/{_ID}/json", container_inspect),
+    ("POST", rf"/containers/{_ID}/start", container_start),
+    ("POST", rf"/containers/{_ID}/stop", container_stop),
+    ("POST", rf"/containers/{_ID}/restart", container_restart),
+    ("POST", rf"/containers/{_ID}/kill", container_kill),
+    ("POST", rf"/containers/{_ID}/wait", container_wait),
+    ("GET", rf"/containers/{_ID}/logs", container_logs),
+    ("POST", rf"/containers/{_ID}/attach", container_attach),
+    ("GET", rf"/containers/{_ID}/top", container_top),
+    ("POST", rf"/containers/{_ID}/rename", container_rename),
+    ("POST", rf"/containers/{_ID}/pause", container_pause),
+    ("POST", rf"/containers/{_ID}/unpause", container_unpause),
+    ("POST", rf"/containers/{_ID}/resize", resize),
+    ("DELETE", rf"/containers/{_ID}", container_delete),
+    ("POST", rf"/containers/{_ID}/exec", exec_create),
+    ("POST", rf"/exec/{_ID}/start", exec_start),
+    ("POST", rf"/exec/{_ID}/resize", exec_resize),
+    ("GET", rf"/exec/{_ID}/json", exec_inspect),
+    ("GET", r"/images/json", images_list),
+    ("POST", r"/images/create", image_create),
+    ("POST", r"/images/prune", images_prune),
+    ("GET", rf"/images/{_NAME}/json", image_inspect),
+    ("POST", rf"/images/{_NAME}/tag", image_tag),
+    ("DELETE", rf"/images/{_NAME}", image_delete),
+    # docker has these; this slice does not
+    ("GET", r"/(?P<kind>networks|volumes|plugins|secrets|configs|services|nodes|tasks)"
+            r"/(?P<name>[^/]+(?:/json)?)", no_such_object),
+    ("GET", r"/(?:networks|volumes|plugins|secrets|configs|services|nodes|tasks|swarm)(?:/.*)?",
+     not_implemented),
+    ("POST", r"/(?:networks|volumes|plugins|build|session|swarm|images/load|commit|auth)(?:/.*)?",
+     not_implemented),
+    ("GET", rf"/containers/{_ID}/(?:stats|changes|export|archive)", not_implemented),
+    ("GET", r"/images/(?:get|search)", not_implemented),
+]
