@@ -83,6 +83,9 @@ def create_container(svc: ContainerService, a: argparse.Namespace) -> Container:
     restart = ro.parse_restart(a.restart) if a.restart else None
     image = svc.images.resolve(a.image)
     image_config = svc.images.image_config(image)
+    port_bindings = publish_all(a, image_config.config.exposed_ports, port_bindings,
+                                opts.network)
+    networking = network_settings(svc, a, opts.network)
     log = log_config(a)
     runtime = _runtime_path(a.runtime)
     init_path = None
@@ -112,6 +115,11 @@ def create_container(svc: ContainerService, a: argparse.Namespace) -> Container:
         if port_bindings:
             saved["HostConfig"]["PortBindings"] = port_bindings
             saved["Config"]["ExposedPorts"] = {key: {} for key in port_bindings}
+        for key, val in networking.items():
+            if key == "NetworkingConfig":
+                saved[key] = val
+            else:
+                saved["HostConfig"][key] = val
         if restart is not None:
             saved["HostConfig"]["RestartPolicy"] = {
                 "Name": restart.name, "MaximumRetryCount": restart.maximum_retry_count}
@@ -134,6 +142,65 @@ def publish_bindings(publish: list[str], network: str) -> dict[str, list[dict[st
             {"HostIp": spec.host_ip, "HostPort": str(spec.host_port or "")})
     if out and not wants_network(network):
         return {}       # docker: published ports are discarded with --network host/none
+    return out
+
+
+def publish_all(a: argparse.Namespace, exposed: tuple[str, ...],
+                bindings: dict[str, list[dict[str, str]]],
+                network: str) -> dict[str, list[dict[str, str]]]:
+    """``-P``: every port the image EXPOSEs, not published by a ``-p``, on a random port."""
+    from dockyard.engine.networks import wants_network
+
+    if not getattr(a, "publish_all", False) or not wants_network(network):
+        return bindings
+    out = dict(bindings)
+    for key in exposed:
+        port, _, proto = key.partition("/")
+        out.setdefault(f"{port}/{proto or 'tcp'}", [{"HostIp": "", "HostPort": ""}])
+    return out
+
+
+def network_settings(svc: ContainerService, a: argparse.Namespace,
+                     network: str) -> dict[str, Any]:
+    """HostConfig's ExtraHosts, Dns, DnsSearch, DnsOptions, PublishAllPorts and the
+    NetworkingConfig of ``--network-alias``/``--ip``/``--mac-address``, checked as docker
+    does before anything is created."""
+    from dockyard.engine.networks import check_endpoint, parse_extra_host, wants_network
+    from dockyard.network.ipam import check_mac
+
+    out: dict[str, Any] = {}
+    hosts = list(getattr(a, "add_host", []))
+    for h in hosts:
+        parse_extra_host(h)
+    servers = list(getattr(a, "dns", []))
+    for s in servers:
+        import ipaddress
+
+        try:
+            ipaddress.ip_address(s)
+        except ValueError:
+            raise InvalidArgument(f"{s} is not an ip address") from None
+    for key, val in (("ExtraHosts", hosts), ("Dns", servers),
+                     ("DnsSearch", list(getattr(a, "dns_search", []))),
+                     ("DnsOptions", list(getattr(a, "dns_option", [])))):
+        if val:
+            out[key] = val
+    if getattr(a, "publish_all", False):
+        out["PublishAllPorts"] = True
+    aliases = list(getattr(a, "network_alias", []))
+    ip = getattr(a, "ip", "") or ""
+    mac = check_mac(a.mac_address) if getattr(a, "mac_address", "") else ""
+    if (aliases or ip or mac) and wants_network(network):
+        net = svc.networks().get(network)
+        check_endpoint(net, aliases, ip)
+        settings: dict[str, Any] = {}
+        if aliases:
+            settings["Aliases"] = aliases
+        if ip:
+            settings["IPAMConfig"] = {"IPv4Address": ip}
+        if mac:
+            settings["MacAddress"] = mac
+        out["NetworkingConfig"] = {"EndpointsConfig": {net.name: settings}}
     return out
 
 
