@@ -380,7 +380,7 @@ class NetworkService:
                        path: str, ifname: str, *, gateway: bool = False) -> ipam.Endpoint:
         """An endpoint of ``net`` in the namespace at ``path`` (created if it is not there):
         address, veth pair, ``ifname`` inside; the default route with ``gateway``."""
-        from dockyard.linux import netns, rtnl
+        from dockyard.linux import netdev, netns, rtnl
 
         veth = "veth" + hashlib.sha256(f"{net.id}{container_id}".encode()).hexdigest()[:7]
         want = endpoint_settings(settings)
@@ -390,6 +390,8 @@ class NetworkService:
         self._bridge_up(net, prefix)
         if not netns.is_pinned(path):
             netns.create(path)
+        if netdev.exists(veth):     # the pair of a namespace the kernel is still tearing down
+            rtnl.delete_link(veth)
         rtnl.add_veth(veth, path, net.bridge, inside_name=ifname, mac=ep.mac, address=ep.ip,
                       prefixlen=prefix, gateway=net.gateway if gateway else "")
         return ep
@@ -423,12 +425,13 @@ class NetworkService:
                         aliases: Sequence[str] = (), ip: str = "") -> ipam.Endpoint:
         """``network connect``: one more endpoint (eth1...) in the running container's
         namespace; the embedded DNS server answers there from its first user network on."""
-        from dockyard.linux import rtnl
+        from dockyard.linux import netns, rtnl
 
         check_endpoint(net, aliases, ip)
         with self._lock():
             eps = ipam.endpoints_of(self.db, container_id)
-            if not eps:
+            path = eps[0].netns if eps else netns_path(self.run_root, container_id)
+            if not netns.is_pinned(path):
                 raise FailedPrecondition(f"container {name} is not running with a network "
                                          "namespace of its own")
             if any(e.network_id == net.id for e in eps):
@@ -439,11 +442,12 @@ class NetworkService:
             had_dns = any(not self._is_builtin(e.network_id) for e in eps)
             ep = None
             try:
+                # the only endpoint (all others disconnected) gets the default route
                 ep = self._attach_locked(container_id, net, {"Aliases": list(aliases),
                                                              "IPAMConfig": {"IPv4Address": ip}},
-                                         eps[0].netns, ifname)
+                                         path, ifname, gateway=not eps)
                 if not had_dns and not net.builtin:
-                    self._dns_register(container_id, eps[0].netns)
+                    self._dns_register(container_id, path)
                 self._sync()
             except BaseException:
                 if ep is not None:
