@@ -44,7 +44,8 @@ def test_exhausted_subnet_is_an_error_and_duplicates_are_refused(tmp_path: Path)
     with pytest.raises(FailedPrecondition, match="no available IPv4 addresses"):
         ipam.allocate(db, "n1", "c2", veth="v", netns="/n")
     with pytest.raises(sqlite3.IntegrityError):
-        db.execute("INSERT INTO endpoints VALUES ('n1', 'c9', '10.213.6.2', '', '', '')")
+        db.execute("INSERT INTO endpoints (network_id, container_id, ip, mac, veth, netns) "
+                   "VALUES ('n1', 'c9', '10.213.6.2', '', '', '')")
     with pytest.raises(NotFound):
         ipam.allocate(db, "nope", "c3", veth="v", netns="/n")
 

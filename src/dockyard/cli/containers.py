@@ -112,11 +112,26 @@ def _create_parser(command: str) -> CommandParser:
     add("--network", "--net", default="default", help="Connect a container to a network")
     add("-p", "--publish", action="append", default=[],
         help="Publish a container's port(s) to the host")
+    _add_network_flags(add)
     add("-i", "--interactive", action="store_true", help=argparse.SUPPRESS)
     add("-t", "--tty", action="store_true", help=argparse.SUPPRESS)
     add("image")
     add("command", nargs=argparse.REMAINDER)
     return p
+
+
+def _add_network_flags(add: Any) -> None:
+    add("-P", "--publish-all", action="store_true",
+        help="Publish all exposed ports to random ports")
+    add("--network-alias", "--net-alias", action="append", default=[],
+        help="Add network-scoped alias for the container")
+    add("--ip", default="", help="IPv4 address (e.g., 172.30.100.104)")
+    add("--mac-address", default="", help="Container MAC address (e.g., 92:d0:c6:0a:29:33)")
+    add("--add-host", action="append", default=[],
+        help="Add a custom host-to-IP mapping (host:ip)")
+    add("--dns", action="append", default=[], help="Set custom DNS servers")
+    add("--dns-search", action="append", default=[], help="Set custom DNS search domains")
+    add("--dns-option", "--dns-opt", action="append", default=[], help="Set DNS options")
 
 
 def _ensure_image(g: Globals, a: argparse.Namespace) -> None:

@@ -166,14 +166,48 @@ def cmd_prune(g: Globals, argv: list[str], command: str = "network prune") -> in
     return 0
 
 
-_SUBCOMMANDS = {"create": cmd_create, "ls": cmd_ls, "list": cmd_ls, "inspect": cmd_inspect,
+def cmd_connect(g: Globals, argv: list[str], command: str = "network connect") -> int:
+    from dockyard.cli.containers import service as containers
+    from dockyard.engine import netconnect
+
+    p = CommandParser(command, "[OPTIONS] NETWORK CONTAINER",
+                      "Connect a container to a network")
+    p.add_argument("--alias", action="append", default=[],
+                   help="Add network-scoped alias for the container")
+    p.add_argument("--ip", default="", help="IPv4 address (e.g., 172.30.100.104)")
+    p.add_argument("network")
+    p.add_argument("container")
+    a = p.parse_args(argv)
+    netconnect.connect(containers(g), a.network, a.container, aliases=a.alias, ip=a.ip)
+    return 0
+
+
+def cmd_disconnect(g: Globals, argv: list[str], command: str = "network disconnect") -> int:
+    from dockyard.cli.containers import service as containers
+    from dockyard.engine import netconnect
+
+    p = CommandParser(command, "[OPTIONS] NETWORK CONTAINER",
+                      "Disconnect a container from a network")
+    p.add_argument("-f", "--force", action="store_true",
+                   help="Force the container to disconnect from a network")
+    p.add_argument("network")
+    p.add_argument("container")
+    a = p.parse_args(argv)
+    netconnect.disconnect(containers(g), a.network, a.container, force=a.force)
+    return 0
+
+
+_SUBCOMMANDS = {"connect": cmd_connect, "disconnect": cmd_disconnect,
+                "create": cmd_create, "ls": cmd_ls, "list": cmd_ls, "inspect": cmd_inspect,
                 "rm": cmd_rm, "remove": cmd_rm, "prune": cmd_prune}
 
 
 def cmd_network(g: Globals, argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         sys.stdout.write("Usage:  dockyard network COMMAND\n\nManage networks\n\nCommands:\n"
+                         "  connect     Connect a container to a network\n"
                          "  create      Create a network\n"
+                         "  disconnect  Disconnect a container from a network\n"
                          "  inspect     Display detailed information on one or more networks\n"
                          "  ls          List networks\n"
                          "  prune       Remove all unused networks\n"

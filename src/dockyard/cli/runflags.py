@@ -88,8 +88,12 @@ def create_request(a: argparse.Namespace) -> CreateRequest:
 
 def create_container(svc: ContainerService, a: argparse.Namespace) -> Container:
     from dockyard.engine.create import create_container as create
+    from dockyard.values import replace
 
-    return create(svc, create_request(a))
+    req = create_request(a)
+    req = replace(req, publish_all=bool(getattr(a, "publish_all", False)),
+                  network_settings=network_settings(svc, a, req.opts.network))
+    return create(svc, req)
 
 
 def publish_bindings(publish: list[str], network: str) -> dict[str, list[dict[str, str]]]:
@@ -105,6 +109,50 @@ def publish_bindings(publish: list[str], network: str) -> dict[str, list[dict[st
             {"HostIp": spec.host_ip, "HostPort": str(spec.host_port or "")})
     if out and not wants_network(network):
         return {}       # docker: published ports are discarded with --network host/none
+    return out
+
+
+def network_settings(svc: ContainerService, a: argparse.Namespace,
+                     network: str) -> dict[str, Any]:
+    """HostConfig's ExtraHosts, Dns, DnsSearch, DnsOptions, PublishAllPorts and the
+    NetworkingConfig of ``--network-alias``/``--ip``/``--mac-address``, checked as docker
+    does before anything is created."""
+    from dockyard.engine.networks import check_endpoint, parse_extra_host, wants_network
+    from dockyard.network.ipam import check_mac
+
+    out: dict[str, Any] = {}
+    hosts = list(getattr(a, "add_host", []))
+    for h in hosts:
+        parse_extra_host(h)
+    servers = list(getattr(a, "dns", []))
+    for s in servers:
+        import ipaddress
+
+        try:
+            ipaddress.ip_address(s)
+        except ValueError:
+            raise InvalidArgument(f"{s} is not an ip address") from None
+    for key, val in (("ExtraHosts", hosts), ("Dns", servers),
+                     ("DnsSearch", list(getattr(a, "dns_search", []))),
+                     ("DnsOptions", list(getattr(a, "dns_option", [])))):
+        if val:
+            out[key] = val
+    if getattr(a, "publish_all", False):
+        out["PublishAllPorts"] = True
+    aliases = list(getattr(a, "network_alias", []))
+    ip = getattr(a, "ip", "") or ""
+    mac = check_mac(a.mac_address) if getattr(a, "mac_address", "") else ""
+    if (aliases or ip or mac) and wants_network(network):
+        net = svc.networks().get(network)
+        check_endpoint(net, aliases, ip)
+        settings: dict[str, Any] = {}
+        if aliases:
+            settings["Aliases"] = aliases
+        if ip:
+            settings["IPAMConfig"] = {"IPv4Address": ip}
+        if mac:
+            settings["MacAddress"] = mac
+        out["NetworkingConfig"] = {"EndpointsConfig": {net.name: settings}}
     return out
 
 

@@ -46,6 +46,10 @@ class CreateRequest:
     volumes: tuple[str, ...] = ()        # -v / docker's Binds
     mounts: tuple[str, ...] = ()         # --mount, in the flag's syntax
     volumes_from: tuple[str, ...] = ()
+    publish_all: bool = False            # -P: every EXPOSEd port on a random host port
+    # HostConfig's ExtraHosts, Dns, DnsSearch, DnsOptions, PublishAllPorts, and a
+    # "NetworkingConfig" (aliases, ip, mac), checked by the front end (cli/runflags.py)
+    network_settings: Mapping[str, Any] = field(default_factory=dict)
 
 
 def create_container(svc: ContainerService, req: CreateRequest) -> Container:
@@ -67,6 +71,10 @@ def create_container(svc: ContainerService, req: CreateRequest) -> Container:
     stop_signal = opts.stop_signal or image_config.config.stop_signal or "SIGTERM"
     ro.parse_stop_signal(stop_signal)
     port_bindings = dict(req.port_bindings) if wants_network(opts.network) else {}
+    if req.publish_all and wants_network(opts.network):
+        for key in image_config.config.exposed_ports:
+            port, _, proto = key.partition("/")
+            port_bindings.setdefault(f"{port}/{proto or 'tcp'}", [{"HostIp": "", "HostPort": ""}])
     from dockyard.engine.createvolumes import ContainerVolumes
 
     volumes = ContainerVolumes(svc, image_config, binds=req.volumes, mounts=req.mounts,
@@ -93,6 +101,11 @@ def create_container(svc: ContainerService, req: CreateRequest) -> Container:
         if port_bindings:
             saved["HostConfig"]["PortBindings"] = port_bindings
             saved["Config"]["ExposedPorts"] = {key: {} for key in port_bindings}
+        for key, val in req.network_settings.items():
+            if key == "NetworkingConfig":
+                saved[key] = val
+            else:
+                saved["HostConfig"][key] = val
         if restart is not None:
             saved["HostConfig"]["RestartPolicy"] = {
                 "Name": restart.name, "MaximumRetryCount": restart.maximum_retry_count}

@@ -339,43 +339,146 @@ class NetworkService:
     def connect(self, container_id: str, config: Mapping[str, Any],
                 bundle: str) -> ipam.Endpoint | None:
         """Connect the container (about to start) to its network, with the ports of its
-        HostConfig.PortBindings published: see the module docstring. None for none/host."""
+        HostConfig.PortBindings published, and to the networks ``network connect`` added
+        (eth1...): see the module docstring. None for none/host."""
         import random
 
-        from dockyard.linux import netns, rtnl
-        from dockyard.network import files, ports
+        from dockyard.network import ports
 
         mode = network_mode(config)
         if not wants_network(mode):
             return None
         net = self.get(mode)
+        extras = [(self.get(name), settings) for name, settings in
+                  endpoint_configs(config).items() if name not in (net.name, net.id)]
         publish = port_specs(config)
         path = netns_path(self.run_root, container_id)
-        veth = "veth" + hashlib.sha256(f"{net.id}{container_id}".encode()).hexdigest()[:7]
-        hostname = str((config.get("Config") or {}).get("Hostname") or container_id[:12])
         with self._lock():
             self._disconnect_locked(container_id)   # what a crash or failed launch left
-            ep = ipam.allocate(self.db, net.id, container_id, veth=veth, netns=path)
             try:
+                ep = self._attach_locked(container_id, net,
+                                         endpoint_configs(config).get(net.name, {}), path,
+                                         "eth0", gateway=True)
                 if publish:
                     with transaction(self.db) as db:
                         ports.reserve(db, container_id, ep.ip, publish,
                                       port_free=_port_free,
                                       pick=random.SystemRandom().randint)
-                prefix = int(net.subnet.rpartition("/")[2])
-                self._bridge_up(net, prefix)
-                netns.create(path)
-                rtnl.add_veth(veth, path, net.bridge, mac=ep.mac, address=ep.ip,
-                              prefixlen=prefix, gateway=net.gateway)
-                files.write(os.path.join(bundle, "hosts"), files.hosts(hostname, ep.ip))
-                files.write(os.path.join(bundle, "resolv.conf"),
-                            files.resolv_conf(files.host_resolv_conf()))
-                files.write(os.path.join(bundle, "hostname"), hostname + "\n")
+                for i, (extra, settings) in enumerate(extras, 1):
+                    self._attach_locked(container_id, extra, settings, path, f"eth{i}")
+                user = not net.builtin or any(not n.builtin for n, _ in extras)
+                self._write_files(config, bundle, net, ep, embedded_dns=user)
+                if user:
+                    self._dns_register(container_id, path)
                 self._sync()
             except BaseException:
                 self._disconnect_locked(container_id)
                 raise
         return ep
+
+    def _attach_locked(self, container_id: str, net: Network, settings: Mapping[str, Any],
+                       path: str, ifname: str, *, gateway: bool = False) -> ipam.Endpoint:
+        """An endpoint of ``net`` in the namespace at ``path`` (created if it is not there):
+        address, veth pair, ``ifname`` inside; the default route with ``gateway``."""
+        from dockyard.linux import netdev, netns, rtnl
+
+        veth = "veth" + hashlib.sha256(f"{net.id}{container_id}".encode()).hexdigest()[:7]
+        want = endpoint_settings(settings)
+        ep = ipam.allocate(self.db, net.id, container_id, veth=veth, netns=path,
+                           ip=want.ip, mac=want.mac, aliases=want.aliases, ifname=ifname)
+        prefix = int(net.subnet.rpartition("/")[2])
+        self._bridge_up(net, prefix)
+        if not netns.is_pinned(path):
+            netns.create(path)
+        if netdev.exists(veth):     # the pair of a namespace the kernel is still tearing down
+            rtnl.delete_link(veth)
+        rtnl.add_veth(veth, path, net.bridge, inside_name=ifname, mac=ep.mac, address=ep.ip,
+                      prefixlen=prefix, gateway=net.gateway if gateway else "")
+        return ep
+
+    def _write_files(self, config: Mapping[str, Any], bundle: str, net: Network,
+                     ep: ipam.Endpoint, *, embedded_dns: bool) -> None:
+        """/etc/hosts, /etc/resolv.conf and /etc/hostname of the container, in its bundle."""
+        from dockyard.network import files
+
+        hostname = str((config.get("Config") or {}).get("Hostname") or ep.container_id[:12])
+        host = config.get("HostConfig") or {}
+        extra = [parse_extra_host(h, net.gateway) for h in host.get("ExtraHosts") or []]
+        dns = files.DnsSettings(servers=tuple(host.get("Dns") or ()),
+                                search=tuple(host.get("DnsSearch") or ()),
+                                options=tuple(host.get("DnsOptions") or ()))
+        files.write(os.path.join(bundle, "hosts"), files.hosts(hostname, ep.ip, extra))
+        resolv = files.host_resolv_conf()
+        files.write(os.path.join(bundle, "resolv.conf"),
+                    files.resolv_conf_embedded(resolv, dns) if embedded_dns
+                    else files.resolv_conf_with(resolv, dns))
+        files.write(os.path.join(bundle, "hostname"), hostname + "\n")
+
+    def _dns_register(self, container_id: str, path: str) -> None:
+        from dockyard.engine import dns
+
+        dns.register(self.config, self.run_root, container_id, path)
+
+    # --- network connect / disconnect of a running container ---------------------------------
+
+    def connect_running(self, container_id: str, net: Network, *, name: str,
+                        aliases: Sequence[str] = (), ip: str = "") -> ipam.Endpoint:
+        """``network connect``: one more endpoint (eth1...) in the running container's
+        namespace; the embedded DNS server answers there from its first user network on."""
+        from dockyard.linux import netns, rtnl
+
+        check_endpoint(net, aliases, ip)
+        with self._lock():
+            eps = ipam.endpoints_of(self.db, container_id)
+            path = eps[0].netns if eps else netns_path(self.run_root, container_id)
+            if not netns.is_pinned(path):
+                raise FailedPrecondition(f"container {name} is not running with a network "
+                                         "namespace of its own")
+            if any(e.network_id == net.id for e in eps):
+                raise AlreadyExists(f"endpoint with name {name} already exists in network "
+                                    f"{net.name}")
+            taken = {e.ifname for e in eps}
+            ifname = next(f"eth{i}" for i in range(len(eps) + 1) if f"eth{i}" not in taken)
+            had_dns = any(not self._is_builtin(e.network_id) for e in eps)
+            ep = None
+            try:
+                # the only endpoint (all others disconnected) gets the default route
+                ep = self._attach_locked(container_id, net, {"Aliases": list(aliases),
+                                                             "IPAMConfig": {"IPv4Address": ip}},
+                                         path, ifname, gateway=not eps)
+                if not had_dns and not net.builtin:
+                    self._dns_register(container_id, path)
+                self._sync()
+            except BaseException:
+                if ep is not None:
+                    rtnl.delete_link(ep.veth)
+                ipam.release_endpoint(self.db, container_id, net.id)
+                self._sync()
+                raise
+        return ep
+
+    def disconnect_running(self, container_id: str, net: Network, *, name: str) -> None:
+        """``network disconnect``: the endpoint's veth pair goes (with it the container's
+        interface), its address and ports are released."""
+        from dockyard.linux import rtnl
+
+        with self._lock():
+            eps = ipam.endpoints_of(self.db, container_id)
+            ep = next((e for e in eps if e.network_id == net.id), None)
+            if ep is None:
+                raise FailedPrecondition(f"container {name} is not connected to network "
+                                         f"{net.name}")
+            rtnl.delete_link(ep.veth)
+            ipam.release_endpoint(self.db, container_id, net.id)
+            if not any(not self._is_builtin(e.network_id) for e in eps if e is not ep):
+                from dockyard.engine import dns
+
+                dns.unregister(self.run_root, container_id)
+            self._sync()
+
+    def _is_builtin(self, network_id: str) -> bool:
+        row = self.db.execute("SELECT name FROM networks WHERE id = ?", (network_id,)).fetchone()
+        return row is None or str(row[0]) in PREDEFINED
 
     def disconnect(self, container_id: str) -> None:
         """Undo :meth:`connect` (nothing to do for a container that is not connected)."""
@@ -386,9 +489,11 @@ class NetworkService:
             self._disconnect_locked(container_id)
 
     def _disconnect_locked(self, container_id: str) -> None:
+        from dockyard.engine import dns
         from dockyard.linux import netns
 
         eps = ipam.endpoints_of(self.db, container_id)
+        dns.unregister(self.run_root, container_id)     # its sockets hold the namespace
         paths = {ep.netns for ep in eps} | {netns_path(self.run_root, container_id)}
         for path in paths:
             netns.remove(path)
@@ -412,20 +517,20 @@ class NetworkService:
             net = self.get(mode)
         except NotFound:
             return out
-        ep = next((e for e in eps if e.network_id == net.id), None)
-        prefix = int(net.subnet.rpartition("/")[2]) if ep else 0
-        entry = {"IPAMConfig": None, "Links": None, "Aliases": None,
-                 "MacAddress": ep.mac if ep else "", "NetworkID": net.id,
-                 "EndpointID": hashlib.sha256(f"{net.id}{container_id}".encode()).hexdigest()
-                 if ep else "",
-                 "Gateway": net.gateway if ep else "", "IPAddress": ep.ip if ep else "",
-                 "IPPrefixLen": prefix, "IPv6Gateway": "", "GlobalIPv6Address": "",
-                 "GlobalIPv6PrefixLen": 0, "DNSNames": None}
-        out["Networks"] = {net.name: entry}
-        if net.name == "bridge":    # docker repeats the default bridge's endpoint at the top
-            for key in ("Gateway", "IPAddress", "IPPrefixLen", "MacAddress"):
-                out[key] = entry[key]
+        nets = [net] + [n for n in (self._by_id(e.network_id) for e in eps)
+                        if n is not None and n.id != net.id]
+        for n in nets:
+            ep = next((e for e in eps if e.network_id == n.id), None)
+            entry = _endpoint_entry(n, container_id, ep)
+            out["Networks"][n.name] = entry
+            if n.name == "bridge":  # docker repeats the default bridge's endpoint at the top
+                for key in ("Gateway", "IPAddress", "IPPrefixLen", "MacAddress"):
+                    out[key] = entry[key]
         return out
+
+    def _by_id(self, network_id: str) -> Network | None:
+        row = self.db.execute("SELECT * FROM networks WHERE id = ?", (network_id,)).fetchone()
+        return _network(row) if row is not None else None
 
     def published(self, container_id: str) -> list[Published]:
         from dockyard.network import ports
@@ -497,6 +602,66 @@ def port_specs(config: Mapping[str, Any]) -> list[PortSpec]:
     return out
 
 
+@value
+class EndpointSettings:
+    aliases: tuple[str, ...] = ()
+    ip: str = ""
+    mac: str = ""
+
+
+def endpoint_configs(config: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The container's endpoint settings by network name (docker's
+    NetworkingConfig.EndpointsConfig: run --network-alias/--ip/--mac-address, and the networks
+    ``network connect`` added)."""
+    raw = (config.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+    return {str(k): v or {} for k, v in raw.items()}
+
+
+def endpoint_settings(settings: Mapping[str, Any]) -> EndpointSettings:
+    ipam_config = settings.get("IPAMConfig") or {}
+    return EndpointSettings(aliases=tuple(str(a) for a in settings.get("Aliases") or ()),
+                            ip=str(ipam_config.get("IPv4Address") or ""),
+                            mac=str(settings.get("MacAddress") or ""))
+
+
+def check_endpoint(net: Network, aliases: Sequence[str] = (), ip: str = "") -> None:
+    """docker's checks of an endpoint's settings on ``net`` (before anything changes)."""
+    import ipaddress
+
+    if net.name in ("host", "none"):
+        raise FailedPrecondition("container cannot be disconnected from host network or "
+                                 "connected to host network")
+    if net.builtin and ip:
+        raise InvalidArgument("user specified IP address is supported on user defined "
+                              "networks only")
+    if net.builtin and aliases:
+        raise InvalidArgument("network-scoped alias is supported only for containers in user "
+                              "defined networks")
+    if ip:
+        ipam.check_address(ipaddress.IPv4Network(net.subnet), ip)
+
+
+def parse_extra_host(text: str, gateway: str = "") -> tuple[str, str]:
+    """``--add-host name:ip`` (or ``name=ip``; ``host-gateway``: the network's gateway, the
+    host's address on it) as (name, ip)."""
+    import ipaddress
+
+    sep = "=" if "=" in text else ":"
+    name, found, ip = text.partition(sep)
+    ip = ip.strip("[]")
+    if not found or not name or not ip:
+        raise InvalidArgument(f"invalid argument \"{text}\" for \"--add-host\" flag: "
+                              "bad format for add-host")
+    if ip == "host-gateway":
+        return name, gateway or ip
+    try:
+        ipaddress.ip_address(ip)
+    except ValueError:
+        raise InvalidArgument(f"invalid argument \"{text}\" for \"--add-host\" flag: "
+                              f"invalid IP address in add-host: \"{ip}\"") from None
+    return name, ip
+
+
 def _port_free(host_ip: str, port: int, proto: str) -> bool:
     """Whether nothing on the host listens on ``port`` (a random published port must not
     shadow a host service)."""
@@ -518,6 +683,22 @@ def _check_name(name: str) -> None:
                               "are allowed")
     if name in PREDEFINED:
         raise FailedPrecondition(f"operation is not permitted on predefined {name} network ")
+
+
+def _endpoint_entry(net: Network, container_id: str,
+                    ep: ipam.Endpoint | None) -> dict[str, Any]:
+    """docker's EndpointSettings of NetworkSettings.Networks."""
+    prefix = int(net.subnet.rpartition("/")[2]) if ep else 0
+    aliases = list(ep.aliases) if ep else []
+    return {"IPAMConfig": None, "Links": None, "Aliases": aliases or None,
+            "MacAddress": ep.mac if ep else "", "NetworkID": net.id,
+            "EndpointID": hashlib.sha256(f"{net.id}{container_id}".encode()).hexdigest()
+            if ep else "",
+            "Gateway": net.gateway if ep else "", "IPAddress": ep.ip if ep else "",
+            "IPPrefixLen": prefix, "IPv6Gateway": "", "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0,
+            "DNSNames": None if net.builtin or ep is None else
+            [*aliases, container_id[:12]]}
 
 
 def _network(r: sqlite3.Row) -> Network:

@@ -100,3 +100,17 @@ def add_veth(host_name: str, netns_path: str, bridge: str, *, inside_name: str =
         raise
     except Exception as e:
         raise _fail("rtnetlink netns", inside_name, e) from None
+
+
+def delete_link(name: str) -> None:
+    """Delete the link ``name`` of the caller's namespace (for a veth, its peer goes too);
+    nothing to do if it is gone."""
+    try:
+        with _ipr() as ipr:
+            idx = _index(ipr, name)
+            if idx is not None:
+                ipr.link("del", index=idx)
+    except Exception as e:
+        if getattr(e, "code", 0) == errno.ENODEV:
+            return
+        raise _fail("rtnetlink delete", name, e) from None

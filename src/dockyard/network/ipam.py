@@ -19,6 +19,7 @@ see an address as free that the other has taken.
 from __future__ import annotations
 
 import ipaddress
+import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 
@@ -56,6 +57,10 @@ MIGRATIONS: list[list[str]] = [[
         container_ip TEXT NOT NULL,
         container_port INTEGER NOT NULL,
         UNIQUE (host_ip, host_port, proto))""",
+], [
+    # network-scoped aliases (a JSON list) and the endpoint's interface in the container
+    "ALTER TABLE endpoints ADD COLUMN aliases TEXT NOT NULL DEFAULT '[]'",
+    "ALTER TABLE endpoints ADD COLUMN ifname TEXT NOT NULL DEFAULT 'eth0'",
 ]]
 
 
@@ -71,6 +76,8 @@ class Endpoint:
     mac: str
     veth: str
     netns: str
+    aliases: tuple[str, ...] = ()
+    ifname: str = "eth0"
 
 
 # --- subnets -------------------------------------------------------------------------------
@@ -146,9 +153,11 @@ def mac_for(ip: str) -> str:
 
 
 def allocate(conn: sqlite3.Connection, network_id: str, container_id: str, *, veth: str,
-             netns: str) -> Endpoint:
-    """Give ``container_id`` the next free address of the network (round-robin after the
-    last one handed out) and record its endpoint, in one write transaction."""
+             netns: str, ip: str = "", mac: str = "", aliases: Sequence[str] = (),
+             ifname: str = "eth0") -> Endpoint:
+    """Give ``container_id`` the address ``ip`` (checked: in the subnet, free), or the next
+    free address of the network (round-robin after the last one handed out), and record its
+    endpoint, in one write transaction."""
     with transaction(conn) as db:
         row = db.execute("SELECT subnet, gateway, last_ip FROM networks WHERE id = ?",
                          (network_id,)).fetchone()
@@ -159,17 +168,50 @@ def allocate(conn: sqlite3.Connection, network_id: str, container_id: str, *, ve
         used = {int(ipaddress.IPv4Address(str(r[0]))) for r in db.execute(
             "SELECT ip FROM endpoints WHERE network_id = ?", (network_id,))}
         used.add(gateway)
-        ip = next_free(subnet, used, int(row[2]))
-        if ip is None:
+        if ip:
+            chosen: int | None = check_address(subnet, ip)
+            if chosen in used:
+                raise FailedPrecondition(f"Address already in use: {ip} is taken on this "
+                                         "network")
+        else:
+            chosen = next_free(subnet, used, int(row[2]))
+        if chosen is None:
             raise FailedPrecondition(f"no available IPv4 addresses on this network's address "
                                      f"pools: {subnet}")
-        addr = str(ipaddress.IPv4Address(ip))
+        addr = str(ipaddress.IPv4Address(chosen))
         ep = Endpoint(network_id=network_id, container_id=container_id, ip=addr,
-                      mac=mac_for(addr), veth=veth, netns=netns)
-        db.execute("INSERT INTO endpoints VALUES (?,?,?,?,?,?)",
-                   (network_id, container_id, ep.ip, ep.mac, veth, netns))
-        db.execute("UPDATE networks SET last_ip = ? WHERE id = ?", (ip, network_id))
+                      mac=mac or mac_for(addr), veth=veth, netns=netns,
+                      aliases=tuple(aliases), ifname=ifname)
+        db.execute("INSERT INTO endpoints (network_id, container_id, ip, mac, veth, netns, "
+                   "aliases, ifname) VALUES (?,?,?,?,?,?,?,?)",
+                   (network_id, container_id, ep.ip, ep.mac, veth, netns,
+                    json.dumps(list(ep.aliases)), ifname))
+        if not ip:
+            db.execute("UPDATE networks SET last_ip = ? WHERE id = ?", (chosen, network_id))
     return ep
+
+
+def check_address(subnet: ipaddress.IPv4Network, ip: str) -> int:
+    """``ip`` (a requested ``--ip``) as a number, checked to be a host of ``subnet``."""
+    try:
+        addr = ipaddress.IPv4Address(ip)
+    except ValueError:
+        raise InvalidArgument(f"invalid IPv4 address: {ip}") from None
+    if addr not in subnet or addr in (subnet.network_address, subnet.broadcast_address):
+        raise InvalidArgument(f"invalid endpoint settings: no configured subnet contains the "
+                              f"IP address {ip} (the network's subnet is {subnet})")
+    return int(addr)
+
+
+def check_mac(mac: str) -> str:
+    """A ``--mac-address``, checked and in lower case."""
+    parts = mac.split(":")
+    if len(parts) != 6 or not all(len(p) == 2 and all(c in "0123456789abcdefABCDEF" for c in p)
+                                  for p in parts):
+        raise InvalidArgument(f"invalid MAC address: {mac}")
+    if int(parts[0], 16) & 1:
+        raise InvalidArgument(f"invalid MAC address: {mac} (a multicast address)")
+    return mac.lower()
 
 
 def next_free(subnet: ipaddress.IPv4Network, used: set[int], last: int) -> int | None:
@@ -188,13 +230,26 @@ def next_free(subnet: ipaddress.IPv4Network, used: set[int], last: int) -> int |
 
 
 def endpoints_of(conn: sqlite3.Connection, container_id: str) -> list[Endpoint]:
-    rows = conn.execute("SELECT * FROM endpoints WHERE container_id = ?",
+    rows = conn.execute("SELECT * FROM endpoints WHERE container_id = ? ORDER BY ifname",
                         (container_id,)).fetchall()
     return [_endpoint(r) for r in rows]
 
 
 def all_endpoints(conn: sqlite3.Connection) -> list[Endpoint]:
     return [_endpoint(r) for r in conn.execute("SELECT * FROM endpoints")]
+
+
+def release_endpoint(conn: sqlite3.Connection, container_id: str, network_id: str) -> None:
+    """Forget the container's endpoint on one network, and the ports published on it."""
+    with transaction(conn) as db:
+        row = db.execute("SELECT ip FROM endpoints WHERE container_id = ? AND network_id = ?",
+                         (container_id, network_id)).fetchone()
+        if row is None:
+            return
+        db.execute("DELETE FROM endpoints WHERE container_id = ? AND network_id = ?",
+                   (container_id, network_id))
+        db.execute("DELETE FROM ports WHERE container_id = ? AND container_ip = ?",
+                   (container_id, str(row[0])))
 
 
 def release(conn: sqlite3.Connection, container_id: str) -> None:
@@ -207,4 +262,5 @@ def release(conn: sqlite3.Connection, container_id: str) -> None:
 def _endpoint(r: sqlite3.Row) -> Endpoint:
     return Endpoint(network_id=str(r["network_id"]), container_id=str(r["container_id"]),
                     ip=str(r["ip"]), mac=str(r["mac"]), veth=str(r["veth"]),
-                    netns=str(r["netns"]))
+                    netns=str(r["netns"]), aliases=tuple(json.loads(r["aliases"])),
+                    ifname=str(r["ifname"]))

@@ -12,7 +12,8 @@ would be empty. Chains:
                                  packets to the bridge's address so replies come back)
 ``postrouting`` (nat)            masquerade of a non-internal network's traffic leaving it, and
                                  of hairpin traffic (a container reaching a published port)
-``forward`` (filter)             an internal network's traffic never leaves its bridge
+``forward`` (filter)             an internal network's traffic never leaves its bridge; no
+                                 traffic goes from one network's bridge to another's
 """
 
 from __future__ import annotations
@@ -62,6 +63,13 @@ def render(table: str, bridges: Sequence[BridgeRules], ports: Sequence[PortRule]
         if b.internal:
             forward.append(f"    iifname {br} oifname != {br} drop")
             forward.append(f"    oifname {br} iifname != {br} drop")
+    # networks are isolated from each other (docker's DOCKER-ISOLATION chains): a container
+    # reaches another network only through an endpoint of its own on it
+    names = [_quote(b.bridge) for b in bridges]
+    for i, br in enumerate(names):
+        others = names[:i] + names[i + 1:]
+        if others:
+            forward.append(f"    iifname {br} oifname {{ {', '.join(others)} }} drop")
     lines += [
         f"table inet {table} {{",
         "  chain prerouting {", "    type nat hook prerouting priority dstnat; policy accept;",
