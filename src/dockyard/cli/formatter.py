@@ -15,6 +15,7 @@ spaces around the template are trimmed.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
 from typing import Any
 
 from dockyard.cli.template import HEADER_FUNCS, Struct, TemplateError, parse_template
@@ -147,6 +148,20 @@ def render_rows(
     except TemplateError:
         pass  # docker ignores the header's error and keeps what was written
     return tabwrite_text("".join(header) + "\n" + body)
+
+
+def inspect_each(refs: list[str], fetch: Callable[[str], Any], fmt: str | None) -> int:
+    """``inspect`` of each name through ``fetch`` (the engine's errors become docker's
+    "Error response from daemon" lines), written by :func:`write_inspect`."""
+    from dockyard.errors import DockyardError
+
+    docs, errors = [], []
+    for ref in refs:
+        try:
+            docs.append(fetch(ref))
+        except DockyardError as e:
+            errors.append(f"Error response from daemon: {e.message}")
+    return write_inspect(docs, errors, fmt)
 
 
 def write_inspect(docs: list[Any], errors: list[str], fmt: str | None) -> int:

@@ -111,7 +111,7 @@ def _row(n: Network, no_trunc: bool) -> dict[str, Any]:
 
 
 def cmd_inspect(g: Globals, argv: list[str], command: str = "network inspect") -> int:
-    from dockyard.cli.formatter import write_inspect
+    from dockyard.cli.formatter import inspect_each
 
     p = CommandParser(command, "[OPTIONS] NETWORK [NETWORK...]",
                       "Display detailed information on one or more networks")
@@ -119,13 +119,7 @@ def cmd_inspect(g: Globals, argv: list[str], command: str = "network inspect") -
     p.add_argument("networks", nargs="+")
     a = p.parse_args(argv)
     svc = service(g)
-    docs, errors = [], []
-    for ref in a.networks:
-        try:
-            docs.append(svc.inspect(svc.get(ref)))
-        except DockyardError as e:
-            errors.append(f"Error response from daemon: {e.message}")
-    return write_inspect(docs, errors, a.format)
+    return inspect_each(a.networks, lambda ref: svc.inspect(svc.get(ref)), a.format)
 
 
 def cmd_rm(g: Globals, argv: list[str], command: str = "network rm") -> int:

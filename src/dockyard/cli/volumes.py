@@ -6,7 +6,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from dockyard.cli.parser import CommandParser, UsageError
-from dockyard.errors import DockyardError, InvalidArgument, NotFound
+from dockyard.errors import DockyardError, InvalidArgument
 
 if TYPE_CHECKING:
     from dockyard.cli.main import Globals
@@ -92,7 +92,7 @@ def cmd_ls(g: Globals, argv: list[str], command: str = "volume ls") -> int:
 
 
 def cmd_inspect(g: Globals, argv: list[str], command: str = "volume inspect") -> int:
-    from dockyard.cli.formatter import write_inspect
+    from dockyard.cli.formatter import inspect_each
 
     p = CommandParser(command, "[OPTIONS] VOLUME [VOLUME...]",
                       "Display detailed information on one or more volumes")
@@ -100,13 +100,7 @@ def cmd_inspect(g: Globals, argv: list[str], command: str = "volume inspect") ->
     p.add_argument("volumes", nargs="+")
     a = p.parse_args(argv)
     svc = service(g)
-    docs, errors = [], []
-    for name in a.volumes:
-        try:
-            docs.append(svc.inspect(svc.get(name)))
-        except NotFound as e:
-            errors.append(f"Error response from daemon: {e.message}")
-    return write_inspect(docs, errors, a.format)
+    return inspect_each(a.volumes, lambda ref: svc.inspect(svc.get(ref)), a.format)
 
 
 def cmd_rm(g: Globals, argv: list[str], command: str = "volume rm") -> int:
