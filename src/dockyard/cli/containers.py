@@ -43,7 +43,9 @@ def _warm_imports() -> None:
                  "dockyard.engine.logread",
                  "dockyard.engine.logopts", "dockyard.image.snapshot", "dockyard.image.mounter",
                  "dockyard.runtime.create", "dockyard.runtime.start", "dockyard.runtime.delete",
-                 "dockyard.runtime.kill", "dockyard.monitor.health", "dockyard.monitor.logfile"):
+                 "dockyard.runtime.kill", "dockyard.monitor.health", "dockyard.monitor.logfile",
+                 "dockyard.engine.create", "dockyard.engine.createvolumes",
+                 "dockyard.engine.networks", "dockyard.linux.rtnl", "pyroute2"):
         try:
             importlib.import_module(name)
         except ImportError:
