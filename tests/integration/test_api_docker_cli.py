@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -190,3 +191,26 @@ def test_events_df_and_lifecycle_verbs(api_daemon: Daemon) -> None:
         assert line in got, got
     assert d.docker("system", "df", "--format", "{{.Type}}").stdout.split()[:2] == \
         ["Images", "Containers"]
+
+
+def test_volumes_and_mounts_through_the_api(api_daemon: Daemon, tmp_path: Path) -> None:
+    """`docker run -v` and `--mount` reach the engine's one create path: a named volume keeps
+    data between containers, a bind mount honours :ro, a --mount tmpfs is a tmpfs."""
+    d = api_daemon
+    d.docker("run", "--rm", "--network", "none", "-v", "apidata:/data", "busybox", "sh", "-c",
+             "echo kept > /data/f")
+    assert d.docker("run", "--rm", "--network", "none", "--mount",
+                    "type=volume,source=apidata,target=/v,readonly", "busybox", "cat",
+                    "/v/f").stdout == "kept\n"
+    (tmp_path / "host").mkdir()
+    (tmp_path / "host" / "note").write_text("from the host\n")
+    ro = d.docker("run", "--rm", "--network", "none", "-v", f"{tmp_path / 'host'}:/h:ro",
+                  "busybox", "sh", "-c", "cat /h/note; touch /h/x", check=False)
+    assert ro.stdout == "from the host\n" and ro.returncode != 0
+    assert "Read-only file system" in ro.stderr
+    fs = d.docker("run", "--rm", "--network", "none", "--mount", "type=tmpfs,target=/t",
+                  "busybox", "sh", "-c", "grep ' /t ' /proc/mounts | cut -d' ' -f3").stdout
+    assert fs == "tmpfs\n"
+    bad = d.docker("run", "--rm", "--network", "none", "--mount", "type=nope,target=/x",
+                   "busybox", "true", check=False)
+    assert bad.returncode != 0 and "nope" in bad.stderr

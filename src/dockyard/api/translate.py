@@ -39,9 +39,11 @@ def create_request(body: dict[str, Any], name: str) -> CreateRequest:
     host = body.get("HostConfig") or {}
     if not isinstance(host, dict):
         raise InvalidArgument("HostConfig: expected an object")
-    for key in ("Binds", "Mounts", "VolumesFrom", "Links"):
-        if host.get(key):
-            raise InvalidArgument(f"HostConfig.{key} is not supported by Dockyard yet")
+    if host.get("Links"):
+        raise InvalidArgument("HostConfig.Links is not supported by Dockyard yet")
+    mounts = host.get("Mounts") or []
+    if not isinstance(mounts, list) or not all(isinstance(m, dict) for m in mounts):
+        raise InvalidArgument("HostConfig.Mounts: expected a list of objects")
     env = [ro.parse_env(e, lambda _k: None) for e in (_strings(body, "Env") or ())]
     labels = body.get("Labels") or {}
     if not isinstance(labels, dict):
@@ -121,4 +123,33 @@ def create_request(body: dict[str, Any], name: str) -> CreateRequest:
         attach_output=bool(body.get("AttachStdout") or body.get("AttachStderr")),
         log_config=log_config, runtime=str(host.get("Runtime") or ""),
         stop_timeout=int(stop_timeout) if isinstance(stop_timeout, int) else None,
-        healthcheck=healthcheck)
+        healthcheck=healthcheck, volumes=_strings(host, "Binds") or (),
+        mounts=tuple(mount_flag(m) for m in mounts),
+        volumes_from=_strings(host, "VolumesFrom") or ())
+
+
+def mount_flag(m: dict[str, Any]) -> str:
+    """docker's HostConfig.Mounts entry in ``--mount``'s syntax, which the engine parses (one
+    parser, one set of errors, for both front ends)."""
+    parts = [f"type={m.get('Type') or 'volume'}"]
+    if m.get("Source"):
+        parts.append(f"source={m['Source']}")
+    if m.get("Target"):
+        parts.append(f"target={m['Target']}")
+    if m.get("ReadOnly"):
+        parts.append("readonly")
+    bind = m.get("BindOptions") or {}
+    if bind.get("Propagation"):
+        parts.append(f"bind-propagation={bind['Propagation']}")
+    vol = m.get("VolumeOptions") or {}
+    if vol.get("NoCopy"):
+        parts.append("volume-nocopy")
+    parts += [f"volume-label={k}={v}" for k, v in (vol.get("Labels") or {}).items()]
+    driver = vol.get("DriverConfig") or {}
+    parts += [f"volume-opt={k}={v}" for k, v in (driver.get("Options") or {}).items()]
+    tmpfs = m.get("TmpfsOptions") or {}
+    if tmpfs.get("SizeBytes"):
+        parts.append(f"tmpfs-size={int(tmpfs['SizeBytes'])}")
+    if tmpfs.get("Mode"):
+        parts.append(f"tmpfs-mode={int(tmpfs['Mode']):o}")
+    return ",".join(parts)
