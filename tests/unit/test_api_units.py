@@ -53,7 +53,9 @@ def test_create_request_from_docker_json() -> None:
 
 @pytest.mark.parametrize("body", [
     {}, {"Image": ""}, {"Image": "busybox", "Cmd": "x", "Env": [1]},
-    {"Image": "busybox", "HostConfig": {"Binds": ["/a:/b"]}},
+    {"Image": "busybox", "HostConfig": {"Links": ["a:b"]}},
+    {"Image": "busybox", "HostConfig": {"Mounts": "type=bind"}},
+    {"Image": "busybox", "HostConfig": {"Binds": "/a:/b", "VolumesFrom": [3]}},
     {"Image": "busybox", "HostConfig": {"Memory": "lots"}},
     {"Image": "busybox", "HostConfig": {"LogConfig": {"Type": "nonsense"}}},
 ])
@@ -106,3 +108,21 @@ def test_error_table() -> None:
     assert errors.status_of(errors.NotModified("x")) == 304
     assert errors.status_of(errors.NotImplementedByUs("x")) == 501
     assert errors.status_of(DockyardError("x")) == 500
+
+
+def test_mounts_become_the_mount_flag() -> None:
+    from dockyard.api.translate import create_request, mount_flag
+
+    assert mount_flag({"Type": "bind", "Source": "/s", "Target": "/t", "ReadOnly": True,
+                       "BindOptions": {"Propagation": "rshared"}}) \
+        == "type=bind,source=/s,target=/t,readonly,bind-propagation=rshared"
+    assert mount_flag({"Target": "/t", "VolumeOptions": {"NoCopy": True}}) \
+        == "type=volume,target=/t,volume-nocopy"
+    assert mount_flag({"Type": "tmpfs", "Target": "/t",
+                       "TmpfsOptions": {"SizeBytes": 1024, "Mode": 0o1777}}) \
+        == "type=tmpfs,target=/t,tmpfs-size=1024,tmpfs-mode=1777"
+    r = create_request({"Image": "busybox", "HostConfig": {
+        "Binds": ["v:/data:ro"], "VolumesFrom": ["other"],
+        "Mounts": [{"Type": "volume", "Source": "w", "Target": "/w"}]}}, "")
+    assert (r.volumes, r.volumes_from, r.mounts) == (
+        ("v:/data:ro",), ("other",), ("type=volume,source=w,target=/w",))
