@@ -63,6 +63,7 @@ class Conn:
         self.closed = False
         self.sup: Supervision | None = None
         self.worker = 0         # the warm command run for it, if any
+        self.requested = False  # its first message (the request) was read
         sock.setblocking(False)
         host.loop.watch(self.fd, self.on_ready, IN, owner=self)
 
@@ -116,7 +117,7 @@ class Conn:
             self.host.loop.watch(self.fd, self.on_ready, IN, owner=self)
 
     def _read(self) -> None:
-        if self.sup is None and not self.closing and not self.host.seen(self):
+        if not self.requested and not self.closing:
             self.host.request(self)
             return
         try:
@@ -159,11 +160,12 @@ class Host:
         self.linger = linger
         self.warm = warm
         self.idle_since = time.monotonic()
-        self.leaving = False
+        self.leaving = False    # SIGTERM: leave as soon as idle, without lingering
+        self.exiting = False    # leaving now: a keeper that goes is not replaced
         self.keeper: Keeper | None = None
         self.loop = Loop(self._on_error)
         self.sups: dict[str, Supervision] = {}
-        self.conns: dict[Conn, bool] = {}       # -> its request was read
+        self.conns: set[Conn] = set()     # connected commands
         try:    # the socket file is ours now (made under the lock just before the fork)
             self.sock_ino = os.stat(os.path.join(run_dir, SOCKET)).st_ino
         except OSError:
@@ -183,21 +185,18 @@ class Host:
                 if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     return
                 raise
-            self.conns[Conn(self, sock)] = False
-
-    def seen(self, conn: Conn) -> bool:
-        return self.conns.get(conn, True)
+            self.conns.add(Conn(self, sock))
 
     def forget(self, conn: Conn) -> None:
-        self.conns.pop(conn, None)
+        self.conns.discard(conn)
 
     def request(self, conn: Conn) -> None:
         """A connection's first message: start a container, or attach to a running one."""
-        self.conns[conn] = True
+        conn.requested = True
         try:
             got = channel.recv_request(conn.sock)
         except BlockingIOError:
-            self.conns[conn] = False
+            conn.requested = False
             return
         except OSError:
             got = None
@@ -317,15 +316,13 @@ class Host:
             os.close(pidfd)
             os.waitpid(keeper.pid, 0)
             keeper.close()
-            if self.keeper is keeper and not self.leaving_now:
+            if self.keeper is keeper and not self.exiting:
                 self.start_keeper()
                 for sup in self.sups.values():
                     sup.keeper = self.keeper
                     sup.keep()
 
         self.loop.watch(pidfd, gone, owner=self)
-
-    leaving_now = False
 
     def run(self) -> None:
         self.start_keeper()
@@ -382,7 +379,7 @@ class Host:
                     os.unlink(path)
             except OSError:
                 pass
-            self.leaving_now = True
+            self.exiting = True
             if self.keeper is not None:
                 self.keeper.close()     # it holds nothing: it leaves too
             for name in (PID_FILE, KEEPER_PID_FILE):

@@ -18,7 +18,6 @@ a subreaper), so its exit status reaches us however it ends.
 
 from __future__ import annotations
 
-import errno
 import os
 import time
 from collections.abc import Callable
@@ -579,18 +578,12 @@ def null_stdio() -> None:
 
 def _reap(init_pid: int) -> int:
     """The init's exit status, docker's way (128 + signo when a signal killed it)."""
-    while True:
-        try:
-            pid, status = os.waitpid(init_pid, 0)
-        except ChildProcessError:
-            return 255      # not ours to reap (it was never our child): unknown
-        except OSError as e:
-            if e.errno == errno.EINTR:
-                continue
-            return 255
-        if pid == init_pid:
-            code = os.waitstatus_to_exitcode(status)
-            return 128 - code if code < 0 else code
+    try:    # (Python retries an interrupted waitpid itself)
+        _, status = os.waitpid(init_pid, 0)
+    except OSError:
+        return 255      # not ours to reap (it was never our child): unknown
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
 
 
 def _one_line(e: BaseException) -> str:
