@@ -25,11 +25,9 @@ already belongs to the container. No re-exec: the children are forks of this pro
 from __future__ import annotations
 
 import _socket  # not socket.py: that costs ~4 ms of imports on every start
-import datetime as dt
 import os
-import signal
 import sys
-from collections.abc import Callable
+import time
 
 from dockyard import fastjson
 from dockyard.errors import DockyardError, InvalidArgument, NotFound, PermissionDenied
@@ -42,12 +40,16 @@ from dockyard.values import replace, value
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
+    import signal
     import socket
+    from collections.abc import Callable
 
     from _typeshed import StrPath
 
     from dockyard.cgroups import CgroupManager
     from dockyard.model.resources import Resources
+else:
+    import _signal as signal  # not signal.py: it imports enum (~5 ms)
 
 NS_FLAGS = {
     "pid": k.CLONE_NEWPID, "network": k.CLONE_NEWNET, "mount": k.CLONE_NEWNS,
@@ -172,8 +174,6 @@ def _preload_child_modules(spec: Spec, clone_flags: int) -> None:
     """Import here what the children will need. After it enters a user namespace the init
     may no longer be able to read the interpreter's library (here it lives under /root,
     0700), so nothing may be imported there for the first time."""
-    import importlib
-
     h = spec.hooks
     needed = []
     if clone_flags & k.CLONE_NEWNET:
@@ -183,7 +183,7 @@ def _preload_child_modules(spec: Spec, clone_flags: int) -> None:
     if spec.process is not None and spec.process.terminal:
         needed += ["socket", "dockyard.runtime.console"]
     for name in needed:
-        importlib.import_module(name)
+        __import__(name)
 
 
 def send(sock: _socket.socket, msg: dict[str, object]) -> None:
@@ -432,7 +432,10 @@ def _intermediate(cfg: InitConfig, sock: _socket.socket, cloned: bool = False) -
 
 
 def now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """The time in RFC 3339, UTC, to the microsecond (without datetime: ~2 ms to import)."""
+    ns = time.time_ns()
+    y, mo, d, h, mi, s = time.gmtime(ns // 1_000_000_000)[:6]
+    return f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}.{ns // 1000 % 1_000_000:06d}Z"
 
 
 def write_pid_file(pid_file: StrPath, pid: int) -> None:

@@ -8,9 +8,6 @@ also gives ``cgroup.kill`` and a freezer when the v1 freezer is not mounted.
 
 from __future__ import annotations
 
-import signal
-from collections.abc import Mapping
-
 from dockyard import values
 from dockyard.cgroups import FreezerState
 from dockyard.cgroups import v2 as v2mod
@@ -45,7 +42,11 @@ from dockyard.model.resources import Resources
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
+    import signal
+    from collections.abc import Mapping
     from typing import Any
+else:
+    import _signal as signal  # not signal.py: it imports enum (~5 ms)
 
 if TYPE_CHECKING:
     from dockyard.cgroups.stats import Stats

@@ -10,7 +10,6 @@ processes, or the controller is bound to a v1 hierarchy) shows up later as a cle
 from __future__ import annotations
 
 import posixpath
-import signal
 
 from dockyard.cgroups import FreezerState
 from dockyard.cgroups.fs import (
@@ -31,9 +30,12 @@ from dockyard.model.resources import Resources
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
+    import signal
     from collections.abc import Mapping
 
     from dockyard.cgroups.stats import Stats
+else:
+    import _signal as signal  # not signal.py: it imports enum (~5 ms)
 
 log = get_logger(__name__)
 
