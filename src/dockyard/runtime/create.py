@@ -96,11 +96,15 @@ class InitConfig:
     new_keyring: bool = True
 
 
-def load_bundle(bundle: StrPath) -> Spec:
-    return _load_bundle(bundle)[0]
+@value
+class Bundle:
+    """A bundle's config.json, parsed (``spec``) and as written (``raw``, saved with the state)."""
+
+    spec: Spec
+    raw: str
 
 
-def _load_bundle(bundle: StrPath) -> tuple[Spec, str]:
+def load_bundle(bundle: StrPath) -> Bundle:
     try:
         with open(os.path.join(bundle, "config.json")) as f:
             raw = f.read()
@@ -110,7 +114,7 @@ def _load_bundle(bundle: StrPath) -> tuple[Spec, str]:
         data = fastjson.loads(raw)
     except ValueError as exc:  # json.JSONDecodeError
         raise InvalidArgument(f"bundle {bundle}: config.json is not valid JSON: {exc}") from None
-    return parse_spec(data), raw
+    return Bundle(parse_spec(data), raw)
 
 
 def check_console(terminal: bool, cons: Console | None) -> None:
@@ -505,9 +509,12 @@ def create(root: StrPath, container_id: str, bundle: StrPath, *,
            pid_file: StrPath | None = None,
            no_pivot: bool = False, preserve_fds: int = 0, console_socket: str | None = None,
            console_fd: int | None = None, systemd_cgroup: bool = False,
-           no_new_keyring: bool = False) -> state.Record:
+           no_new_keyring: bool = False, loaded: Bundle | None = None) -> state.Record:
+    """``loaded``: the bundle's config, when the caller has read it already (``run``)."""
     bundle = os.path.realpath(bundle)
-    spec, raw_config = _load_bundle(bundle)
+    if loaded is None:
+        loaded = load_bundle(bundle)
+    spec, raw_config = loaded.spec, loaded.raw
     state.validate_id(container_id)
     cons = None
     if console_socket is not None or console_fd is not None:

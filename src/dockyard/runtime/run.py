@@ -35,8 +35,9 @@ def run(root: StrPath, container_id: str, bundle: StrPath, *, detach: bool = Fal
         no_new_keyring: bool = False) -> int:
     proxy_sock: socket.socket | None = None
     console_fd: int | None = None
+    loaded = create_mod.load_bundle(os.path.realpath(bundle))
     if console_socket is None:
-        spec = create_mod.load_bundle(os.path.realpath(bundle))
+        spec = loaded.spec
         if spec.process is not None and spec.process.terminal:
             if detach:
                 raise InvalidArgument("cannot allocate tty if dockyard-runc will detach "
@@ -52,7 +53,7 @@ def run(root: StrPath, container_id: str, bundle: StrPath, *, detach: bool = Fal
                                 no_pivot=no_pivot, preserve_fds=preserve_fds,
                                 console_socket=console_socket, console_fd=console_fd,
                                 systemd_cgroup=systemd_cgroup,
-                                no_new_keyring=no_new_keyring)
+                                no_new_keyring=no_new_keyring, loaded=loaded)
     finally:
         if console_fd is not None:
             os.close(console_fd)
