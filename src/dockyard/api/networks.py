@@ -346,7 +346,17 @@ def with_network_settings(svc: ContainerService, creq: CreateRequest,
     """``creq`` with the network side of docker's create body: HostConfig's ExtraHosts, Dns,
     DnsSearch, DnsOptions, PublishAllPorts and NetworkingConfig.EndpointsConfig (aliases, IPv4
     address, MAC), checked before anything is made, keyed by network name as the engine
-    keeps them. The container's NetworkMode network must exist (404)."""
+    keeps them. The networks must exist (400)."""
+    try:
+        return _with_network_settings(svc, creq, body)
+    except NotFound as e:
+        # docker creates the container and fails its start; refused here, nothing is made.
+        # Not a 404: the docker CLI reads a 404 of create as a missing image and pulls
+        raise InvalidArgument(e.message) from None
+
+
+def _with_network_settings(svc: ContainerService, creq: CreateRequest,
+                           body: Mapping[str, Any]) -> CreateRequest:
     import ipaddress
 
     from dockyard.engine.networks import check_endpoint, parse_extra_host, wants_network
