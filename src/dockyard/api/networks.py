@@ -125,7 +125,7 @@ def networks_list(app: App, h: Handler, req: Request) -> None:
         out = []
         for net in nets.networks():
             if list_matches(net, filters, used):
-                doc = nets.inspect(net)
+                doc = resource(nets, net)
                 doc["Containers"] = {}      # docker: not filled in a list (API 1.28+)
                 out.append(doc)
     h.reply_json(200, out)
@@ -137,7 +137,16 @@ def network_inspect(app: App, h: Handler, req: Request, id: str) -> None:
         raise NotFound(f"network {id} not found")
     with app.services() as svc:
         nets = svc.networks()
-        h.reply_json(200, nets.inspect(nets.get(id)))
+        h.reply_json(200, resource(nets, nets.get(id)))
+
+
+def resource(nets: NetworkService, net: Network) -> dict[str, Any]:
+    """docker's NetworkResource: a user-defined network's Options are the ones it was created
+    with (docker-compose compares them with its file's and recreates on a difference)."""
+    doc = nets.inspect(net)
+    if not net.builtin:
+        doc["Options"] = dict(net.options)
+    return doc
 
 
 def _create_args(body: Mapping[str, Any]) -> dict[str, Any]:
