@@ -111,6 +111,7 @@ def test_run_network_aliases_connect_disconnect_and_volume(d: Daemon) -> None:
         assert ep["IPAddress"] == "10.213.253.40"
         assert ep["Gateway"] == "10.213.253.1" and ep["IPPrefixLen"] == 24
         assert "www" in ep["Aliases"]
+        assert ep["DNSNames"][:2] == ["nv-web", "www"]
         assert doc["HostConfig"]["NetworkMode"] == "nv-app"
         net = json.loads(d.docker("network", "inspect", "nv-app").stdout)[0]
         assert [c["Name"] for c in net["Containers"].values()] == ["nv-web"]

@@ -457,6 +457,9 @@ def container_networks(svc: ContainerService, c: Container, settings: dict[str, 
             entry["IPAMConfig"] = dict(conf["IPAMConfig"])
         if not entry.get("Aliases") and conf.get("Aliases"):
             entry["Aliases"] = list(conf["Aliases"])
+        dns = entry.get("DNSNames")
+        if dns is not None and c.name not in dns:     # docker: the name comes first
+            entry["DNSNames"] = [c.name, *dns]
         if old and name not in ("bridge", "host", "none"):
             aliases = list(entry.get("Aliases") or [])
             if c.id[:12] not in aliases:
