@@ -284,3 +284,32 @@ def test_status_codes(d: Daemon) -> None:
         req("DELETE", "/networks/nv-codes")
         req("DELETE", "/volumes/nv-v?force=1")
         req("DELETE", "/volumes/nv-old?force=1")
+
+
+def test_connect_a_stopped_container(d: Daemon) -> None:
+    d.docker("network", "create", "--subnet", SUBNETS[1], "nv-late")
+    try:
+        d.docker("create", "--name", "nv-sleeper", "busybox", "sleep", "600")
+        d.docker("network", "connect", "--alias", "late", "--ip", "10.213.253.60", "nv-late",
+                 "nv-sleeper")
+        nets = json.loads(d.docker("inspect", "-f", "{{json .NetworkSettings.Networks}}",
+                                   "nv-sleeper").stdout)
+        assert set(nets) == {"bridge", "nv-late"}
+        assert "late" in nets["nv-late"]["Aliases"]
+        assert nets["nv-late"]["IPAMConfig"] == {"IPv4Address": "10.213.253.60"}
+        assert nets["nv-late"]["IPAddress"] == ""        # not running: no address yet
+        d.docker("start", "nv-sleeper")
+        nets = json.loads(d.docker("inspect", "-f", "{{json .NetworkSettings.Networks}}",
+                                   "nv-sleeper").stdout)
+        assert nets["nv-late"]["IPAddress"] == "10.213.253.60"
+        assert nets["bridge"]["IPAddress"].startswith("10.213.250.")
+        addrs = d.docker("exec", "nv-sleeper", "ip", "-4", "-o", "addr").stdout
+        assert "10.213.253.60/24" in addrs
+        d.docker("stop", "-t", "1", "nv-sleeper")
+        d.docker("network", "disconnect", "nv-late", "nv-sleeper")
+        nets = json.loads(d.docker("inspect", "-f", "{{json .NetworkSettings.Networks}}",
+                                   "nv-sleeper").stdout)
+        assert set(nets) == {"bridge"}
+    finally:
+        d.docker("rm", "-f", "nv-sleeper", check=False)
+        d.docker("network", "rm", "nv-late", check=False)
