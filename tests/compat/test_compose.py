@@ -137,6 +137,10 @@ def test_up_ps_logs_exec_down(d: Daemon, compose: Compose) -> None:
     assert Path(vol["Mountpoint"], "index.html").read_text() == "hello-from-volume\n"
     code = compose("exec", "-T", "web", "sh", "-c", "exit 7", check=False)
     assert code.returncode == 7
+    # run: a one-off client (compose links it to the running ones: HostConfig.Links)
+    ran = compose("run", "--rm", "-T", "client", "sh", "-c",
+                  "wget -q -O- http://web/ && nslookup client_1 >/dev/null && echo linked")
+    assert ran.stdout == "hello-from-volume\nlinked\n"
 
     # up -d again: nothing to do, nothing recreated
     ids = sorted(compose("ps", "-q").stdout.split())

@@ -116,6 +116,18 @@ def test_run_network_aliases_connect_disconnect_and_volume(d: Daemon) -> None:
         net = json.loads(d.docker("network", "inspect", "nv-app").stdout)[0]
         assert [c["Name"] for c in net["Containers"].values()] == ["nv-web"]
 
+        # a link on a user network: a name only the linking container resolves
+        linked = d.docker("run", "--rm", "--network", "nv-app", "--link", "nv-web:backend",
+                          "busybox", "timeout", "5", "wget", "-q", "-O-", "http://backend/")
+        assert linked.stdout == "served-from-volume\n"
+        unlinked = d.docker("run", "--rm", "--network", "nv-app", "busybox", "nslookup",
+                            "backend", check=False)
+        assert unlinked.returncode != 0
+        nolink = d.docker("run", "--rm", "--network", "nv-app", "--link", "nv-ghost:g",
+                          "busybox", "true", check=False)
+        assert nolink.returncode != 0 and "could not get container for nv-ghost" in \
+            nolink.stderr
+
         # in use: neither the network nor the volume goes
         busy = d.docker("network", "rm", "nv-app", check=False)
         assert busy.returncode == 1 and "active endpoints" in busy.stderr

@@ -267,8 +267,9 @@ def _until(text: str, now: float) -> float:
         raise InvalidArgument(f"invalid filter 'until={text}'") from None
 
 
-def _endpoint_body(doc: Any) -> tuple[list[str], str]:
-    """(aliases, IPv4 address) of docker's EndpointSettings, checked."""
+def _endpoint_body(doc: Any, *, links: bool = False) -> tuple[list[str], str]:
+    """(aliases, IPv4 address) of docker's EndpointSettings, checked (its Links refused
+    unless the caller takes them)."""
     if doc is None:
         return [], ""
     if not isinstance(doc, dict):
@@ -281,8 +282,8 @@ def _endpoint_body(doc: Any) -> tuple[list[str], str]:
         raise InvalidArgument("EndpointConfig.IPAMConfig: expected an object")
     if ipam.get("IPv6Address"):
         raise InvalidArgument("IPv6 addresses are not supported by Dockyard yet")
-    if doc.get("Links"):
-        raise InvalidArgument("links are not supported by Dockyard yet")
+    if doc.get("Links") and not links:
+        raise InvalidArgument("links are supported at create only by Dockyard")
     return list(dict.fromkeys(aliases)), str(ipam.get("IPv4Address") or "")
 
 
@@ -401,27 +402,56 @@ def _with_network_settings(svc: ContainerService, creq: CreateRequest,
     endpoints: dict[str, Any] = {}
     primary = "bridge" if mode == "default" else mode
     if wants_network(mode):
+        primary_net = nets.get(primary)
         for ref, doc in raw.items():
             net = nets.get("bridge" if ref == "default" else ref)
-            aliases, ip = _endpoint_body(doc)
+            aliases, ip = _endpoint_body(doc, links=not net.builtin)
             mac = str((doc or {}).get("MacAddress") or "")
             mac = check_mac(mac) if mac else ""
             check_endpoint(net, aliases, ip)
             settings: dict[str, Any] = {}
+            links = list((doc or {}).get("Links") or [])
+            if net.id == primary_net.id:
+                links = [*(host.get("Links") or []), *links]
+            if links:
+                settings["Links"] = parse_links(svc, links)
             if aliases:
                 settings["Aliases"] = aliases
             if ip:
                 settings["IPAMConfig"] = {"IPv4Address": ip}
             if mac:
                 settings["MacAddress"] = mac
-            if settings or net.name != nets.get(primary).name:
+            if settings or net.id != primary_net.id:
                 endpoints[net.name] = settings
+        if host.get("Links") and primary_net.name not in endpoints:
+            endpoints[primary_net.name] = {"Links": parse_links(svc, host["Links"])}
     elif any(ref not in (mode, "default") for ref in raw):
         raise InvalidArgument("conflicting options: cannot attach both user-defined and "
                               f"non-user-defined network-modes ({mode})")
     if endpoints:
         out["NetworkingConfig"] = {"EndpointsConfig": endpoints}
     return replace(creq, publish_all=publish_all, network_settings=out)
+
+
+def parse_links(svc: ContainerService, links: Any) -> list[str]:
+    """docker's links (``container[:alias]``, or the legacy ``/container:/me/alias``) as
+    ``name:alias``; each container must exist."""
+    if not isinstance(links, list) or not all(isinstance(x, str) for x in links):
+        raise InvalidArgument("Links: expected a list of strings")
+    out = []
+    for text in links:
+        target, _, alias = text.partition(":")
+        alias = alias.rsplit("/", 1)[-1] or target.strip("/")
+        if not target.strip("/") or not alias:
+            raise InvalidArgument(f"invalid link {text!r}: expected container[:alias]")
+        try:
+            c = svc.get(target.strip("/"))
+        except NotFound:
+            raise InvalidArgument(f"could not get container for {target.strip('/')}") from None
+        link = f"{c.name}:{alias}"
+        if link not in out:
+            out.append(link)
+    return out
 
 
 def container_networks(svc: ContainerService, c: Container, settings: dict[str, Any],
@@ -457,6 +487,8 @@ def container_networks(svc: ContainerService, c: Container, settings: dict[str, 
             entry["IPAMConfig"] = dict(conf["IPAMConfig"])
         if not entry.get("Aliases") and conf.get("Aliases"):
             entry["Aliases"] = list(conf["Aliases"])
+        if conf.get("Links"):
+            entry["Links"] = list(conf["Links"])
         dns = entry.get("DNSNames")
         if dns is not None and c.name not in dns:     # docker: the name comes first
             entry["DNSNames"] = [c.name, *dns]
