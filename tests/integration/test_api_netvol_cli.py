@@ -147,6 +147,9 @@ def test_run_network_aliases_connect_disconnect_and_volume(d: Daemon) -> None:
         got = d.docker("exec", "nv-client", "timeout", "5", "wget", "-q", "-O-",
                        "http://10.213.253.40/")
         assert got.stdout == "served-from-volume\n"
+        # from the default bridge to a user network: the embedded DNS answers it now
+        got = d.docker("exec", "nv-client", "timeout", "5", "wget", "-q", "-O-", "http://www/")
+        assert got.stdout == "served-from-volume\n"
         # its alias on nv-app resolves for the others there
         found = d.docker("exec", "nv-web", "nslookup", "cli").stdout
         assert "10.213.253.50" in found
@@ -156,6 +159,9 @@ def test_run_network_aliases_connect_disconnect_and_volume(d: Daemon) -> None:
         cut = d.docker("exec", "nv-client", "timeout", "2", "wget", "-q", "-O-",
                        "http://10.213.253.40/", check=False)
         assert cut.returncode != 0
+        # no user network left: the host's resolvers again, not the embedded server
+        resolv = d.docker("exec", "nv-client", "cat", "/etc/resolv.conf").stdout
+        assert "127.0.0.11" not in resolv
         not_connected = d.docker("network", "disconnect", "nv-app", "nv-client", check=False)
         assert not_connected.returncode == 1 and "is not connected" in not_connected.stderr
         d.docker("network", "disconnect", "-f", "nv-app", "nv-client", check=False)
