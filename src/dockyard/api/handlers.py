@@ -69,6 +69,13 @@ class Exec:
         self.started = False
         self.exit_code: int | None = None
         self.pid = 0
+        self.master = -1        # the pseudo-terminal's master while it runs with one
+        self.lock = threading.Lock()    # guards master and size
+        self.detach_keys = str(body.get("DetachKeys") or "")
+        size = body.get("ConsoleSize")
+        self.size: tuple[int, int] | None = None
+        if isinstance(size, list) and len(size) == 2 and all(isinstance(x, int) for x in size):
+            self.size = (int(size[0]), int(size[1]))
 
     def inspect(self) -> dict[str, Any]:
         return {"ID": self.id, "Running": self.running, "ExitCode": self.exit_code,
@@ -76,7 +83,8 @@ class Exec:
                                   "arguments": self.cmd[1:], "privileged": self.privileged,
                                   "user": self.user},
                 "OpenStdin": self.stdin, "OpenStderr": self.stderr, "OpenStdout": self.stdout,
-                "CanRemove": False, "ContainerID": self.container_id, "DetachKeys": "",
+                "CanRemove": False, "ContainerID": self.container_id,
+                "DetachKeys": self.detach_keys,
                 "Pid": self.pid}
 
 
@@ -442,11 +450,13 @@ def container_logs(app: App, h: Handler, req: Request, id: str) -> None:
 
 
 def container_attach(app: App, h: Handler, req: Request, id: str) -> None:
+    from dockyard.api.terminal import DetachScanner, parse_detach_keys
     from dockyard.monitor import channel
 
     want_in = req.flag("stdin")
     if not req.flag("stream") and not req.flag("logs"):
         raise InvalidArgument("Bad parameters: you must choose at least one stream")
+    keys = parse_detach_keys(req.arg("detachKeys"))
     with app.services() as svc:
         c = svc.get(id)
         tty = bool((c.config.get("Config") or {}).get("Tty"))
@@ -478,14 +488,23 @@ def container_attach(app: App, h: Handler, req: Request, id: str) -> None:
                 return
         monitor = conn
         if want_in and tty:
-            streams.copy_input(h.read_raw,
-                               lambda d: monitor.send(channel.message(channel.INPUT, d)),
-                               lambda: None)
+            scanner = DetachScanner(keys)
+
+            def typed(data: bytes) -> None:
+                data, detach = scanner.feed(data)
+                if data:
+                    monitor.send(channel.message(channel.INPUT, data))
+                if detach:      # the session ends; the container runs on
+                    _close(sock)
+                    raise OSError("detached")
+
+            streams.copy_input(h.read_raw, typed, lambda: None)
         elif want_in and stdin_w >= 0:
             w = stdin_w
             stdin_w = -1
             streams.copy_input(h.read_raw, streams.write_fd(w), lambda: os.close(w))
-        _pump_monitor(monitor, out, req.flag("stdout", True), req.flag("stderr", True))
+        _pump_monitor(monitor, out, req.flag("stdout", True), req.flag("stderr", True),
+                      client=sock)
     finally:
         if conn is not None:
             conn.close()
@@ -495,11 +514,24 @@ def container_attach(app: App, h: Handler, req: Request, id: str) -> None:
 
 
 def _pump_monitor(conn: socket.socket, out: streams.Output, want_out: bool,
-                  want_err: bool) -> None:
-    """The container's output from its supervision to the client, until it exits."""
+                  want_err: bool, client: socket.socket | None = None) -> None:
+    """The container's output from its supervision to the client, until it exits, or the
+    client hung up (or detached) while the container is quiet."""
+    import select
+
     from dockyard.monitor import channel
 
+    poller = select.poll()
+    poller.register(conn, select.POLLIN)
+    if client is not None:      # no POLLIN: its input belongs to the stdin thread
+        poller.register(client, 0)
     while True:
+        events = dict(poller.poll())
+        if client is not None and events.get(client.fileno(), 0) & (
+                select.POLLHUP | select.POLLERR | select.POLLNVAL):
+            return
+        if conn.fileno() not in events:
+            continue
         got = channel.read(conn)
         if got is None:
             return
@@ -557,7 +589,20 @@ def exec_inspect(app: App, h: Handler, req: Request, id: str) -> None:
 
 
 def exec_resize(app: App, h: Handler, req: Request, id: str) -> None:
-    _exec(app, id)
+    from dockyard.api.terminal import set_size, size_args
+
+    ex = _exec(app, id)
+    rows, cols = size_args(req.int_arg("h"), req.int_arg("w"))
+    with ex.lock:
+        if ex.exit_code is not None or not ex.started:
+            raise FailedPrecondition(f"Exec {ex.id} is not running")    # dockerd's 409
+        if ex.master >= 0:
+            try:
+                set_size(ex.master, rows, cols, ex.pid)
+            except OSError:
+                pass        # it is ending
+        elif ex.tty:
+            ex.size = (rows, cols)      # before it has a terminal: the one it gets
     h.reply(200, b"", "text/plain")
 
 
@@ -567,6 +612,10 @@ def exec_start(app: App, h: Handler, req: Request, id: str) -> None:
     ex = _exec(app, id)
     body = req.json(required=False)
     detach = bool(body.get("Detach"))
+    size = body.get("ConsoleSize")
+    with ex.lock:
+        if isinstance(size, list) and len(size) == 2 and all(isinstance(x, int) for x in size):
+            ex.size = (int(size[0]), int(size[1]))
     with app.lock:
         if ex.started:
             raise FailedPrecondition(f"Error: Exec command {ex.id} is already running")
@@ -601,14 +650,20 @@ def _run_exec(app: App, h: Handler, ex: Exec, argv: list[str], out: streams.Outp
     stream ends (the client asks for it right after)."""
     import subprocess
 
+    from dockyard.api.terminal import DetachScanner, parse_detach_keys, set_size
+
     master = -1
     if ex.tty:
         import tty as _tty
 
         master, slave = os.openpty()
         _tty.setraw(slave)
-        proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave,
-                                start_new_session=True)
+        with ex.lock:
+            if ex.size is not None and all(ex.size):
+                set_size(master, ex.size[0], ex.size[1], 0)
+            proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave,
+                                    start_new_session=True)
+            ex.master = master      # exec resize: from now on to the terminal and the runtime
         os.close(slave)
     else:
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE if ex.stdin else subprocess.DEVNULL,
@@ -617,7 +672,21 @@ def _run_exec(app: App, h: Handler, ex: Exec, argv: list[str], out: streams.Outp
     try:
         if ex.tty:
             if ex.stdin:
-                streams.copy_input(h.read_raw, streams.write_fd(master), lambda: None)
+                scanner = DetachScanner(parse_detach_keys(ex.detach_keys))
+                to_terminal = streams.write_fd(master)
+
+                def typed(data: bytes) -> None:
+                    data, detach = scanner.feed(data)
+                    if data:
+                        with ex.lock:   # never to the fd number once it is closed (reused)
+                            if ex.master < 0:
+                                raise OSError("the exec ended")
+                            to_terminal(data)
+                    if detach:      # the session ends; the exec runs on, unheard
+                        _close(out.sock)
+                        raise OSError("detached")
+
+                streams.copy_input(h.read_raw, typed, lambda: None)
             while True:
                 try:
                     data = os.read(master, 65536)
@@ -641,7 +710,9 @@ def _run_exec(app: App, h: Handler, ex: Exec, argv: list[str], out: streams.Outp
         code = proc.wait()
     finally:
         if master >= 0:
-            os.close(master)
+            with ex.lock:
+                ex.master = -1
+                os.close(master)
         if proc.poll() is None:
             proc.kill()
             proc.wait()
@@ -793,6 +864,18 @@ def not_implemented(app: App, h: Handler, req: Request, **_: str) -> None:
 
 
 def resize(app: App, h: Handler, req: Request, id: str) -> None:
+    """The container's terminal size: through its supervision, as ``dockyard attach`` does."""
+    from dockyard.api.terminal import size_args
+    from dockyard.engine.containers import read_status
+
+    rows, cols = size_args(req.int_arg("h"), req.int_arg("w"))
+    with app.services() as svc:
+        c = svc.get(id)
+        if not c.running:
+            raise FailedPrecondition(f"Container {c.id} is not running")
+        if (c.config.get("Config") or {}).get("Tty"):
+            with svc.attach(c.id, (rows, cols)) as conn:
+                read_status(conn)
     h.reply(200, b"", "text/plain")
 
 

@@ -16,6 +16,7 @@ import re
 import select
 import socket
 import socketserver
+import ssl
 import threading
 import urllib.parse
 from collections.abc import Callable
@@ -207,6 +208,10 @@ class Handler(BaseHTTPRequestHandler):
             ready = select.select([self.connection], [], [], 0)[0]
             if not ready:
                 return False
+            if isinstance(self.connection, ssl.SSLSocket):
+                # TLS takes no recv flags: peek at the raw bytes (a record means not gone)
+                with socket.socket(fileno=os.dup(self.connection.fileno())) as raw:
+                    return raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
             peek: bytes = self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
             return peek == b""
         except BlockingIOError:
@@ -339,7 +344,7 @@ def serve_forever(servers: list[socketserver.BaseServer], stop: threading.Event)
         s.shutdown()
         s.server_close()
     for s in servers:
-        if isinstance(s, UnixServer):
+        if isinstance(s, UnixServer) and getattr(s, "owns_path", True):   # not systemd's
             try:
                 os.unlink(str(s.server_address))
             except OSError:
