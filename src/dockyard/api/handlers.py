@@ -182,7 +182,24 @@ def events_stream(app: App, h: Handler, req: Request) -> None:
 # --- containers ---------------------------------------------------------------------------------
 
 
-def _summary(svc: ContainerService, c: Container) -> dict[str, Any]:
+def _published(svc: ContainerService, shown: list[Container]) -> dict[str, list[Any]]:
+    """docker ps's PORTS: the published ports of the running containers that have any."""
+    wanted = [c for c in shown
+              if c.running and (c.config.get("HostConfig") or {}).get("PortBindings")]
+    if not wanted:
+        return {}
+    nets = svc.networks()
+    out: dict[str, list[Any]] = {}
+    for c in wanted:
+        out[c.id] = [{"IP": p.host_ip or "0.0.0.0",  # noqa: S104 (docker's word for any)
+                      "PrivatePort": p.container_port,
+                      "PublicPort": p.host_port, "Type": p.proto}
+                     for p in nets.published(c.id)]
+    return out
+
+
+def _summary(svc: ContainerService, c: Container,
+             ports: dict[str, list[Any]] | None = None) -> dict[str, Any]:
     from dockyard.engine.containers import state_word
     from dockyard.engine.inspect import ps_status
 
@@ -191,7 +208,8 @@ def _summary(svc: ContainerService, c: Container) -> dict[str, Any]:
     return {
         "Id": c.id, "Names": [f"/{c.name}"], "Image": c.image_name, "ImageID": c.image_id,
         "Command": " ".join(x for x in args if x), "Created": int(c.created),
-        "Ports": [], "Labels": dict(c.labels), "State": state_word(c),
+        "Ports": (ports or {}).get(c.id, []), "Labels": dict(c.labels),
+        "State": state_word(c),
         "Status": ps_status(c, svc.health(c) if c.running else None),
         "HostConfig": {"NetworkMode": host.get("NetworkMode", "default")},
         "NetworkSettings": {"Networks": {}}, "Mounts": [],
@@ -212,7 +230,8 @@ def containers_list(app: App, h: Handler, req: Request) -> None:
                         if vs)]
         if limit > 0:
             shown = shown[:limit]
-        h.reply_json(200, [_summary(svc, c) for c in shown])
+        ports = _published(svc, shown)
+        h.reply_json(200, [_summary(svc, c, ports) for c in shown])
 
 
 def containers_create(app: App, h: Handler, req: Request) -> None:
