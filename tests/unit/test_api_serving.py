@@ -92,3 +92,29 @@ def test_detach_scanner_passes_everything_before_the_keys(chunks: list[bytes]) -
     else:
         assert keys not in typed
         assert passed + s.held == typed
+
+
+def test_systemd_units_match_the_daemon() -> None:
+    """contrib/systemd: the socket unit listens where the daemon does by default and the
+    service takes it with fd://; stopping the service stops only the daemon (live-restore)."""
+    import configparser
+    import shlex
+    from pathlib import Path
+
+    from dockyard.cli.serve import DEFAULT_HOST
+
+    units = Path(__file__).resolve().parents[2] / "contrib" / "systemd"
+
+    def load(name: str) -> configparser.ConfigParser:
+        cp = configparser.ConfigParser(interpolation=None, strict=False)
+        cp.optionxform = str    # type: ignore[assignment,method-assign]
+        cp.read(units / name)
+        return cp
+
+    sock, svc = load("dockyard.socket"), load("dockyard.service")
+    assert f"unix://{sock['Socket']['ListenStream']}" == DEFAULT_HOST
+    assert sock["Socket"]["SocketMode"] == "0660"
+    argv = shlex.split(svc["Service"]["ExecStart"])
+    assert argv[1:] == ["serve", "-H", "fd://"]
+    assert svc["Service"]["KillMode"] == "process"
+    assert "dockyard.socket" in svc["Unit"]["Requires"]
