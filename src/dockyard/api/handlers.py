@@ -688,6 +688,7 @@ def _run_exec(app: App, h: Handler, ex: Exec, argv: list[str], out: streams.Outp
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE if ex.stdin else subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     ex.running, ex.pid = True, proc.pid
+    first = bytearray()     # the start of what it wrote: where a runtime says it failed
     try:
         if ex.tty:
             if ex.stdin:
@@ -713,6 +714,8 @@ def _run_exec(app: App, h: Handler, ex: Exec, argv: list[str], out: streams.Outp
                     break
                 if not data:
                     break
+                if len(first) < 4096:
+                    first += data[:4096 - len(first)]
                 out.write(streams.STDOUT, data)
         else:
             if ex.stdin and proc.stdin is not None:
@@ -721,7 +724,9 @@ def _run_exec(app: App, h: Handler, ex: Exec, argv: list[str], out: streams.Outp
             threads = []
             for src, stream in ((proc.stdout, streams.STDOUT), (proc.stderr, streams.STDERR)):
                 assert src is not None
-                t = threading.Thread(target=_copy_out, args=(src, stream, out), daemon=True)
+                t = threading.Thread(target=_copy_out, daemon=True,
+                                     args=(src, stream, out,
+                                           first if stream == streams.STDERR else None))
                 t.start()
                 threads.append(t)
             for t in threads:
@@ -736,9 +741,20 @@ def _run_exec(app: App, h: Handler, ex: Exec, argv: list[str], out: streams.Outp
             proc.kill()
             proc.wait()
         ex.running = False
-    ex.exit_code = 128 - code if code < 0 else code
+    ex.exit_code = _exec_status(code if code >= 0 else 128 - code, bytes(first))
     with ContainerEvents(app, ex.container_id) as record:
         record("exec_die", execID=ex.id, exitCode=ex.exit_code)
+
+
+def _exec_status(code: int, first: bytes) -> int:
+    """The exec's exit code as dockerd reports it: when the runtime could not start the
+    process (it says so, logrus-style, and exits 1, or 255 as runc exec does), 127 for a
+    command that is not there and 126 for one that cannot run — what docker's CLI exits with."""
+    if code not in (1, 255) or b"level=error" not in first or b"exec" not in first:
+        return code
+    if b"no such file or directory" in first or b"executable file not found" in first:
+        return 127
+    return 126
 
 
 def _writer(pipe: Any) -> Any:
@@ -748,11 +764,14 @@ def _writer(pipe: Any) -> Any:
     return write
 
 
-def _copy_out(src: Any, stream: int, out: streams.Output) -> None:
+def _copy_out(src: Any, stream: int, out: streams.Output, first: bytearray | None = None
+              ) -> None:
     while True:
         data = src.read1(65536)
         if not data:
             return
+        if first is not None and len(first) < 4096:
+            first += data[:4096 - len(first)]
         out.write(stream, data)
 
 
@@ -777,16 +796,34 @@ class ContainerEvents:
 
 
 def images_list(app: App, h: Handler, req: Request) -> None:
+    import fnmatch
+
+    from dockyard.engine.imagefilter import filter_images, ref_matches
     from dockyard.engine.images import _epoch, familiar, familiar_digest
 
+    filters = req.filters()
+    if req.arg("filter"):       # API < 1.41: ?filter=NAME
+        filters.setdefault("reference", []).append(req.arg("filter"))
+    for key in filters:
+        if key not in ("dangling", "reference", "label", "before", "since"):
+            raise InvalidArgument(f"invalid filter '{key}'")
+    patterns = filters.get("reference", [])
     with app.services() as svc:
         out = []
-        for rec in svc.images.images():
+        for rec in filter_images(svc.images, svc.images.images(), filters):
             labels = dict(svc.images.image_config(rec).config.labels or {})
+            tags = [familiar(r) for r in rec.references]
+            digests = [familiar_digest(d) for d in rec.repo_digests]
+            if patterns:        # dockerd: only the names that matched
+                tags = [t for t in tags
+                        if any(ref_matches(t, p, fnmatch.fnmatchcase) for p in patterns)]
+                digests = [d for d in digests
+                           if any(fnmatch.fnmatchcase(d.partition("@")[0], p) or
+                                  fnmatch.fnmatchcase(d, p) for p in patterns)]
             out.append({
                 "Id": rec.id, "ParentId": "",
-                "RepoTags": [familiar(r) for r in rec.references],
-                "RepoDigests": [familiar_digest(d) for d in rec.repo_digests],
+                "RepoTags": tags,
+                "RepoDigests": digests,
                 "Created": int(_epoch(rec.created) or rec.added), "Size": rec.size,
                 "SharedSize": -1, "VirtualSize": rec.size, "Labels": labels or None,
                 "Containers": -1})
@@ -841,12 +878,22 @@ def image_create(app: App, h: Handler, req: Request) -> None:
             before: str | None = svc.images.resolve(str(ref)).id
         except (NotFound, InvalidArgument):
             before = None
-        out = h.stream()
+        # the head goes out with the first progress, once the manifest is resolved: a name
+        # the registry does not know is an HTTP error (docker's 404), as dockerd's
+        opened: list[Any] = []
         lock = threading.Lock()
         last: dict[str, str] = {}
 
+        def begin() -> Any:
+            if not opened:
+                opened.append(h.stream())
+                opened[0].json({"status": f"Pulling from {ref.path}",
+                                "id": ref.digest or ref.tag})
+            return opened[0]
+
         def progress(p: Any) -> None:
             with lock:
+                out = begin()
                 doc: dict[str, Any] = {"status": p.status}
                 if p.id:
                     if p.total and p.status in ("Downloading", "Extracting"):
@@ -859,13 +906,16 @@ def image_create(app: App, h: Handler, req: Request) -> None:
                     doc["id"] = p.id
                 out.json(doc)
 
-        out.json({"status": f"Pulling from {ref.path}", "id": ref.digest or ref.tag})
         try:
             rec = svc.images.pull(str(ref), platform=platform, progress=progress)
         except DockyardError as e:
+            if not opened:
+                raise
+            out = opened[0]
             out.json({"errorDetail": {"message": e.message}, "error": e.message})
             out.end()
             return
+        out = begin()
         out.json({"status": f"Digest: {rec.manifest_digest}"})
         what = "Image is up to date for" if before == rec.id else "Downloaded newer image for"
         out.json({"status": f"Status: {what} {ref.familiar}"})
