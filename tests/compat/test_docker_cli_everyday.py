@@ -54,6 +54,8 @@ def d() -> Iterator[Daemon]:
         try:
             for cid in daemon.engine.run("ps", "-aq", "--no-trunc", check=False).stdout.split():
                 daemon.engine.run("rm", "-f", cid, check=False)
+            # a default bridge the engine keeps (where it does) goes with the engine root
+            daemon.engine.run("system", "teardown", check=False)
         finally:
             daemon.stop()
             shutil.rmtree(workdir, ignore_errors=True)
