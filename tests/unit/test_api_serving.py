@@ -118,3 +118,20 @@ def test_systemd_units_match_the_daemon() -> None:
     assert argv[1:] == ["serve", "-H", "fd://"]
     assert svc["Service"]["KillMode"] == "process"
     assert "dockyard.socket" in svc["Unit"]["Requires"]
+
+
+def test_tcp_connections_do_not_wait_for_nagle() -> None:
+    """A response is two writes (head, body): with Nagle's algorithm the second waits for the
+    client's delayed ACK, ~40 ms a request on a keep-alive connection."""
+    import socket
+
+    from dockyard.api.http import Handler, TCPServer
+
+    server = TCPServer(("127.0.0.1", 0), Handler)
+    try:
+        with socket.create_connection(server.server_address[:2]):   # type: ignore[index]
+            accepted, _ = server.get_request()
+            with accepted:
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        server.server_close()
