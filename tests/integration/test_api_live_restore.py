@@ -72,6 +72,8 @@ def test_containers_outlive_the_daemon_and_a_new_one_resyncs(api_daemon: Daemon)
         d.engine.run("rm", "-f", "lr-gone")
 
         d.start()
+        restored = [x for x in d.log().splitlines() if "live-restore:" in x]
+        assert restored[-1].endswith("live-restore: 2 containers, 2 running"), restored
         names = d.docker("ps", "--format", "{{.Names}} {{.State}}").stdout.split("\n")
         assert "lr-a running" in names and "lr-cli running" in names
         assert "lr-gone" not in d.docker("ps", "-a", "--format", "{{.Names}}").stdout

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from dockyard.cli.parser import CommandParser, UsageError
 
 if TYPE_CHECKING:
+    from dockyard.api.handlers import App
     from dockyard.cli.main import Globals
 
 DEFAULT_HOST = "unix:///run/dockyard/dockyard.sock"
@@ -84,6 +85,7 @@ def cmd_serve(g: Globals, argv: list[str], command: str = "serve") -> int:
     supervision.spawn_by_exec()     # this process has threads: it must never fork
     config = load_config(g.root, g.config)
     app = App(config)
+    _resync(app)
     handler = type("BoundHandler", (Handler,), {"app": app})
     try:
         servers = listeners.open_all(addrs, handler, tls, insecure_tcp=a.insecure_tcp,
@@ -107,3 +109,14 @@ def cmd_serve(g: Globals, argv: list[str], command: str = "serve") -> int:
         "API listening on %s", ", ".join(listeners.describe(s) for s in servers))
     serve_forever(servers, stop)
     return 0
+
+
+def _resync(app: App) -> None:
+    """Live restore: the containers are the monitor's and the state is the engine's database,
+    so a new daemon only looks: every container is read once, which records the exit of any
+    whose supervision died while no daemon ran (engine.containers.refresh)."""
+    with app.services() as svc:
+        found = svc.containers()
+    running = sum(1 for c in found if c.running)
+    logging.getLogger("dockyard.api").info("live-restore: %d containers, %d running",
+                                           len(found), running)
