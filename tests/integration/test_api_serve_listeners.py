@@ -176,7 +176,7 @@ def test_plain_tcp_only_when_asked_and_then_with_a_warning(served: Daemon) -> No
         d.stop()
 
 
-def test_systemd_socket_activation(served: Daemon, tmp_path: Path) -> None:
+def test_systemd_socket_activation(served: Daemon, tmp_path: Path, pki: Pki) -> None:
     d = served
     launcher = tmp_path / "launch.py"
     launcher.write_text(LAUNCHER)
@@ -211,6 +211,20 @@ def test_systemd_socket_activation(served: Daemon, tmp_path: Path) -> None:
     d.start("-H", "fd://3", launcher=(sys.executable, str(launcher), d.socket, str(port)))
     try:
         assert d.docker("ps", "--format", "{{.Names}}").returncode == 0
+    finally:
+        d.stop()
+    os.unlink(d.socket)
+
+    # a TCP socket from systemd speaks TLS when the daemon is told to
+    d.start("-H", "fd://", "--tlsverify", "--tlscacert", str(pki.ca), "--tlscert",
+            str(pki.server_cert), "--tlskey", str(pki.server_key),
+            launcher=(sys.executable, str(launcher), d.socket, str(port)))
+    try:
+        tcp = f"tcp://127.0.0.1:{port}"
+        assert docker(d, "--tlsverify", "--tlscacert", str(pki.ca), "--tlscert",
+                      str(pki.client_cert), "--tlskey", str(pki.client_key), "-H", tcp,
+                      "version", "--format", "{{.Server.Os}}").stdout == "linux\n"
+        assert docker(d, "-H", tcp, "version", check=False).returncode != 0
     finally:
         d.stop()
     os.unlink(d.socket)
