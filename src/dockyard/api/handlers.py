@@ -52,6 +52,14 @@ class PendingAttach:
         self.error = ""
 
 
+def console_size(body: dict[str, Any]) -> tuple[int, int] | None:
+    size = body.get("ConsoleSize")
+    if isinstance(size, list) and len(size) == 2 and \
+            all(isinstance(x, int) and 0 < x < 65536 for x in size):
+        return int(size[0]), int(size[1])
+    return None
+
+
 class Exec:
     def __init__(self, eid: str, cid: str, body: dict[str, Any]) -> None:
         self.id = eid
@@ -72,10 +80,7 @@ class Exec:
         self.master = -1        # the pseudo-terminal's master while it runs with one
         self.lock = threading.Lock()    # guards master and size
         self.detach_keys = str(body.get("DetachKeys") or "")
-        size = body.get("ConsoleSize")
-        self.size: tuple[int, int] | None = None
-        if isinstance(size, list) and len(size) == 2 and all(isinstance(x, int) for x in size):
-            self.size = (int(size[0]), int(size[1]))
+        self.size = console_size(body)     # [rows, cols] (API 1.42+), or from a resize
 
     def inspect(self) -> dict[str, Any]:
         return {"ID": self.id, "Running": self.running, "ExitCode": self.exit_code,
@@ -620,7 +625,7 @@ def exec_resize(app: App, h: Handler, req: Request, id: str) -> None:
                 set_size(ex.master, rows, cols, ex.pid)
             except OSError:
                 pass        # it is ending
-        elif ex.tty:
+        elif ex.tty and rows and cols:
             ex.size = (rows, cols)      # before it has a terminal: the one it gets
     h.reply(200, b"", "text/plain")
 
@@ -631,10 +636,10 @@ def exec_start(app: App, h: Handler, req: Request, id: str) -> None:
     ex = _exec(app, id)
     body = req.json(required=False)
     detach = bool(body.get("Detach"))
-    size = body.get("ConsoleSize")
-    with ex.lock:
-        if isinstance(size, list) and len(size) == 2 and all(isinstance(x, int) for x in size):
-            ex.size = (int(size[0]), int(size[1]))
+    size = console_size(body)
+    if size is not None:
+        with ex.lock:
+            ex.size = size
     with app.lock:
         if ex.started:
             raise FailedPrecondition(f"Error: Exec command {ex.id} is already running")
@@ -678,7 +683,7 @@ def _run_exec(app: App, h: Handler, ex: Exec, argv: list[str], out: streams.Outp
         master, slave = os.openpty()
         _tty.setraw(slave)
         with ex.lock:
-            if ex.size is not None and all(ex.size):
+            if ex.size is not None:
                 set_size(master, ex.size[0], ex.size[1], 0)
             proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave,
                                     start_new_session=True)
