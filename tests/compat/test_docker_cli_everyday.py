@@ -194,6 +194,11 @@ def test_run_rm_exit_codes(d: Daemon) -> None:
     bad = d.docker("run", "--rm", "--network", "none", "--memory", "lots", "busybox", "true",
                    check=False)
     assert bad.returncode == 125
+    # a create that fails for another reason than a missing image is no 404: no pull attempt
+    nobody = d.docker("run", "--rm", "--network", "none", "-u", "no-such-user", "busybox",
+                      "true", check=False)
+    assert nobody.returncode == 125 and "no-such-user" in nobody.stderr
+    assert "Unable to find image" not in nobody.stderr
     assert d.docker("ps", "-aq", "--filter", "ancestor=busybox", "--filter",
                     "status=exited").stdout.strip() == ""    # --rm: nothing left
 

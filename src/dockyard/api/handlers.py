@@ -252,7 +252,12 @@ def containers_create(app: App, h: Handler, req: Request) -> None:
             raise NotFound(f"No such image: {creq.image}")
         from dockyard.engine.create import create_container
 
-        c = create_container(svc, creq)
+        try:
+            c = create_container(svc, creq)
+        except NotFound as e:
+            # docker's CLI pulls the image on any 404 from create: only a missing image is
+            # one (an unknown user, say, is the request's fault)
+            raise InvalidArgument(e.message) from None
         h.reply_json(201, {"Id": c.id, "Warnings": []})
 
 
