@@ -152,6 +152,12 @@ def system_df(app: App, h: Handler, req: Request) -> None:
         h.reply_json(200, disk_usage_json(disk_usage(svc)))
 
 
+def build_prune(app: App, h: Handler, req: Request) -> None:
+    """Dockyard keeps no build cache (system df says 0 B): nothing to prune. ``docker system
+    prune`` asks for it after the containers, networks and images."""
+    h.reply_json(200, {"CachesDeleted": None, "SpaceReclaimed": 0})
+
+
 def _time_ns(text: str) -> int | None:
     if not text:
         return None
@@ -964,6 +970,7 @@ ROUTES: list[tuple[str, str, Callable[..., None]]] = [
     ("GET", r"/info", info),
     ("GET", r"/events", events_stream),
     ("GET", r"/system/df", system_df),
+    ("POST", r"/build/prune", build_prune),
     ("GET", r"/containers/json", containers_list),
     ("POST", r"/containers/create", containers_create),
     ("POST", r"/containers/prune", containers_prune),
