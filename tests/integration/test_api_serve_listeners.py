@@ -22,6 +22,7 @@ import pytest
 from testbed import images as tb_images
 from testbed.apidaemon import DOCKER, Daemon
 from testbed.engine import DOCKYARD
+from testbed.ptysession import PtySession
 from testbed.tlscerts import Pki, client_cert, make_ca, make_pki
 
 pytestmark = [pytest.mark.integration,
@@ -132,6 +133,15 @@ def test_tls_verifies_client_certificates(served: Daemon, pki: Pki) -> None:
         ex = docker(d, *tls, "exec", "tlsd", "sh", "-c", "echo in; exit 4", check=False)
         assert (ex.returncode, ex.stdout) == (4, "in\n")
         docker(d, *tls, "rm", "-f", "tlsd")
+        # a terminal over TLS: typed keys in, output back, the window size, the exit status
+        env = {**os.environ, "DOCKER_CONFIG": str(d.workdir / "cli")}
+        with PtySession([DOCKER, *tls, "run", "-it", "--rm", "--network", "none", "busybox",
+                         "sh"], env, rows=27, cols=91) as t:
+            t.expect("# ")
+            t.send("stty size; echo tls-$((20+1))\r")
+            assert "27 91" in t.expect("tls-21")
+            t.send("exit 3\r")
+            assert t.wait() == 3
 
         # no client certificate: the handshake fails, nothing is served
         anon = docker(d, "--tls", "--tlscacert", str(pki.ca), "-H", tcp, "version", check=False)
