@@ -306,6 +306,27 @@ def test_attach_and_detach_keys(d: Daemon) -> None:
     finally:
         d.docker("rm", "-f", "ev-att")
 
+    # -i without a terminal: the container's stdin stays open for whoever attaches later
+    d.docker("run", "-di", "--name", "ev-cat", "--network", "none", "busybox", "cat")
+    try:
+        time.sleep(0.3)
+        assert running(d, "ev-cat")
+        att = subprocess.Popen([DOCKER, "attach", "ev-cat"], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, env=cli_env(d))
+        try:
+            assert att.stdin is not None and att.stdout is not None
+            att.stdin.write(b"through attach\n")
+            att.stdin.flush()
+            assert att.stdout.readline() == b"through attach\n"
+        finally:
+            if att.pid > 0:
+                att.kill()      # (a SIGTERM would be proxied to the container's init)
+            att.wait()
+        assert running(d, "ev-cat")
+        assert d.docker("logs", "ev-cat").stdout == "through attach\n"
+    finally:
+        d.docker("rm", "-f", "ev-cat")
+
     # without a terminal: the output streams until the container ends, then its status
     d.docker("run", "-d", "--name", "ev-att2", "--network", "none", "busybox", "sh", "-c",
              "sleep 2; echo late; exit 2")

@@ -495,6 +495,7 @@ def container_attach(app: App, h: Handler, req: Request, id: str) -> None:
     with app.services() as svc:
         c = svc.get(id)
         tty = bool((c.config.get("Config") or {}).get("Tty"))
+        open_stdin = bool((c.config.get("Config") or {}).get("OpenStdin"))
         pending: PendingAttach | None = None
         if not c.running:
             pending = PendingAttach(stdin=want_in)
@@ -538,6 +539,10 @@ def container_attach(app: App, h: Handler, req: Request, id: str) -> None:
             w = stdin_w
             stdin_w = -1
             streams.copy_input(h.read_raw, streams.write_fd(w), lambda: os.close(w))
+        elif want_in and open_stdin:    # its supervision holds its stdin open (-i)
+            streams.copy_input(h.read_raw,
+                               lambda d: monitor.send(channel.message(channel.INPUT, d)),
+                               lambda: None)
         _pump_monitor(monitor, out, req.flag("stdout", True), req.flag("stderr", True),
                       client=sock)
     finally:
