@@ -6,6 +6,7 @@ does), the unix socket's mode and group, and bad -H values that leave nothing be
 from __future__ import annotations
 
 import grp
+import json
 import os
 import shutil
 import socket
@@ -275,3 +276,35 @@ def test_unix_socket_mode_and_group(served: Daemon) -> None:
     while os.path.exists(d.socket):
         assert time.monotonic() < deadline
         time.sleep(0.05)
+
+
+def test_listeners_from_the_config_file(served: Daemon, pki: Pki) -> None:
+    """daemon.json's hosts/tlsverify/tlscacert/tlscert/tlskey, as dockerd reads them; a
+    setting named both as a flag and in the file is an error, as dockerd's."""
+    d = served
+    assert d.engine.config is not None
+    original = d.engine.config.read_text()
+    port = free_port()
+    tcp = f"tcp://127.0.0.1:{port}"
+    settings = {**json.loads(original), "hosts": [d.url, tcp], "tlsverify": True,
+                "tlscacert": str(pki.ca), "tlscert": str(pki.server_cert),
+                "tlskey": str(pki.server_key)}
+    try:
+        d.engine.config.write_text(json.dumps(settings))
+        both = serve_fails(d, "-H", d.url)
+        assert "specified both as a flag and in the configuration file: hosts" in both.stderr
+        bad = dict(settings, hosts="tcp://x")
+        d.engine.config.write_text(json.dumps(bad))
+        assert "'hosts' must be a list of strings" in serve_fails(d).stderr
+        d.engine.config.write_text(json.dumps(settings))
+        d.start("--insecure-tcp")     # (moot here: the file asks for TLS)
+        try:
+            assert docker(d, "--tlsverify", "--tlscacert", str(pki.ca), "--tlscert",
+                          str(pki.client_cert), "--tlskey", str(pki.client_key), "-H", tcp,
+                          "ps", "-q").returncode == 0
+            assert docker(d, "-H", tcp, "ps", check=False).returncode != 0
+            assert "WARNING" not in d.log().split("live-restore")[-1]
+        finally:
+            d.stop()
+    finally:
+        d.engine.config.write_text(original)

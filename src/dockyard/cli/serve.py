@@ -12,7 +12,8 @@ import os
 import signal
 import sys
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from dockyard.cli.parser import CommandParser, UsageError
 
@@ -26,6 +27,34 @@ DEFAULT_HOST = "unix:///run/dockyard/dockyard.sock"
 def _cert_dir() -> str:
     return os.environ.get("DOCKER_CERT_PATH") or os.path.join(os.path.expanduser("~"),
                                                              ".docker")
+
+
+# daemon.json keys (dockerd's names) that serve's flags may also set: attribute, expected type
+_FILE_KEYS: dict[str, tuple[str, type[Any]]] = {
+    "hosts": ("host", list), "tlsverify": ("tlsverify", bool), "tlscacert": ("tlscacert", str),
+    "tlscert": ("tlscert", str), "tlskey": ("tlskey", str), "group": ("group", str)}
+
+
+def _from_config_file(a: Any, settings: Mapping[str, Any], path: str, command: str) -> None:
+    """dockerd's rule: a listener setting comes from the flags or from the config file, and
+    naming one in both is an error (it never guesses which one is meant)."""
+    both = []
+    for key, (attr, kind) in _FILE_KEYS.items():
+        if key not in settings:
+            continue
+        got: Any = settings[key]
+        if not isinstance(got, kind) or (kind is list and
+                                          not all(isinstance(x, str) for x in got)):
+            raise UsageError(f"config file {path}: {key!r} must be "
+                             f"{'a list of strings' if kind is list else kind.__name__}",
+                             command)
+        if getattr(a, attr):
+            both.append(f"{key}: (from flag: {getattr(a, attr)}, from file: {got})")
+            continue
+        setattr(a, attr, list(got) if kind is list else got)
+    if both:
+        raise UsageError("the following directives are specified both as a flag and in the "
+                         f"configuration file: {', '.join(both)}", command)
 
 
 def cmd_serve(g: Globals, argv: list[str], command: str = "serve") -> int:
@@ -48,11 +77,15 @@ def cmd_serve(g: Globals, argv: list[str], command: str = "serve") -> int:
     p.add_argument("--group", default="",
                    help='Group owning the unix socket (default "dockyard" when it exists)')
     a = p.parse_args(argv)
-    hosts = a.host or [DEFAULT_HOST]
     import grp
 
     from dockyard.api import listeners
+    from dockyard.engine.config import load_config
     from dockyard.errors import InvalidArgument
+
+    config = load_config(g.root, g.config)
+    _from_config_file(a, config.settings, config.config_file, command)
+    hosts = a.host or [DEFAULT_HOST]
 
     tls = None
     if a.tlsverify:
@@ -78,12 +111,10 @@ def cmd_serve(g: Globals, argv: list[str], command: str = "serve") -> int:
     from dockyard.api.handlers import App
     from dockyard.api.http import Handler, serve_forever
     from dockyard.engine import supervision
-    from dockyard.engine.config import load_config
 
     logging.basicConfig(level=logging.DEBUG if g.debug else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     supervision.spawn_by_exec()     # this process has threads: it must never fork
-    config = load_config(g.root, g.config)
     app = App(config)
     _resync(app)
     handler = type("BoundHandler", (Handler,), {"app": app})
