@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from dockyard.api import streams
+from dockyard.api import archive, images_extra, registryauth, resources, stats, streams
 from dockyard.api.errors import NotImplementedByUs, NotModified
 from dockyard.api.http import (
     API_VERSION,
@@ -770,12 +770,17 @@ def image_create(app: App, h: Handler, req: Request) -> None:
                 out.json(doc)
 
         out.json({"status": f"Pulling from {ref.path}", "id": ref.digest or ref.tag})
+        client = registryauth.client_for(app.config, req, ref.domain)
         try:
-            rec = svc.images.pull(str(ref), platform=platform, progress=progress)
+            rec = svc.images.pull(str(ref), platform=platform, progress=progress,
+                                  registry=client)
         except DockyardError as e:
             out.json({"errorDetail": {"message": e.message}, "error": e.message})
             out.end()
             return
+        finally:
+            if client is not None:
+                client.close()
         out.json({"status": f"Digest: {rec.manifest_digest}"})
         what = "Image is up to date for" if before == rec.id else "Downloaded newer image for"
         out.json({"status": f"Status: {what} {ref.familiar}"})
@@ -829,13 +834,26 @@ ROUTES: list[tuple[str, str, Callable[..., None]]] = [
     ("GET", rf"/images/{_NAME}/json", image_inspect),
     ("POST", rf"/images/{_NAME}/tag", image_tag),
     ("DELETE", rf"/images/{_NAME}", image_delete),
+    # a container's filesystem, resources and statistics; images to and from archives and
+    # registries (api/archive.py, api/resources.py, api/stats.py, api/images_extra.py)
+    ("GET", rf"/containers/{_ID}/archive", archive.container_archive),      # and HEAD
+    ("PUT", rf"/containers/{_ID}/archive", archive.container_archive_put),
+    ("GET", rf"/containers/{_ID}/export", archive.container_export),
+    ("GET", rf"/containers/{_ID}/changes", archive.container_changes),
+    ("GET", rf"/containers/{_ID}/stats", stats.container_stats),
+    ("POST", rf"/containers/{_ID}/update", resources.container_update),
+    ("POST", r"/commit", images_extra.commit),
+    ("GET", r"/images/get", images_extra.images_get),
+    ("GET", r"/images/search", images_extra.images_search),
+    ("POST", r"/images/load", images_extra.images_load),
+    ("GET", rf"/images/{_NAME}/history", images_extra.image_history),
+    ("GET", rf"/images/{_NAME}/get", images_extra.image_get),
+    ("POST", rf"/images/{_NAME}/push", images_extra.image_push),
+    ("POST", r"/auth", registryauth.auth),
     # docker has these; this slice does not
     ("GET", r"/(?P<kind>networks|volumes|plugins|secrets|configs|services|nodes|tasks)"
             r"/(?P<name>[^/]+(?:/json)?)", no_such_object),
     ("GET", r"/(?:networks|volumes|plugins|secrets|configs|services|nodes|tasks|swarm)(?:/.*)?",
      not_implemented),
-    ("POST", r"/(?:networks|volumes|plugins|build|session|swarm|images/load|commit|auth)(?:/.*)?",
-     not_implemented),
-    ("GET", rf"/containers/{_ID}/(?:stats|changes|export|archive)", not_implemented),
-    ("GET", r"/images/(?:get|search)", not_implemented),
+    ("POST", r"/(?:networks|volumes|plugins|build|session|swarm)(?:/.*)?", not_implemented),
 ]

@@ -1,0 +1,63 @@
+"""Bodies that are too big to hold: a response written as it is produced (the tar streams of
+export, archive and save) and a request body handed to the engine as a file."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dockyard.api.http import Chunks
+
+_FLUSH_AT = 1 << 16
+
+
+class ChunkWriter:
+    """A binary file over a chunked response: writes are gathered into chunks of 64 KiB.
+    A write after the client left raises BrokenPipeError, which stops the producer (the
+    server closes the connection)."""
+
+    def __init__(self, chunks: Chunks) -> None:
+        self.chunks = chunks
+        self.buf = bytearray()
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self.buf += data
+        if len(self.buf) >= _FLUSH_AT:
+            self._send()
+        return len(data)
+
+    def flush(self) -> None:
+        pass        # chunks go out when they are full, and at close()
+
+    def _send(self) -> None:
+        data, self.buf = bytes(self.buf), bytearray()
+        if not self.chunks.write(data):
+            raise BrokenPipeError("the client closed the connection")
+
+    def close(self) -> None:
+        """Send what is left and end the response."""
+        if self.buf:
+            self._send()
+        self.chunks.end()
+
+
+@contextmanager
+def spooled(body: bytes, root: str, prefix: str) -> Iterator[str]:
+    """``body`` in a file under ``<root>/tmp`` for the time of the block (the engine's loaders
+    want a seekable file)."""
+    tmp = os.path.join(root, "tmp")
+    os.makedirs(tmp, mode=0o700, exist_ok=True)
+    fd, path = tempfile.mkstemp(prefix=prefix, dir=tmp)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(body)
+        yield path
+    finally:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
