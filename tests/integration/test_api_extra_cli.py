@@ -324,3 +324,9 @@ def test_search_and_attach_ws_say_what_is_missing(api_daemon: Daemon) -> None:
     assert got.returncode != 0 and "no index" in got.stderr
     status, _ = d.request("GET", "/v1.44/images/search?term=busybox")
     assert status == 501
+
+
+def test_the_daemon_logged_no_internal_error(api_daemon: Daemon) -> None:
+    """Runs last in this module: none of the requests above was a 500 (a handler's crash)."""
+    errors = [line for line in api_daemon.log().splitlines() if " ERROR " in line]
+    assert not errors, "\n".join(errors)
