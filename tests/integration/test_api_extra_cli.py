@@ -6,10 +6,13 @@ commit, history, save | load, push and pull back, login."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import os
 import secrets
+import socket
+import struct
 import subprocess
 import tarfile
 from collections.abc import Iterator
@@ -318,12 +321,108 @@ def test_login_and_push_with_credentials(api_daemon: Daemon,
     assert status == 401 and password not in doc["message"]
 
 
-def test_search_and_attach_ws_say_what_is_missing(api_daemon: Daemon) -> None:
+def test_search_says_there_is_no_index(api_daemon: Daemon) -> None:
     d = api_daemon
     got = d.docker("search", "busybox", check=False)
     assert got.returncode != 0 and "no index" in got.stderr
     status, _ = d.request("GET", "/v1.44/images/search?term=busybox")
     assert status == 501
+
+
+class _WebSocket:
+    """A minimal RFC 6455 client over the daemon's unix socket (none is installed here)."""
+
+    def __init__(self, path: str, target: str) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(20)
+        self.sock.connect(path)
+        key = base64.b64encode(secrets.token_bytes(16)).decode()
+        self.sock.sendall(f"GET {target} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+                          f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                          "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            got = self.sock.recv(1)
+            assert got, head
+            head += got
+        self.head = head.decode()
+        want = base64.b64encode(hashlib.sha1(
+            (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode(),
+            usedforsecurity=False).digest()).decode()
+        assert self.head.startswith("HTTP/1.1 101"), self.head
+        assert f"Sec-WebSocket-Accept: {want}" in self.head
+
+    def _exactly(self, n: int) -> bytes:
+        out = b""
+        while len(out) < n:
+            got = self.sock.recv(n - len(out))
+            assert got, "connection closed mid-frame"
+            out += got
+        return out
+
+    def frame(self) -> tuple[int, bytes]:
+        b0, b1 = self._exactly(2)
+        assert not b1 & 0x80                    # the server does not mask
+        n = b1 & 0x7F
+        if n == 126:
+            n = struct.unpack(">H", self._exactly(2))[0]
+        elif n == 127:
+            n = struct.unpack(">Q", self._exactly(8))[0]
+        return b0 & 0x0F, self._exactly(n)
+
+    def send(self, opcode: int, payload: bytes) -> None:
+        mask = secrets.token_bytes(4)
+        assert len(payload) < 126
+        self.sock.sendall(bytes([0x80 | opcode, 0x80 | len(payload)]) + mask +
+                          bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+    def read_until(self, text: bytes) -> bytes:
+        seen = b""
+        while text not in seen:
+            opcode, payload = self.frame()
+            assert opcode == 2, (opcode, payload)
+            seen += payload
+        return seen
+
+
+def test_attach_over_websocket(api_daemon: Daemon) -> None:
+    d = api_daemon
+    ticker = d.docker("run", "-d", "--network", "none", "busybox", "sh", "-c",
+                      "trap 'exit 0' TERM; while true; do echo tick; echo tock >&2; "
+                      "sleep 0.1; done").stdout.strip()
+    shell = d.docker("run", "-dit", "--network", "none", "busybox", "sh").stdout.strip()
+    try:
+        ws = _WebSocket(d.socket, f"/v1.44/containers/{ticker}/attach/ws?stream=1&stdout=1")
+        try:
+            assert b"tick" in ws.read_until(b"tick\n")
+            ws.send(0x9, b"hello?")                        # ping -> pong
+            while (got := ws.frame())[0] == 2:
+                assert b"tock" not in got[1]               # stderr was not asked for
+            assert got == (0xA, b"hello?")
+            ws.send(0x8, struct.pack(">H", 1000))          # close -> close
+            while (got := ws.frame())[0] == 2:
+                pass
+            assert got[0] == 0x8
+        finally:
+            ws.sock.close()
+        ws = _WebSocket(d.socket, f"/v1.44/containers/{shell}/attach/ws?stream=1&stdin=1&"
+                        "stdout=1&stderr=1")
+        try:
+            ws.send(0x2, b"echo ws-$((40+2))\n")
+            assert b"ws-42" in ws.read_until(b"ws-42")
+        finally:
+            ws.sock.close()
+        status, doc = d.request("GET", f"/v1.44/containers/{ticker}/attach/ws?stream=1")
+        assert status == 400 and "WebSocket" in doc["message"]
+        d.docker("stop", "-t", "5", ticker)
+        ws_headers = {"Upgrade": "websocket", "Connection": "Upgrade",
+                      "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                      "Sec-WebSocket-Version": "13"}
+        status, doc = d.request("GET", f"/v1.44/containers/{ticker}/attach/ws?stream=1",
+                                headers=ws_headers)
+        assert status == 409 and "stopped" in doc["message"]
+    finally:
+        d.docker("rm", "-f", ticker, shell, check=False)
 
 
 def test_the_daemon_logged_no_internal_error(api_daemon: Daemon) -> None:

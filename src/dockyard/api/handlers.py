@@ -14,7 +14,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from dockyard.api import archive, images_extra, registryauth, resources, stats, streams
+from dockyard.api import (
+    archive,
+    images_extra,
+    registryauth,
+    resources,
+    stats,
+    streams,
+    websocket,
+)
 from dockyard.api.errors import NotImplementedByUs, NotModified
 from dockyard.api.http import (
     API_VERSION,
@@ -842,6 +850,8 @@ ROUTES: list[tuple[str, str, Callable[..., None]]] = [
     ("GET", rf"/containers/{_ID}/changes", archive.container_changes),
     ("GET", rf"/containers/{_ID}/stats", stats.container_stats),
     ("POST", rf"/containers/{_ID}/update", resources.container_update),
+    ("GET", rf"/containers/{_ID}/attach/ws", websocket.container_attach_ws),
+    ("POST", rf"/containers/{_ID}/attach/ws", websocket.container_attach_ws),
     ("POST", r"/commit", images_extra.commit),
     ("GET", r"/images/get", images_extra.images_get),
     ("GET", r"/images/search", images_extra.images_search),
