@@ -81,6 +81,13 @@ def test_cp_files_and_directories_both_ways(api_daemon: Daemon, sleeper: str,
     assert nowhere.returncode != 0
     assert not (tmp_path / "x").exists()
 
+    # a stopped container's filesystem is mounted for the time of the copy
+    d.docker("stop", "-t", "5", c)
+    d.docker("cp", str(tmp_path / "note.txt"), f"{c}:/made/while-stopped")
+    d.docker("cp", f"{c}:/made/while-stopped", str(tmp_path / "stopped-copy"))
+    assert (tmp_path / "stopped-copy").read_text() == "from the host\n"
+    assert "A /made/while-stopped" in d.docker("diff", c).stdout.splitlines()
+
 
 def test_cp_through_symlinks_stays_inside_the_container(api_daemon: Daemon, sleeper: str,
                                                         tmp_path: Path) -> None:
@@ -171,8 +178,9 @@ def test_stats_no_stream_and_update(api_daemon: Daemon) -> None:
         used, limit = (x.strip() for x in mem.split("/"))
         assert limit == "64MiB" and used != "0B"
         assert int(pids) >= 1
-        table = d.docker("stats", "--no-stream", name).stdout.splitlines()
+        table = d.docker("stats", "--no-stream").stdout.splitlines()      # every running one
         assert table[0].split()[:3] == ["CONTAINER", "ID", "NAME"]
+        assert name in [line.split()[1] for line in table[1:]]
 
         assert d.docker("update", "--memory", "128m", name).stdout.strip() == name
         assert d.docker("inspect", "-f", "{{.HostConfig.Memory}}", name).stdout.strip() == \
