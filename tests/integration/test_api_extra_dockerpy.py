@@ -12,6 +12,7 @@ import docker
 import pytest
 
 from testbed.apidaemon import Daemon
+from testbed.fixtures_registry import RegistryFactory
 from testbed.registry import Registry
 
 pytestmark = pytest.mark.integration
@@ -106,6 +107,19 @@ def test_stats_update_export_commit(client: docker.DockerClient,
         client.images.remove(image.id, force=True)
 
 
+def test_stats_of_a_bridged_container_count_its_interface(client: docker.DockerClient) -> None:
+    c = client.containers.run("busybox", ["sleep", "30"], detach=True,
+                              name=f"pynet{secrets.token_hex(3)}")
+    try:
+        doc = c.stats(stream=False, one_shot=True)
+        assert set(doc["networks"]) == {"eth0"}
+        assert set(doc["networks"]["eth0"]) == {
+            "rx_bytes", "rx_packets", "rx_errors", "rx_dropped",
+            "tx_bytes", "tx_packets", "tx_errors", "tx_dropped"}
+    finally:
+        c.remove(force=True)
+
+
 def test_save_load_push(client: docker.DockerClient, registry: Registry) -> None:
     image = client.images.get("busybox")
     tag = f"pysaved{secrets.token_hex(3)}:v1"
@@ -129,6 +143,36 @@ def test_save_load_push(client: docker.DockerClient, registry: Registry) -> None
         client.images.remove(f"{name}:v2")
     finally:
         client.images.remove(tag, force=True)
+
+
+def test_login_then_push_and_pull_with_credentials(api_daemon: Daemon,
+                                                   client: docker.DockerClient,
+                                                   fresh_registry: RegistryFactory) -> None:
+    password = secrets.token_urlsafe(12)
+    reg = fresh_registry(auth=("pyuser", password))
+    with pytest.raises(docker.errors.APIError) as denied:
+        client.login("pyuser", "wrong", registry=reg.host, reauth=True)
+    assert denied.value.status_code == 401
+    assert client.login("pyuser", password, registry=reg.host, reauth=True)["Status"] == \
+        "Login Succeeded"
+    name = f"{reg.host}/py/authed"
+    image = client.images.get("busybox")
+    image.tag(name, "v1")
+    try:
+        # docker-py sends what login stored as X-Registry-Auth
+        lines = list(client.images.push(name, tag="v1", stream=True, decode=True))
+        assert not [x for x in lines if "error" in x], lines
+        client.images.remove(f"{name}:v1")
+        anonymous = docker.DockerClient(base_url=api_daemon.url, version="auto", timeout=60)
+        try:
+            with pytest.raises(docker.errors.APIError):
+                anonymous.images.pull(name, tag="v1")
+        finally:
+            anonymous.close()
+        creds = {"username": "pyuser", "password": password}
+        assert client.images.pull(name, tag="v1", auth_config=creds).id == image.id
+    finally:
+        client.images.remove(f"{name}:v1", force=True)
 
 
 def test_the_daemon_logged_no_internal_error(api_daemon: Daemon) -> None:
