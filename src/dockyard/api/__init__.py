@@ -5,6 +5,10 @@
 - :mod:`.errors`: the one table from the engine's error categories to HTTP statuses.
 - :mod:`.handlers`: the endpoints: parse, call the engine, render docker's JSON.
 - :mod:`.streams`: docker's stream framing and the attach/exec sessions.
+- :mod:`.archive`, :mod:`.stats`, :mod:`.resources`, :mod:`.websocket`: a container's
+  filesystem (cp, export, changes), statistics, update and attach over a WebSocket.
+- :mod:`.images_extra`, :mod:`.registryauth`: history, save/load, push, commit, search;
+  ``POST /auth`` and ``X-Registry-Auth``. :mod:`.bodies`: streamed responses, spooled bodies.
 
 The daemon has threads, so it never forks: containers start under the engine's monitor, which
 the daemon starts as a program of its own (engine/supervision.py ``spawn_by_exec``).
