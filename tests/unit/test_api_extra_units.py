@@ -177,3 +177,42 @@ def test_websocket_refuses_unmasked_and_truncated_frames() -> None:
         websocket.read_frame(io.BytesIO(b"\x82\x03abc").read)
     assert websocket.read_frame(io.BytesIO(_client_frame(2, b"hello")[:-2]).read) is None
     assert websocket.accept_key("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+
+class _Chunks:
+    """Records what a chunked response was sent (stands in for api.http.Chunks)."""
+
+    def __init__(self, open_: bool = True) -> None:
+        self.sent: list[bytes] = []
+        self.ended = False
+        self.open = open_
+
+    def write(self, data: bytes) -> bool:
+        if self.open:
+            self.sent.append(data)
+        return self.open
+
+    def end(self) -> None:
+        self.ended = True
+
+
+def test_chunk_writer_gathers_and_trims_the_tar_padding() -> None:
+    import tarfile
+
+    from dockyard.api.bodies import ChunkWriter
+
+    chunks = _Chunks()
+    out = ChunkWriter(chunks)  # type: ignore[arg-type]
+    with tarfile.open(fileobj=out, mode="w|") as tar:    # type: ignore[call-overload]
+        info = tarfile.TarInfo("f")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"abc"))
+        size = tar.offset + 1024       # docker's archive: two zero blocks, no record padding
+    out.close(size)
+    body = b"".join(chunks.sent)
+    assert chunks.ended and len(body) == 512 * 4
+    with tarfile.open(fileobj=io.BytesIO(body)) as back:
+        assert back.getnames() == ["f"]
+    gone = ChunkWriter(_Chunks(open_=False))  # type: ignore[arg-type]
+    with pytest.raises(BrokenPipeError):
+        gone.write(b"x" * (1 << 17))

@@ -125,12 +125,12 @@ def container_archive(app: App, h: Handler, req: Request, id: str) -> None:
                          STAT_HEADER: header})
             out = ChunkWriter(Chunks(h))
             try:
-                write_tar(root, path, cast(BinaryIO, out))
+                size = write_tar(root, path, cast(BinaryIO, out))
             except BrokenPipeError:
                 raise
             except OSError as e:
                 raise translate(e, path) from None
-            out.close()
+            out.close(size)
 
 
 def container_archive_put(app: App, h: Handler, req: Request, id: str) -> None:
@@ -158,8 +158,7 @@ def container_export(app: App, h: Handler, req: Request, id: str) -> None:
     with app.services() as svc:
         c = svc.get(id)          # a missing container is a 404, before the stream
         out = ChunkWriter(h.stream(TAR))
-        export(svc, c.id, cast(BinaryIO, out))
-        out.close()
+        out.close(export(svc, c.id, cast(BinaryIO, out)))
 
 
 def container_changes(app: App, h: Handler, req: Request, id: str) -> None:

@@ -23,6 +23,7 @@ class ChunkWriter:
     def __init__(self, chunks: Chunks) -> None:
         self.chunks = chunks
         self.buf = bytearray()
+        self.sent = 0
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         self.buf += data
@@ -35,11 +36,17 @@ class ChunkWriter:
 
     def _send(self) -> None:
         data, self.buf = bytes(self.buf), bytearray()
+        self.sent += len(data)
         if not self.chunks.write(data):
             raise BrokenPipeError("the client closed the connection")
 
-    def close(self) -> None:
-        """Send what is left and end the response."""
+    def close(self, size: int | None = None) -> None:
+        """Send what is left and end the response. ``size``: where the body really ends (a
+        tar's end without the padding Python's tarfile adds to a 10 KiB record, which docker's
+        writer does not: a client that stops reading at the end of the archive would leave
+        it unread)."""
+        if size is not None and size >= self.sent:
+            del self.buf[size - self.sent:]
         if self.buf:
             self._send()
         self.chunks.end()
