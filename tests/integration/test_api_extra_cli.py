@@ -141,6 +141,8 @@ def test_archive_endpoint_directly(api_daemon: Daemon, sleeper: str) -> None:
     assert status == 404
     status, doc = d.request("GET", f"/v1.44/containers/{c}/archive")
     assert status == 400
+    status, doc = d.request("GET", f"/v1.44/containers/{c}/archive?path=/tmp%00x")
+    assert status == 400
 
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
@@ -209,6 +211,8 @@ def test_stats_no_stream_and_update(api_daemon: Daemon) -> None:
         d.docker("rm", "-f", stopped)
     status, _ = d.request("GET", "/v1.44/containers/no-such/stats?stream=false")
     assert status == 404
+    status, _ = d.request("GET", f"/v1.44/containers/{stopped}/stats?one-shot=true")
+    assert status == 400        # one-shot needs stream=false
 
 
 def test_diff_export_commit_history(api_daemon: Daemon, tmp_path: Path) -> None:

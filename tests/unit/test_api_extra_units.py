@@ -114,6 +114,11 @@ def test_given_credentials_answer_only_their_host() -> None:
     assert GivenCredentials(creds).lookup("anywhere") == creds
     assert registry_host("https://index.docker.io/v1/") == "docker.io"
     assert registry_host("http://127.0.0.1:5000/v2/") == "127.0.0.1:5000"
+    assert registry_host("[::1]:5000") == "[::1]:5000"
+    assert registry_host("localhost") == "localhost"
+    for bad in ("", "a\x00b", "host:port", "sp ace", "-x.org"):
+        with pytest.raises(InvalidArgument):
+            registry_host(bad)
 
 
 def _container() -> Container:

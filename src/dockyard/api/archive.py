@@ -105,6 +105,8 @@ def _path_arg(req: Request) -> str:
     path = req.arg("path")
     if not path:
         raise InvalidArgument("bad parameter: path cannot be empty")
+    if "\x00" in path:
+        raise InvalidArgument("bad parameter: path contains a NUL byte")
     return path
 
 

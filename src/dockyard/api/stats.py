@@ -15,7 +15,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from dockyard.errors import DockyardError
+from dockyard.errors import DockyardError, InvalidArgument
 
 if TYPE_CHECKING:
     from dockyard.api.handlers import App
@@ -185,6 +185,8 @@ def _chain(doc: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, An
 def container_stats(app: App, h: Handler, req: Request, id: str) -> None:
     stream = req.flag("stream", True)
     one_shot = req.flag("one-shot")
+    if stream and one_shot:
+        raise InvalidArgument("cannot have stream=true and one-shot=true")
     with app.services() as svc:
         first = sample(svc, id)         # a missing container is a 404 here
         if not stream:

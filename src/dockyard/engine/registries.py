@@ -9,6 +9,7 @@ Credentials never reach a log line or an error message.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from dockyard.errors import InvalidArgument, NotFound, PermissionDenied
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
 
 DEFAULT_SERVER = "docker.io"
 _HUB_HOSTS = ("index.docker.io", "registry-1.docker.io", "docker.io")
+_HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
+                   r"(?::[0-9]{1,5})?")
 
 
 def registry_host(server: str) -> str:
@@ -31,8 +34,8 @@ def registry_host(server: str) -> str:
     server = server.split("/", 1)[0]
     if server in _HUB_HOSTS:
         return DEFAULT_SERVER
-    if not server:
-        raise InvalidArgument("invalid registry address")
+    if not _HOST.fullmatch(server):
+        raise InvalidArgument(f"invalid registry address {server!r}")
     return server
 
 
