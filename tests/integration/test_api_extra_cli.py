@@ -55,6 +55,10 @@ def test_cp_files_and_directories_both_ways(api_daemon: Daemon, sleeper: str,
     got = d.docker("exec", c, "sh", "-c", "cat /tmp/note.txt /tmp/tree/a /tmp/tree/sub/b; "
                    "readlink /tmp/tree/link-to-a; stat -c '%u:%g' /tmp/note.txt").stdout
     assert got == "from the host\nA\nB\na\n0:0\n"
+    # -a keeps the owner
+    os.chown(tmp_path / "note.txt", 1234, 4321)
+    d.docker("cp", "-a", str(tmp_path / "note.txt"), f"{c}:/tmp/owned")
+    assert d.docker("exec", c, "stat", "-c", "%u:%g", "/tmp/owned").stdout == "1234:4321\n"
     # a file renamed on the way, and the contents of a directory (dir/.) into another
     d.docker("cp", str(tmp_path / "note.txt"), f"{c}:/tmp/renamed")
     d.docker("exec", c, "mkdir", "/tmp/into")
@@ -269,9 +273,17 @@ def test_save_pipe_load(api_daemon: Daemon, tmp_path: Path) -> None:
         assert gone.returncode != 0 and "No such image" in gone.stderr
         assert d.docker("load", "-i", str(tmp_path / "img.tar")).stdout == \
             f"Loaded image: {tag}\n"
-        piped = subprocess.run(f"{DOCKER} -H {d.url} save {tag} | {DOCKER} -H {d.url} load -q",
+        other = tag.replace(":v1", ":v2")
+        d.docker("tag", tag, other)
+        d.docker("rmi", tag, other)
+        d.docker("load", "-i", str(tmp_path / "img.tar"))
+        d.docker("tag", tag, other)
+        piped = subprocess.run(f"{DOCKER} -H {d.url} save {tag} {other} | "
+                               f"{DOCKER} -H {d.url} load -q",
                                shell=True, capture_output=True, text=True, check=True)
-        assert piped.stdout == f"Loaded image: {tag}\n"
+        assert sorted(piped.stdout.splitlines()) == [f"Loaded image: {tag}",
+                                                     f"Loaded image: {other}"]
+        d.docker("rmi", other)
         assert d.docker("image", "inspect", "-f", "{{.Id}}", tag).stdout.strip() == iid
         bad = d.docker("load", stdin="not a tar at all" * 100, check=False)
         assert bad.returncode != 0
