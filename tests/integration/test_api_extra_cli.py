@@ -429,6 +429,13 @@ def test_attach_over_websocket(api_daemon: Daemon) -> None:
             assert got[0] == 0x8
         finally:
             ws.sock.close()
+        ws = _WebSocket(d.socket, f"/v1.44/containers/{ticker}/attach/ws?logs=1&stream=1&"
+                        "stderr=1")
+        try:
+            first = ws.frame()
+            assert first[0] == 2 and first[1].startswith(b"tock")     # the oldest line
+        finally:
+            ws.sock.close()
         ws = _WebSocket(d.socket, f"/v1.44/containers/{shell}/attach/ws?stream=1&stdin=1&"
                         "stdout=1&stderr=1")
         try:

@@ -1,7 +1,7 @@
 """``GET /containers/{id}/attach/ws``: attach to a running container over a WebSocket
-(RFC 6455), as dockerd does: the container's output (stdout and stderr, raw, not multiplexed)
-in binary frames, and the client's frames as its input (when it has a terminal, the one input a
-running container's supervision takes).
+(RFC 6455), as dockerd does: the container's output (stdout and stderr, raw, not multiplexed;
+with ``logs=1`` what it wrote before, first) in binary frames, and the client's frames as its
+input (when it has a terminal, the one input a running container's supervision takes).
 
 Only what attach needs of the protocol: the handshake, unfragmented server frames, client
 frames (masked, possibly fragmented), ping/pong and close.
@@ -143,6 +143,23 @@ def _receive(h: Handler, ws: Connection, on_data: Callable[[bytes], None] | None
         return
 
 
+def _replay_logs(ws: Connection, path: str, driver: str, want_out: bool,
+                 want_err: bool) -> None:
+    """``logs=1``: what the container wrote so far, before what it writes from now on."""
+    from dockyard.engine.logread import read_logs
+
+    entries = read_logs(path, driver=driver)
+    try:
+        for e in entries:
+            wanted = want_out if e.stream == "stdout" else want_err
+            if wanted and not ws.send(BINARY, e.data):
+                return
+    finally:
+        close = getattr(entries, "close", None)     # a generator: its files close now
+        if close is not None:
+            close()
+
+
 def container_attach_ws(app: App, h: Handler, req: Request, id: str) -> None:
     from dockyard.engine.containers import read_status
     from dockyard.monitor import channel
@@ -157,6 +174,8 @@ def container_attach_ws(app: App, h: Handler, req: Request, id: str) -> None:
         if not c.running:
             raise FailedPrecondition("You cannot attach to a stopped container, start it first")
         tty = bool((c.config.get("Config") or {}).get("Tty"))
+        driver = str((c.config.get("LogConfig") or {}).get("Type") or "json-file")
+        log_path = svc.log_path(c.id, driver) if req.flag("logs") and driver != "none" else ""
         conn = svc.attach(c.id)
         svc.event(c, "attach")
     try:
@@ -167,6 +186,8 @@ def container_attach_ws(app: App, h: Handler, req: Request, id: str) -> None:
                      "Sec-WebSocket-Accept": accept_key(key)})
         h.wfile.flush()
         ws = Connection(h.connection)
+        if log_path:
+            _replay_logs(ws, log_path, driver, want_out, want_err)
         monitor = conn
 
         def to_container(data: bytes) -> None:
