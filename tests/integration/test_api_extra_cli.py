@@ -193,6 +193,10 @@ def test_stats_no_stream_and_update(api_daemon: Daemon) -> None:
             str(128 << 20)
         row = d.docker("stats", "--no-stream", "--format", "{{.MemUsage}}", name).stdout
         assert row.strip().endswith("/ 128MiB")
+        # the new limit is in the container's bundle too: a restart keeps it
+        d.docker("restart", "-t", "1", name)
+        row = d.docker("stats", "--no-stream", "--format", "{{.MemUsage}}", name).stdout
+        assert row.strip().endswith("/ 128MiB")
         bad = d.docker("update", "--cpu-quota", "50000", name, check=False)
         assert bad.returncode != 0 and "CpuQuota" in bad.stderr
         small = d.docker("update", "--memory", "1m", name, check=False)
@@ -207,10 +211,17 @@ def test_stats_no_stream_and_update(api_daemon: Daemon) -> None:
         assert doc["name"] == f"/{name}"
     finally:
         d.docker("rm", "-f", name, check=False)
-    stopped = d.docker("create", "--network", "none", "busybox", "true").stdout.strip()
+    stopped = d.docker("create", "--network", "none", "busybox", "sleep", "60").stdout.strip()
     try:
         status, doc = d.request("GET", f"/v1.44/containers/{stopped}/stats?stream=false")
         assert status == 200 and doc["read"] == "0001-01-01T00:00:00Z"
+        # a container that is not running is updated too (docker's): its next start has it
+        d.docker("update", "--memory", "96m", stopped)
+        assert d.docker("inspect", "-f", "{{.HostConfig.Memory}}", stopped).stdout.strip() == \
+            str(96 << 20)
+        d.docker("start", stopped)
+        row = d.docker("stats", "--no-stream", "--format", "{{.MemUsage}}", stopped).stdout
+        assert row.strip().endswith("/ 96MiB")
     finally:
         d.docker("rm", "-f", stopped)
     status, _ = d.request("GET", "/v1.44/containers/no-such/stats?stream=false")

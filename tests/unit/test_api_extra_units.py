@@ -221,3 +221,18 @@ def test_chunk_writer_gathers_and_trims_the_tar_padding() -> None:
     gone = ChunkWriter(_Chunks(open_=False))  # type: ignore[arg-type]
     with pytest.raises(BrokenPipeError):
         gone.write(b"x" * (1 << 17))
+
+
+def test_update_patches_the_spec_resources() -> None:
+    from dockyard.engine.resources import Limits, patch_spec
+
+    spec = {"linux": {"resources": {"memory": {"limit": 1 << 26, "swap": 1 << 27},
+                                    "pids": {"limit": 10}, "blockIO": {}}}, "ociVersion": "1"}
+    out = patch_spec(spec, Limits(memory=1 << 27, memory_swap=1 << 28, nano_cpus=1_500_000_000,
+                                  cpu_shares=512, cpuset_cpus="0", pids_limit=-1))
+    assert out["linux"]["resources"] == {
+        "memory": {"limit": 1 << 27, "swap": 1 << 28}, "blockIO": {},
+        "cpu": {"period": 100_000, "quota": 150_000, "shares": 512, "cpus": "0"}}
+    assert spec["linux"]["resources"]["pids"] == {"limit": 10}     # the input is left alone
+    assert patch_spec(spec, Limits()) == spec
+    assert patch_spec({}, Limits(pids_limit=20))["linux"]["resources"] == {"pids": {"limit": 20}}
