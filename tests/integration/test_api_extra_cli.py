@@ -147,6 +147,10 @@ def test_archive_endpoint_directly(api_daemon: Daemon, sleeper: str) -> None:
     assert status == 400
     status, doc = d.request("GET", f"/v1.44/containers/{c}/archive?path=/tmp%00x")
     assert status == 400
+    status, doc = d.request("GET", f"/v1.44/containers/{c}/archive?path=/{'x' * 300}")
+    assert status == 400 and "too long" in doc["message"]
+    status, _ = d.request("HEAD", f"/v1.44/containers/{c}/archive?path=/{'x' * 300}")
+    assert status == 400
 
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
+import errno
 import io
 import json
 import os
@@ -17,7 +18,7 @@ import stat
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from dockyard.api.bodies import ChunkWriter
-from dockyard.errors import InvalidArgument, NotFound
+from dockyard.errors import DockyardError, InvalidArgument, NotFound, PermissionDenied
 
 if TYPE_CHECKING:
     from dockyard.api.handlers import App
@@ -97,6 +98,26 @@ def path_stat(root: Root, path: str, container: str) -> dict[str, Any]:
             "mtime": _rfc3339(st.mtime), "linkTarget": target}
 
 
+def path_error(e: OSError, path: str, container: str, *,
+               extracting: bool = False) -> DockyardError:
+    """An OSError met at ``path`` in the container's rootfs, in docker's categories (a name
+    too long or a symlink loop is the request's fault, not the daemon's). ``extracting``:
+    met while unpacking an archive into ``path``, which exists (an entry's own path failed)."""
+    from dockyard.engine.rootfs_ops import translate
+
+    if extracting and e.errno in (errno.ENOENT, errno.ENOTDIR, errno.EEXIST):
+        where = f" ({e.filename})" if isinstance(e.filename, str) else ""
+        return InvalidArgument(f"cannot extract the archive into {path}{where}: "
+                               f"{os.strerror(e.errno or 0)}")
+    if e.errno in (errno.ENOENT, errno.ENOTDIR):
+        return NotFound(f"Could not find the file {path} in container {container}")
+    if e.errno in (errno.ENAMETOOLONG, errno.ELOOP, errno.EINVAL, errno.EISDIR):
+        return InvalidArgument(f"{path}: {os.strerror(e.errno)}")
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return PermissionDenied(f"{path}: {os.strerror(e.errno)}")
+    return translate(e, path)
+
+
 def _stat_header(doc: dict[str, Any]) -> str:
     return base64.b64encode(json.dumps(doc).encode()).decode()
 
@@ -113,13 +134,16 @@ def _path_arg(req: Request) -> str:
 def container_archive(app: App, h: Handler, req: Request, id: str) -> None:
     """``HEAD`` (the path's stat only) and ``GET`` (its stat and a tar of it)."""
     from dockyard.api.http import Chunks
-    from dockyard.engine.rootfs_ops import open_root, translate, write_tar
+    from dockyard.engine.rootfs_ops import open_root, write_tar
 
     path = _path_arg(req)
     with app.services() as svc:
         c = svc.get(id)
         with open_root(svc, c.id) as root:
-            header = _stat_header(path_stat(root, path, id))
+            try:
+                header = _stat_header(path_stat(root, path, id))
+            except OSError as e:
+                raise path_error(e, path, id) from None
             if req.method == "HEAD":
                 h.reply(200, b"", TAR, {STAT_HEADER: header})
                 return
@@ -131,7 +155,7 @@ def container_archive(app: App, h: Handler, req: Request, id: str) -> None:
             except BrokenPipeError:
                 raise
             except OSError as e:
-                raise translate(e, path) from None
+                raise path_error(e, path, id) from None
             out.close(size)
 
 
@@ -139,7 +163,7 @@ def container_archive_put(app: App, h: Handler, req: Request, id: str) -> None:
     """Unpack the request's tar into the directory ``path``. A directory is never replaced by
     a non-directory or the other way round (``noOverwriteDirNonDir``, always on here);
     ``copyUIDGID`` keeps the archive's owners (else root's)."""
-    from dockyard.engine.rootfs_ops import copy_to, translate
+    from dockyard.engine.rootfs_ops import copy_to
 
     path = _path_arg(req)
     owner = None if req.flag("copyUIDGID") else (0, 0)
@@ -150,7 +174,7 @@ def container_archive_put(app: App, h: Handler, req: Request, id: str) -> None:
         except NotFound:
             raise NotFound(f"Could not find the file {path} in container {id}") from None
         except OSError as e:
-            raise translate(e, path) from None
+            raise path_error(e, path, id, extracting=True) from None
     h.reply(200, b"", "text/plain")
 
 
