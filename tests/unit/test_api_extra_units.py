@@ -63,10 +63,23 @@ def test_update_args() -> None:
                                  "cpu_shares": 0, "cpuset_cpus": "", "pids_limit": None}
     assert update_args({"PidsLimit": 0})["pids_limit"] == -1
     assert update_args({"PidsLimit": 50})["pids_limit"] == 50
-    for bad in ({"CpuQuota": 5000}, {"RestartPolicy": {"Name": "always"}}, {"Memory": 1024},
-                {"Memory": "1g"}, {"NanoCpus": -1}, {"CpusetCpus": 3}):
+    for bad in ({"CpuQuota": 5000}, {"RestartPolicy": {"Name": "always"}},
+                {"Memory": "1g"}, {"CpusetCpus": 3}):
         with pytest.raises(InvalidArgument):
             update_args(bad)
+
+
+def test_update_limits_are_checked() -> None:
+    from dockyard.engine.resources import Limits, check
+
+    check(Limits(memory=64 << 20, memory_swap=-1, nano_cpus=1_500_000_000, cpuset_cpus="0-1,3"),
+          cpus=4)
+    for bad in (Limits(memory=1024), Limits(nano_cpus=-1), Limits(memory_swap=-2),
+                Limits(memory=64 << 20, memory_swap=32 << 20), Limits(cpuset_cpus="abc"),
+                Limits(cpuset_cpus="3-1"), Limits(cpuset_cpus="1,"), Limits(nano_cpus=5 * 10**9),
+                Limits(nano_cpus=1000)):
+        with pytest.raises(InvalidArgument):
+            check(bad, cpus=4)
 
 
 def test_commit_config_becomes_changes() -> None:
@@ -83,6 +96,10 @@ def test_commit_config_becomes_changes() -> None:
     assert _config_changes({}) == []
     with pytest.raises(InvalidArgument, match="Hostname"):
         _config_changes({"Hostname": "h"})
+    assert _config_changes({"Cmd": "echo hi"}) == ['CMD ["/bin/sh", "-c", "echo hi"]']
+    for bad in ({"Labels": "/"}, {"Env": 5}, {"Cmd": [1]}, {"User": 0.5}, {"Volumes": ["/v"]}):
+        with pytest.raises(InvalidArgument):
+            _config_changes(bad)
 
 
 def _auth_header(doc: object, *, pad: bool = True) -> dict[str, str]:

@@ -127,41 +127,56 @@ def image_push(app: App, h: Handler, req: Request, name: str) -> None:
     out.end()
 
 
-# container config keys a commit's body may set, as the Dockerfile instructions that set them
-def _config_changes(conf: dict[str, Any]) -> list[str]:
-    """docker's commit body (a container config whose set fields override the container's)
-    as ``--change`` instructions, which the engine applies."""
-    changes: list[str] = []
-    handled = {"Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Labels", "ExposedPorts",
-               "Volumes", "StopSignal"}
-    for key, value in conf.items():
-        if value in (None, "", [], {}, False, 0):
+_STRINGS = ("WorkingDir", "User", "StopSignal")
+_LISTS = ("Cmd", "Entrypoint", "Env")
+_MAPS = ("Labels", "ExposedPorts", "Volumes")
+
+
+def _checked(conf: dict[str, Any]) -> dict[str, Any]:
+    """The body's fields that are set, each of the type docker's ContainerConfig has; a field
+    the engine cannot take from a commit is refused, not ignored."""
+    out: dict[str, Any] = {}
+    for key, given in conf.items():
+        if given in (None, "", [], {}, False, 0):
             continue
-        if key not in handled:
+        value = given
+        if key not in (*_STRINGS, *_LISTS, *_MAPS):
             raise InvalidArgument(f"commit: the config field {key} is not supported by "
                                   "Dockyard (use changes)")
+        if key in _STRINGS and not isinstance(value, str):
+            raise InvalidArgument(f"commit: {key}: expected a string")
+        if key in _LISTS:
+            if isinstance(value, str) and key != "Env":
+                value = ["/bin/sh", "-c", value]
+            if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+                raise InvalidArgument(f"commit: {key}: expected a list of strings")
+        if key in _MAPS and not isinstance(value, dict):
+            raise InvalidArgument(f"commit: {key}: expected an object")
+        out[key] = value
+    return out
+
+
+def _config_changes(body: dict[str, Any]) -> list[str]:
+    """docker's commit body (a container config whose set fields override the container's)
+    as ``--change`` instructions, which the engine applies."""
+    conf = _checked(body)
+    changes: list[str] = []
     for key, word in (("Cmd", "CMD"), ("Entrypoint", "ENTRYPOINT")):
-        v = conf.get(key)
-        if isinstance(v, str) and v:
-            v = ["/bin/sh", "-c", v]
-        if v:
-            changes.append(f"{word} {json.dumps(v)}")
-    env = conf.get("Env") or []
-    if env:
-        changes.append("ENV " + " ".join(shlex.quote(str(e)) for e in env))
-    labels = conf.get("Labels") or {}
-    if labels:
-        changes.append("LABEL " + " ".join(shlex.quote(f"{k}={v}") for k, v in labels.items()))
+        if key in conf:
+            changes.append(f"{word} {json.dumps(conf[key])}")
+    if "Env" in conf:
+        changes.append("ENV " + " ".join(shlex.quote(e) for e in conf["Env"]))
+    if "Labels" in conf:
+        changes.append("LABEL " + " ".join(shlex.quote(f"{k}={v}")
+                                           for k, v in conf["Labels"].items()))
     for key, word in (("WorkingDir", "WORKDIR"), ("User", "USER"),
                       ("StopSignal", "STOPSIGNAL")):
-        if conf.get(key):
+        if key in conf:
             changes.append(f"{word} {conf[key]}")
-    ports = conf.get("ExposedPorts") or {}
-    if ports:
-        changes.append("EXPOSE " + " ".join(str(p) for p in ports))
-    volumes = conf.get("Volumes") or {}
-    if volumes:
-        changes.append(f"VOLUME {json.dumps(list(volumes))}")
+    if "ExposedPorts" in conf:
+        changes.append("EXPOSE " + " ".join(str(p) for p in conf["ExposedPorts"]))
+    if "Volumes" in conf:
+        changes.append(f"VOLUME {json.dumps([str(v) for v in conf['Volumes']])}")
     return changes
 
 

@@ -18,8 +18,6 @@ if TYPE_CHECKING:
 # what the engine's update changes: body key -> the engine's keyword
 _SUPPORTED = {"Memory": "memory", "MemorySwap": "memory_swap", "NanoCpus": "nano_cpus",
               "CpuShares": "cpu_shares"}
-# docker's minimum for a memory limit
-MIN_MEMORY = 6 * 1024 * 1024
 # Resources fields docker has that the engine's update does not change
 _UNSUPPORTED = ("CpuPeriod", "CpuQuota", "CpuRealtimePeriod", "CpuRealtimeRuntime",
                 "CpusetMems", "BlkioWeight", "BlkioWeightDevice", "BlkioDeviceReadBps",
@@ -56,10 +54,6 @@ def update_args(body: dict[str, Any]) -> dict[str, Any]:
     if policy.get("Name"):
         raise InvalidArgument("the restart policy cannot be updated by Dockyard yet")
     args: dict[str, Any] = {kw: _int(body, key) for key, kw in _SUPPORTED.items()}
-    if 0 < args["memory"] < MIN_MEMORY:
-        raise InvalidArgument("Minimum memory limit allowed is 6MB")
-    if args["memory"] < 0 or args["nano_cpus"] < 0 or args["cpu_shares"] < 0:
-        raise InvalidArgument("Memory, NanoCpus and CpuShares cannot be negative")
     cpuset = body.get("CpusetCpus") or ""
     if not isinstance(cpuset, str):
         raise InvalidArgument("CpusetCpus: expected a string")
@@ -74,6 +68,7 @@ def update_args(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def container_update(app: App, h: Handler, req: Request, id: str) -> None:
+    """The values are checked by the engine (the CLI's update makes the same checks)."""
     args = update_args(req.json())
     with app.services() as svc:
         svc.update(id, **args)

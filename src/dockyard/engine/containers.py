@@ -593,8 +593,10 @@ class ContainerService:
         when it starts, as in docker)."""
         import subprocess
 
-        from dockyard.engine.resources import Limits, update_bundle
+        from dockyard.engine.resources import Limits, check, update_bundle
 
+        check(Limits(memory=memory, memory_swap=memory_swap, nano_cpus=nano_cpus,
+                     cpu_shares=cpu_shares, cpuset_cpus=cpuset_cpus, pids_limit=pids_limit))
         c = self.get(ref)
         argv = [*self.runtime_argv(c), "update"]
         host: dict[str, Any] = dict(c.config.get("HostConfig") or {})

@@ -11,8 +11,10 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 from typing import Any
 
+from dockyard.errors import InvalidArgument
 from dockyard.values import value
 
 CPU_PERIOD = 100_000        # the CFS period --cpus is expressed in (docker's)
@@ -28,6 +30,35 @@ class Limits:
     cpu_shares: int = 0
     cpuset_cpus: str = ""
     pids_limit: int | None = None    # -1: unlimited
+
+
+MIN_MEMORY = 6 * 1024 * 1024     # docker's minimum memory limit
+_CPUSET = re.compile(r"[0-9]+(?:-[0-9]+)?(?:,[0-9]+(?:-[0-9]+)?)*")
+
+
+def check(limits: Limits, *, cpus: int | None = None) -> None:
+    """docker's checks of an update, before anything is changed (a stopped container's bundle
+    must not get limits its next start would fail on)."""
+    if 0 < limits.memory < MIN_MEMORY:
+        raise InvalidArgument("Minimum memory limit allowed is 6MB")
+    if limits.memory < 0 or limits.nano_cpus < 0 or limits.cpu_shares < 0 or \
+            limits.memory_swap < -1:
+        raise InvalidArgument("memory, swap, CPUs and CPU shares cannot be negative")
+    if limits.memory and limits.memory_swap > 0 and limits.memory_swap < limits.memory:
+        raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit, "
+                              "see usage")
+    if limits.cpuset_cpus:
+        ok = _CPUSET.fullmatch(limits.cpuset_cpus) is not None and all(
+            int(lo) <= int(hi) for lo, _, hi in
+            (part.partition("-") if "-" in part else (part, "", part)
+             for part in limits.cpuset_cpus.split(",")))
+        if not ok:
+            raise InvalidArgument(f"Invalid value {limits.cpuset_cpus} for cpuset cpus: "
+                                  f"invalid format: {limits.cpuset_cpus}")
+    available = cpus if cpus is not None else (os.cpu_count() or 1)
+    if limits.nano_cpus and not 10_000_000 <= limits.nano_cpus <= available * 1_000_000_000:
+        raise InvalidArgument(f"Range of CPUs is from 0.01 to {available}.00, as there are "
+                              f"only {available} CPUs available")
 
 
 def patch_spec(spec: dict[str, Any], limits: Limits) -> dict[str, Any]:
@@ -78,4 +109,4 @@ def update_bundle(bundle: str, limits: Limits) -> None:
         raise
 
 
-__all__ = ["Limits", "patch_spec", "update_bundle"]
+__all__ = ["Limits", "check", "patch_spec", "update_bundle"]
