@@ -54,9 +54,16 @@ class GivenCredentials(AuthStore):
         return f"GivenCredentials(host={self.host!r})"
 
     def lookup(self, host: str) -> Credentials | None:
-        if self.host is None or registry_host(host) == registry_host(self.host):
+        if self.host is None or _same_host(host, self.host):
             return self.creds
         return self.fallback.lookup(host) if self.fallback is not None else None
+
+
+def _same_host(a: str, b: str) -> bool:
+    try:
+        return registry_host(a) == registry_host(b)
+    except InvalidArgument:
+        return a == b
 
 
 def registry_client(config: EngineConfig, auth: AuthStore | None = None, *,
