@@ -15,6 +15,7 @@ from dockyard.errors import DockyardError, InvalidArgument
 if TYPE_CHECKING:
     from dockyard.api.handlers import App
     from dockyard.api.http import Handler, Request
+    from dockyard.engine.images import ImageService
     from dockyard.image.pull import Progress
 
 
@@ -70,7 +71,7 @@ def images_load(app: App, h: Handler, req: Request) -> None:
     out.end()
 
 
-def _push_names(svc_images: Any, name: str, tag: str) -> list[str]:
+def _push_names(images: ImageService, name: str, tag: str) -> list[str]:
     """What ``POST /images/{name}/push?tag=`` pushes: the tag, or every tag of the
     repository when none is given (docker's ``push --all-tags``)."""
     from dockyard.errors import NotFound
@@ -78,9 +79,9 @@ def _push_names(svc_images: Any, name: str, tag: str) -> list[str]:
 
     ref = parse_reference(name if not tag else f"{name}:{tag}")
     if tag or ref.digest or ":" in name.rpartition("/")[2]:
-        svc_images.resolve(str(ref))
+        images.resolve(str(ref))
         return [str(ref)]
-    names = sorted(r for rec in svc_images.images() for r in rec.references
+    names = sorted(r for rec in images.images() for r in rec.references
                    if r.rpartition(":")[0] == ref.repository)
     if not names:
         raise NotFound(f"An image does not exist locally with the tag: {ref.familiar_name}")
