@@ -79,6 +79,16 @@ def test_cp_files_and_directories_both_ways(api_daemon: Daemon, sleeper: str,
     with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
         assert sorted(tar.getnames()) == ["deep", "deep/f"]
 
+    # - : a tar from stdin, unpacked into a directory
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("from-stdin/f")
+        info.size = 6
+        tar.addfile(info, io.BytesIO(b"stdin\n"))
+    subprocess.run([DOCKER, "-H", d.url, "cp", "-", f"{c}:/tmp"], input=buf.getvalue(),
+                   capture_output=True, check=True)
+    assert d.docker("exec", c, "cat", "/tmp/from-stdin/f").stdout == "stdin\n"
+
     missing = d.docker("cp", f"{c}:/no/such/file", str(tmp_path / "x"), check=False)
     assert missing.returncode != 0 and "/no/such/file" in missing.stderr
     nowhere = d.docker("cp", str(tmp_path / "note.txt"), f"{c}:/no/such/dir/", check=False)
