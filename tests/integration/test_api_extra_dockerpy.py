@@ -83,7 +83,7 @@ def test_stats_update_export_commit(client: docker.DockerClient,
     assert second["preread"] == first["read"]
     assert second["precpu_stats"] == first["cpu_stats"]
 
-    assert c.update(mem_limit="96m", memswap_limit="192m") == {"Warnings": []}
+    assert c.update(mem_limit="96m", memswap_limit="192m") == {"Warnings": None}
     c.reload()
     assert c.attrs["HostConfig"]["Memory"] == 96 << 20
     with pytest.raises(docker.errors.APIError) as bad:

@@ -162,7 +162,7 @@ def test_stats_frame_shape() -> None:
     assert doc["pids_stats"] == {"current": 2, "limit": 10}
     assert doc["blkio_stats"]["io_service_bytes_recursive"] == [
         {"major": 8, "minor": 0, "op": "Read", "value": 7}]
-    assert doc["blkio_stats"]["io_queue_recursive"] is None
+    assert doc["blkio_stats"]["io_queue_recursive"] == []
     assert doc["networks"] == {"eth0": {"rx_bytes": 1}}
     assert doc["name"] == "/n" and doc["preread"] == "0001-01-01T00:00:00Z"
     unlimited = frame(_container(), {"memory": {"usage": {"limit": 1 << 62}}}, read="r",

@@ -72,4 +72,4 @@ def container_update(app: App, h: Handler, req: Request, id: str) -> None:
     args = update_args(req.json())
     with app.services() as svc:
         svc.update(id, **args)
-    h.reply_json(200, {"Warnings": []})
+    h.reply_json(200, {"Warnings": None})     # dockerd's when it has none

@@ -78,12 +78,10 @@ def networks(pid: int) -> dict[str, dict[str, int]]:
     return out
 
 
-def _blkio(entries: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
-    if not entries:
-        return None
+def _blkio(entries: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     return [{"major": int(e.get("major") or 0), "minor": int(e.get("minor") or 0),
              "op": str(e.get("op") or ""), "value": int(e.get("value") or 0)}
-            for e in entries]
+            for e in entries or ()]
 
 
 def _cpu_stats(data: dict[str, Any], system: int, cpus: int) -> dict[str, Any]:
@@ -131,7 +129,8 @@ def frame(c: Container, data: dict[str, Any], *, read: str, system: int, cpus: i
     doc: dict[str, Any] = {
         "name": f"/{c.name}", "id": c.id, "read": read, "preread": _ZERO_TIME,
         "pids_stats": pids_stats,
-        "blkio_stats": {k: None for k in _BLKIO_KEYS},
+        # a running container's lists are empty, not null (dockerd's, cgroup v1)
+        "blkio_stats": {k: [] for k in _BLKIO_KEYS},
         "num_procs": 0, "storage_stats": {},
         "cpu_stats": _cpu_stats(data, system, cpus),
         "precpu_stats": empty_cpu(),
