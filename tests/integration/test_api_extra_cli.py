@@ -440,6 +440,7 @@ def test_attach_over_websocket(api_daemon: Daemon) -> None:
                       "trap 'exit 0' TERM; while true; do echo tick; echo tock >&2; "
                       "sleep 0.1; done").stdout.strip()
     shell = d.docker("run", "-dit", "--network", "none", "busybox", "sh").stdout.strip()
+    cat = d.docker("run", "-di", "--network", "none", "busybox", "cat").stdout.strip()
     try:
         ws = _WebSocket(d.socket, f"/v1.44/containers/{ticker}/attach/ws?stream=1&stdout=1")
         try:
@@ -468,6 +469,13 @@ def test_attach_over_websocket(api_daemon: Daemon) -> None:
             assert b"ws-42" in ws.read_until(b"ws-42")
         finally:
             ws.sock.close()
+        ws = _WebSocket(d.socket, f"/v1.44/containers/{cat}/attach/ws?stream=1&stdin=1&"
+                        "stdout=1")
+        try:        # no terminal: stdin kept open by -i
+            ws.send(0x1, b"through a websocket\n")
+            assert ws.read_until(b"websocket\n") == b"through a websocket\n"
+        finally:
+            ws.sock.close()
         status, doc = d.request("GET", f"/v1.44/containers/{ticker}/attach/ws?stream=1")
         assert status == 400 and "WebSocket" in doc["message"]
         d.docker("stop", "-t", "5", ticker)
@@ -478,7 +486,7 @@ def test_attach_over_websocket(api_daemon: Daemon) -> None:
                                 headers=ws_headers)
         assert status == 409 and "stopped" in doc["message"]
     finally:
-        d.docker("rm", "-f", ticker, shell, check=False)
+        d.docker("rm", "-f", ticker, shell, cat, check=False)
 
 
 def test_the_daemon_logged_no_internal_error(api_daemon: Daemon) -> None:

@@ -1,7 +1,8 @@
 """``GET /containers/{id}/attach/ws``: attach to a running container over a WebSocket
 (RFC 6455), as dockerd does: the container's output (stdout and stderr, raw, not multiplexed;
 with ``logs=1`` what it wrote before, first) in binary frames, and the client's frames as its
-input (when it has a terminal, the one input a running container's supervision takes).
+input (when it has a terminal or its stdin is kept open, ``-i``: then its supervision takes
+input).
 
 Only what attach needs of the protocol: the handshake, unfragmented server frames, client
 frames (masked, possibly fragmented), ping/pong and close.
@@ -174,6 +175,7 @@ def container_attach_ws(app: App, h: Handler, req: Request, id: str) -> None:
         if not c.running:
             raise FailedPrecondition("You cannot attach to a stopped container, start it first")
         tty = bool((c.config.get("Config") or {}).get("Tty"))
+        open_stdin = bool((c.config.get("Config") or {}).get("OpenStdin"))
         driver = str((c.config.get("LogConfig") or {}).get("Type") or "json-file")
         log_path = svc.log_path(c.id, driver) if req.flag("logs") and driver != "none" else ""
         conn = svc.attach(c.id)
@@ -193,7 +195,8 @@ def container_attach_ws(app: App, h: Handler, req: Request, id: str) -> None:
         def to_container(data: bytes) -> None:
             monitor.send(channel.message(channel.INPUT, data))
 
-        feed = to_container if req.flag("stdin") and tty else None
+        # its supervision takes input for a terminal, or holds its stdin open (-i)
+        feed = to_container if req.flag("stdin") and (tty or open_stdin) else None
 
         def receive() -> None:
             _receive(h, ws, feed)

@@ -326,6 +326,8 @@ class ContainerService:
             log_path=self.log_path(c.id, log_driver),
             log_max_size=log_max_size, log_max_file=log_max_file, log_driver=log_driver,
             tty=bool((c.config.get("Config") or {}).get("Tty")),
+            open_stdin=bool((c.config.get("Config") or {}).get("OpenStdin"))
+            and not (c.config.get("Config") or {}).get("Tty"),
             restart_policy=str(restart.get("Name") or "no"),
             restart_max=int(restart.get("MaximumRetryCount") or 0),
             stop_flag=os.path.join(run_dir, "stop-requested"),
