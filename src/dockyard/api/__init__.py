@@ -8,6 +8,10 @@ with TLS and systemd's sockets.
 - :mod:`.streams`: docker's stream framing and the attach/exec sessions.
 - :mod:`.terminal`: detach keys and terminal sizes of attach and exec sessions.
 - :mod:`.listeners`: where the daemon listens (``-H`` unix://, tcp:// with TLS, fd://).
+- :mod:`.archive`, :mod:`.stats`, :mod:`.resources`, :mod:`.websocket`: a container's
+  filesystem (cp, export, changes), statistics, update and attach over a WebSocket.
+- :mod:`.images_extra`, :mod:`.registryauth`: history, save/load, push, commit, search;
+  ``POST /auth`` and ``X-Registry-Auth``. :mod:`.bodies`: streamed responses, spooled bodies.
 
 The daemon has threads, so it never forks: containers start under the engine's monitor, which
 the daemon starts as a program of its own (engine/supervision.py ``spawn_by_exec``).

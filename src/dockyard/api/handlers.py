@@ -14,8 +14,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from dockyard.api import (
+    archive,
+    images_extra,
+    registryauth,
+    resources,
+    stats,
+    streams,
+    websocket,
+)
 from dockyard.api import networks as api_networks
-from dockyard.api import streams
 from dockyard.api import volumes as api_volumes
 from dockyard.api.errors import NotImplementedByUs, NotModified
 from dockyard.api.http import (
@@ -932,8 +940,10 @@ def image_create(app: App, h: Handler, req: Request) -> None:
                     doc["id"] = p.id
                 out.json(doc)
 
+        client = registryauth.client_for(app.config, req, ref.domain)
         try:
-            rec = svc.images.pull(str(ref), platform=platform, progress=progress)
+            rec = svc.images.pull(str(ref), platform=platform, progress=progress,
+                                  registry=client)
         except DockyardError as e:
             if not opened:
                 raise
@@ -941,6 +951,9 @@ def image_create(app: App, h: Handler, req: Request) -> None:
             out.json({"errorDetail": {"message": e.message}, "error": e.message})
             out.end()
             return
+        finally:
+            if client is not None:
+                client.close()
         out = begin()
         out.json({"status": f"Digest: {rec.manifest_digest}"})
         what = "Image is up to date for" if before == rec.id else "Downloaded newer image for"
@@ -1008,6 +1021,24 @@ ROUTES: list[tuple[str, str, Callable[..., None]]] = [
     ("GET", rf"/images/{_NAME}/json", image_inspect),
     ("POST", rf"/images/{_NAME}/tag", image_tag),
     ("DELETE", rf"/images/{_NAME}", image_delete),
+    # a container's filesystem, resources and statistics; images to and from archives and
+    # registries (api/archive.py, api/resources.py, api/stats.py, api/images_extra.py)
+    ("GET", rf"/containers/{_ID}/archive", archive.container_archive),      # and HEAD
+    ("PUT", rf"/containers/{_ID}/archive", archive.container_archive_put),
+    ("GET", rf"/containers/{_ID}/export", archive.container_export),
+    ("GET", rf"/containers/{_ID}/changes", archive.container_changes),
+    ("GET", rf"/containers/{_ID}/stats", stats.container_stats),
+    ("POST", rf"/containers/{_ID}/update", resources.container_update),
+    ("GET", rf"/containers/{_ID}/attach/ws", websocket.container_attach_ws),
+    ("POST", rf"/containers/{_ID}/attach/ws", websocket.container_attach_ws),
+    ("POST", r"/commit", images_extra.commit),
+    ("GET", r"/images/get", images_extra.images_get),
+    ("GET", r"/images/search", images_extra.images_search),
+    ("POST", r"/images/load", images_extra.images_load),
+    ("GET", rf"/images/{_NAME}/history", images_extra.image_history),
+    ("GET", rf"/images/{_NAME}/get", images_extra.image_get),
+    ("POST", rf"/images/{_NAME}/push", images_extra.image_push),
+    ("POST", r"/auth", registryauth.auth),
     ("GET", r"/networks", api_networks.networks_list),
     ("POST", r"/networks/create", api_networks.network_create),
     ("POST", r"/networks/prune", api_networks.networks_prune),
@@ -1025,8 +1056,5 @@ ROUTES: list[tuple[str, str, Callable[..., None]]] = [
             r"/(?P<name>[^/]+(?:/json)?)", no_such_object),
     ("GET", r"/(?:plugins|secrets|configs|services|nodes|tasks|swarm)(?:/.*)?",
      not_implemented),
-    ("POST", r"/(?:plugins|build|session|swarm|images/load|commit|auth)(?:/.*)?",
-     not_implemented),
-    ("GET", rf"/containers/{_ID}/(?:stats|changes|export|archive)", not_implemented),
-    ("GET", r"/images/(?:get|search)", not_implemented),
+    ("POST", r"/(?:plugins|build|session|swarm)(?:/.*)?", not_implemented),
 ]
