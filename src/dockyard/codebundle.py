@@ -36,7 +36,7 @@ else:
 Entry = tuple[str, bool, int, int, int, int]
 
 MAGIC = b"DYCB"
-FORMAT = 2
+FORMAT = 3
 _HEAD = 12  # MAGIC, then the index's length (8 bytes, little-endian)
 #: what the runtime imports: the bundle holds these and everything they import
 ROOTS = (
@@ -47,6 +47,11 @@ ROOTS = (
     "dockyard.runtime.hooks", "dockyard.runtime.console", "dockyard.runtime.seccomp",
     "dockyard.cgroups.v1", "dockyard.cgroups.v2", "dockyard.linux.netdev",
 )
+
+
+def interpreter() -> str:
+    """Who may use a bundle: the interpreter that built it (its stdlib modules are in it)."""
+    return f"{sys.version} {sys.base_prefix}"
 
 
 def bundle_path() -> str:
@@ -104,7 +109,7 @@ def install(path: str | None = None) -> bool:
         size = int.from_bytes(head[4:], "little")
         doc = marshal.loads(os.pread(fd, size, _HEAD))  # noqa: S302 - see exec_module
         if not isinstance(doc, tuple) or len(doc) != 3 or doc[0] != FORMAT \
-                or doc[1] != sys.implementation.cache_tag or not isinstance(doc[2], dict):
+                or doc[1] != interpreter() or not isinstance(doc[2], dict):
             raise ValueError("another format or interpreter")
     except (OSError, ValueError, EOFError, TypeError):
         os.close(fd)
@@ -164,7 +169,7 @@ def build(path: str | None = None, roots: Sequence[str] = ROOTS) -> int:
     out = path or bundle_path()
     os.makedirs(os.path.dirname(out), exist_ok=True)
     tmp = f"{out}.{os.getpid()}.tmp"
-    index = marshal.dumps((FORMAT, sys.implementation.cache_tag, entries))
+    index = marshal.dumps((FORMAT, interpreter(), entries))
     with open(tmp, "wb") as f:
         f.write(MAGIC + len(index).to_bytes(8, "little") + index)
         f.writelines(blobs)
