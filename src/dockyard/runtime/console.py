@@ -81,9 +81,10 @@ def proxy(master: int, init_pidfd: int) -> None:
     stdin_tty = os.isatty(0)
     saved = termios.tcgetattr(0) if stdin_tty else None
     if stdin_tty:
+        # the handler first: a resize between the copy and the handler would be lost
+        signal.signal(signal.SIGWINCH, lambda *_: copy_size(0, master))
         copy_size(0, master)
         tty.setraw(0)
-        signal.signal(signal.SIGWINCH, lambda *_: copy_size(0, master))
     readers = [master, init_pidfd, 0]
     try:
         while True:
