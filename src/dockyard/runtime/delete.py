@@ -47,25 +47,30 @@ def delete(root: StrPath, container_id: str, *, force: bool = False) -> None:
         if force:  # runc: forcing the removal of what is not there succeeds
             return
         raise
-    remove(root, rec, state.cgroup_of(rec), force=force)
+    remove(root, rec, force=force)
 
 
-def remove(root: StrPath, rec: state.Record, cgroup: CgroupManager | None, *,
+def remove(root: StrPath, rec: state.Record, cgroup: CgroupManager | None = None, *,
            force: bool = False) -> None:
-    """Delete the container ``rec`` (loaded), whose cgroup is ``cgroup``."""
+    """Delete the container ``rec`` (loaded). ``cgroup``: its cgroup manager, if the caller
+    has it (``run``); otherwise one is built from the recorded paths only when needed."""
     container_id = rec.id
     d = state.container_dir(root, container_id)
     status = state.status_of(root, rec)
+    mgr = cgroup
     if status is state.Status.CREATED or (force and status.can_kill):
-        if cgroup is not None:
-            cgroup.kill_all(signal.SIGKILL)  # every process, not only the init (runc -f)
+        mgr = mgr or state.cgroup_of(rec)
+        if mgr is not None:
+            mgr.kill_all(signal.SIGKILL)  # every process, not only the init (runc -f)
         _kill_and_wait(rec.pid)
     elif not status.can_delete:
         raise FailedPrecondition(
             f"cannot delete container {container_id} that is not stopped: {status.value}",
             hint="stop it first, or use delete --force")
-    if cgroup is not None:
-        cgroup.destroy(kill=True)
+    if not _remove_empty_cgroups(rec):
+        mgr = mgr or state.cgroup_of(rec)
+        if mgr is not None:
+            mgr.destroy(kill=True)
     poststop = None
     if "poststop" in rec.hooks:
         poststop = state.load_config(root, container_id).hooks.poststop
@@ -74,3 +79,18 @@ def remove(root: StrPath, rec: state.Record, cgroup: CgroupManager | None, *,
         from dockyard.runtime import hooks
 
         hooks.run_all_warn(poststop, state.hook_state(rec, state.Status.STOPPED), "poststop")
+
+
+def _remove_empty_cgroups(rec: state.Record) -> bool:
+    """The common case, without the cgroup managers (their imports and a read of the mount
+    table cost more than the work): the container's cgroup directories are empty leaves, and
+    an rmdir each removes them. False when one is not (a process is left, or a child cgroup):
+    then the manager kills what is left and removes the tree."""
+    for path in {p for _, p in rec.cgroup_paths}:
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return False
+    return True

@@ -141,3 +141,37 @@ def test_kill_all_signals_every_process(runtime: Runtime, busybox: BuiltImage, t
         runtime.run("delete", "--force", "cg3")
         reap_children()
         _cleanup_parent(cg)
+
+
+def test_delete_of_a_stopped_container_kills_what_its_cgroup_still_holds(
+        runtime: Runtime, busybox: BuiltImage, tmp_path: Path) -> None:
+    """Without a pid namespace the init's exit leaves its children running in the cgroup:
+    delete (not forced) of the stopped container kills them and removes the cgroup."""
+    cg = f"/dockyard-test-{uuid.uuid4().hex[:8]}/orphan"
+
+    def edit(c: dict[str, Any]) -> None:
+        c["linux"]["cgroupsPath"] = cg
+        c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "pid"]
+
+    bundle = make_bundle(busybox, tmp_path / "b", runtime.binary,
+                         ["sh", "-c", "sleep 300 </dev/null >/dev/null 2>&1 & exit 0"], edit=edit)
+    try:
+        rc, _, err = runtime.run_to_files(tmp_path, "run", "-d", "--bundle", str(bundle),
+                                          "orphan")
+        assert rc == 0, err
+        assert wait_for_status(runtime, "orphan", "stopped") == "stopped"
+        procs = _cgroup_file(cg, "pids", "cgroup.procs")
+        left = [int(p) for p in procs.read_text().split()]
+        assert left, "the background sleep should still be in the container's cgroup"
+        res = runtime.run("delete", "orphan")
+        assert res.returncode == 0, res.stderr
+        assert not procs.parent.exists()
+        deadline = time.monotonic() + 5
+        while any(Path(f"/proc/{p}").exists() for p in left) and time.monotonic() < deadline:
+            reap_children()
+            time.sleep(0.05)
+        assert not any(Path(f"/proc/{p}").exists() for p in left)
+    finally:
+        runtime.run("delete", "--force", "orphan")
+        reap_children()
+        _cleanup_parent(cg)
