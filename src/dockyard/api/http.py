@@ -75,6 +75,8 @@ class Request:
             doc = json.loads(self.body)
         except ValueError as e:
             raise InvalidArgument(f"invalid JSON: {e}") from None
+        except RecursionError:
+            raise InvalidArgument("invalid JSON: nested too deeply") from None
         if not isinstance(doc, dict):
             raise InvalidArgument("invalid JSON: expected an object")
         return doc
@@ -89,6 +91,8 @@ class Request:
             doc = json.loads(text)
         except ValueError as e:
             raise InvalidArgument(f"invalid filter: {e}") from None
+        except RecursionError:
+            raise InvalidArgument("invalid filter: nested too deeply") from None
         if not isinstance(doc, dict):
             raise InvalidArgument("invalid filter: expected an object")
         out: dict[str, list[str]] = {}
@@ -155,6 +159,35 @@ class Handler(BaseHTTPRequestHandler):
 
     do_HEAD = do_POST = do_DELETE = do_PUT = do_GET
 
+    def __getattr__(self, name: str) -> Any:
+        # any other method goes to the router too, which answers docker's 404 for a method a
+        # path does not take (the stdlib's answer would be an HTML 501)
+        if name.startswith("do_"):
+            return self.do_GET
+        raise AttributeError(name)
+
+    def send_error(self, code: int, message: str | None = None,
+                   explain: str | None = None) -> None:
+        """What the stdlib rejects before routing (a malformed request line or header, a line
+        too long) as docker's JSON error; with a status line even when the request line was
+        too broken to tell its HTTP version."""
+        text = message or self.responses.get(code, ("error",))[0]
+        self.log_error("code %d, message %s", code, text)
+        self.close_connection = True
+        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+            self.request_version = "HTTP/1.1"
+        body = json.dumps({"message": text}).encode() + b"\n"
+        try:
+            self.send_response(code, text)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if getattr(self, "command", None) != "HEAD":
+                self.wfile.write(body)
+        except OSError:
+            pass
+
     # --- writing ---------------------------------------------------------------------------
 
     def head(self, status: int, headers: dict[str, str]) -> None:
@@ -217,18 +250,35 @@ class Handler(BaseHTTPRequestHandler):
     # --- reading and routing ---------------------------------------------------------------
 
     def _body(self) -> bytes:
+        """The request's body, by chunked framing or Content-Length. A framing that cannot be
+        read is a bad request, and the connection closes after the answer (where the next
+        request would start is unknown)."""
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
             out = bytearray()
             while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                size = self._chunk_size(self.rfile.readline(65537))
                 if size == 0:
-                    while self.rfile.readline().strip():
+                    while self.rfile.readline(65537).strip():
                         pass
                     return bytes(out)
                 out += self.rfile.read(size)
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.readline(65537)
+        text = (self.headers.get("Content-Length") or "0").strip()
+        if not text.isascii() or not text.isdigit():
+            self.close_connection = True
+            raise InvalidArgument(f"bad Content-Length: {text!r}")
+        length = int(text)
         return self.rfile.read(length) if length > 0 else b""
+
+    def _chunk_size(self, line: bytes) -> int:
+        text = line.split(b";")[0].strip()
+        if not line:            # the client went away mid-body
+            self.close_connection = True
+            return 0
+        if not text or len(text) > 16 or text.strip(b"0123456789abcdefABCDEF"):
+            self.close_connection = True
+            raise InvalidArgument(f"bad chunk size in a chunked body: {text[:40]!r}")
+        return int(text, 16)
 
     def _dispatch(self) -> None:
         self.sent = False

@@ -400,6 +400,13 @@ class ContainerService:
             os.kill(c.pid, sig)
         except ProcessLookupError:
             pass
+        if sig == _signal.SIGKILL and self.paused(c):
+            # a frozen cgroup holds even SIGKILL until it thaws (docker unpauses here too):
+            # else a stop or rm -f of a paused container waits and never ends it
+            import subprocess
+
+            subprocess.run([*self.runtime_argv(c), "resume", c.id], capture_output=True,
+                           check=False)
         return c
 
     def stop(self, ref: str, timeout: float | None = None) -> Container:
