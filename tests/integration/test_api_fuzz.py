@@ -440,7 +440,7 @@ class Fuzzer:
         text = str(e)
         key = text[:120]
         if key not in self.failures:
-            self.failures[key] = text[:1500]
+            self.failures[key] = text[:3000]
         try:
             self.world.repair()
         except AssertionError as again:
@@ -454,8 +454,9 @@ class Fuzzer:
         w.alive()
         if resp is not None and resp.status >= 400:
             now = w.fingerprint()
-            assert now == self.before, (what, resp.status, resp.body[:300],
-                                        _diff(self.before, now))
+            assert now == self.before, \
+                f"{what[:300]} -> {resp.status} {resp.body[:200]!r} changed the store: " \
+                f"{_diff(self.before, now)}"
             if w.sent % API_LISTS_EVERY == 0:
                 assert w.api_lists() == self.lists, what
         else:
@@ -468,10 +469,14 @@ class Fuzzer:
             self.lists = w.api_lists()
 
 
-def _diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    return {k: (sorted(set(a.get(k) or []) - set(b.get(k) or [])),
-                sorted(set(b.get(k) or []) - set(a.get(k) or [])))
-            for k in set(a) | set(b) if a.get(k) != b.get(k)}
+def _diff(a: dict[str, Any], b: dict[str, Any]) -> str:
+    out = []
+    for k in sorted(set(a) | set(b)):
+        if a.get(k) != b.get(k):
+            gone = sorted(set(a.get(k) or []) - set(b.get(k) or []))
+            new = sorted(set(b.get(k) or []) - set(a.get(k) or []))
+            out.append(f"{k}: was {gone} now {new}")
+    return "; ".join(out)
 
 
 @pytest.fixture(scope="module")

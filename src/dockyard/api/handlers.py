@@ -364,8 +364,8 @@ def container_top(app: App, h: Handler, req: Request, id: str) -> None:
         pids = set(svc.pids(id))
     ps_args = (req.arg("ps_args") or "-ef").split()
     out = subprocess.run(["ps", *ps_args], capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise DockyardError(f"ps: {out.stderr.strip()}")
+    if out.returncode != 0:     # the caller's ps_args
+        raise InvalidArgument(f"ps: {out.stderr.strip()}")
     lines = out.stdout.splitlines()
     titles = lines[0].split() if lines else []
     if "PID" not in titles:

@@ -263,10 +263,11 @@ class Handler(BaseHTTPRequestHandler):
                     return bytes(out)
                 out += self.rfile.read(size)
                 self.rfile.readline(65537)
-        text = (self.headers.get("Content-Length") or "0").strip()
-        if not text.isascii() or not text.isdigit():
+        given = {v.strip() for v in self.headers.get_all("Content-Length") or ["0"]}
+        text = given.pop() if len(given) == 1 else ", ".join(sorted(given))
+        if not text.isascii() or not text.isdigit() or len(text) > 15:
             self.close_connection = True
-            raise InvalidArgument(f"bad Content-Length: {text!r}")
+            raise InvalidArgument(f"bad Content-Length: {text[:40]!r}")
         length = int(text)
         return self.rfile.read(length) if length > 0 else b""
 
