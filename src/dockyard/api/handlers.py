@@ -23,6 +23,7 @@ from dockyard.api.http import (
     find_route,
     route_table,
 )
+from dockyard.api.listcache import ParsedRows
 from dockyard.errors import (
     DockyardError,
     FailedPrecondition,
@@ -88,6 +89,7 @@ class App:
         self.pending: dict[str, list[PendingAttach]] = {}
         self.execs: dict[str, Exec] = {}
         self.routes = route_table(ROUTES)
+        self.rows = ParsedRows()        # for container lists (api/listcache.py)
 
     @contextmanager
     def services(self) -> Iterator[ContainerService]:
@@ -195,7 +197,7 @@ def containers_list(app: App, h: Handler, req: Request) -> None:
 
     filters = req.filters()
     with app.services() as svc:
-        shown = svc.containers()
+        shown = svc.containers(parse=app.rows.parse)
         limit = req.int_arg("limit", -1) or -1
         if not req.flag("all") and limit <= 0 and "status" not in filters:
             shown = [c for c in shown if c.running]
