@@ -146,9 +146,12 @@ def _time_ns(text: str) -> int | None:
         return None
     try:
         secs, _, frac = text.partition(".")
-        return int(secs) * 1_000_000_000 + int((frac + "000000000")[:9] or 0)
+        ns = int(secs) * 1_000_000_000 + int((frac + "000000000")[:9] or 0)
     except ValueError:
         raise InvalidArgument(f"invalid timestamp {text!r}") from None
+    if not 0 <= ns < 2**63:     # before 1970 or past 2262: no event is there
+        raise InvalidArgument(f"invalid timestamp {text!r}: out of range")
+    return ns
 
 
 def events_stream(app: App, h: Handler, req: Request) -> None:
