@@ -23,7 +23,7 @@ from dockyard.api.http import (
     find_route,
     route_table,
 )
-from dockyard.api.listcache import ParsedRows
+from dockyard.api.listcache import ParsedRows, ThreadLocal
 from dockyard.errors import (
     DockyardError,
     FailedPrecondition,
@@ -90,6 +90,13 @@ class App:
         self.execs: dict[str, Exec] = {}
         self.routes = route_table(ROUTES)
         self.rows = ParsedRows()        # for container lists (api/listcache.py)
+        self.list_services = ThreadLocal(self._make_services)
+
+    def _make_services(self) -> ContainerService:
+        from dockyard.engine.containers import ContainerService
+        from dockyard.engine.images import ImageService
+
+        return ContainerService(self.config, ImageService(self.config))
 
     @contextmanager
     def services(self) -> Iterator[ContainerService]:
@@ -199,17 +206,17 @@ def containers_list(app: App, h: Handler, req: Request) -> None:
     from dockyard.engine.containers import filter_matches
 
     filters = req.filters()
-    with app.services() as svc:
-        shown = svc.containers(parse=app.rows.parse)
-        limit = req.int_arg("limit", -1) or -1
-        if not req.flag("all") and limit <= 0 and "status" not in filters:
-            shown = [c for c in shown if c.running]
-        shown = [c for c in shown
-                 if all(any(filter_matches(c, k, v) for v in vs) for k, vs in filters.items()
-                        if vs)]
-        if limit > 0:
-            shown = shown[:limit]
-        h.reply_json(200, [_summary(svc, c) for c in shown])
+    svc = app.list_services.get()       # reads only: kept for the connection's next list
+    shown = svc.containers(parse=app.rows.parse)
+    limit = req.int_arg("limit", -1) or -1
+    if not req.flag("all") and limit <= 0 and "status" not in filters:
+        shown = [c for c in shown if c.running]
+    shown = [c for c in shown
+             if all(any(filter_matches(c, k, v) for v in vs) for k, vs in filters.items()
+                    if vs)]
+    if limit > 0:
+        shown = shown[:limit]
+    h.reply_json(200, [_summary(svc, c) for c in shown])
 
 
 def containers_create(app: App, h: Handler, req: Request) -> None:

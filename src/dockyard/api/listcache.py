@@ -1,4 +1,5 @@
-"""The containers of ``GET /containers/json`` without parsing every row on every request.
+"""The containers of ``GET /containers/json`` without parsing every row on every request, and
+without opening the database for each.
 
 A list reads every row of the containers table; turning a row into a Container (its config's
 JSON, the value's fields) was most of a list's cost. The daemon keeps the Containers it parsed,
@@ -6,16 +7,24 @@ keyed by the whole row: a row that changed in any column is a new key and is par
 nothing stale is ever served and nothing needs invalidating. A list never changes a Container
 it is given, so one may be shared between requests. Bounded: past ``limit`` rows it starts
 again.
+
+The engine services a list reads through are kept per connection thread (:class:`ThreadLocal`):
+a client that lists again and again on one keep-alive connection opens the database once. They
+go with the thread (a connection's thread ends when it closes), and with them the database
+connection.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
     from dockyard.engine.containers import Container
+
+T = TypeVar("T")
 
 
 class ParsedRows:
@@ -38,3 +47,17 @@ class ParsedRows:
                 self._parsed.clear()
             self._parsed[key] = c
         return c
+
+
+class ThreadLocal(Generic[T]):
+    """One ``make()`` per thread, made on the thread's first ``get``."""
+
+    def __init__(self, make: Callable[[], T]) -> None:
+        self.make = make
+        self._local = threading.local()
+
+    def get(self) -> T:
+        got: T | None = getattr(self._local, "value", None)
+        if got is None:
+            got = self._local.value = self.make()
+        return got
