@@ -107,8 +107,12 @@ def create_request(body: dict[str, Any], name: str) -> CreateRequest:
     if not isinstance(image, str) or not image:
         raise InvalidArgument("Config cannot be empty in order to create a container")
     host = _obj(body, "HostConfig")
-    if host.get("Links"):
-        raise InvalidArgument("HostConfig.Links is not supported by Dockyard yet")
+    if host.get("Links") and (_str(host, "NetworkMode") or "default") in (
+            "default", "bridge", "host", "none"):
+        # on a user-defined network a link is a name only the linking container resolves
+        # (api/networks.py); the default bridge's legacy links are not done
+        raise InvalidArgument("HostConfig.Links is supported on user-defined networks only "
+                              "by Dockyard (legacy links of the default bridge are not)")
     mounts = _objs(host, "Mounts")
     env = [ro.parse_env(e, lambda _k: None) for e in (_strings(body, "Env") or ())]
     labels = _str_map(body, "Labels")
