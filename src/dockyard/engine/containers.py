@@ -270,6 +270,12 @@ class ContainerService:
         c = self.get(ref)
         if c.running:
             raise FailedPrecondition(f"container {c.short_id} is already running")
+        deadline = time.monotonic() + 10
+        while self._exiting(c) and time.monotonic() < deadline:
+            # its last exit is recorded but its supervisor still unmounts the rootfs: a start
+            # now would find it mounted, and run in it once it is gone ("sh" not found)
+            time.sleep(0.02)
+            c = self.get(c.id)
         self._mount_rootfs(c)
         self._prepare_volumes(c)
         from dockyard.engine.networks import network_mode, wants_network
