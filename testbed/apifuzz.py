@@ -67,7 +67,7 @@ class World:
                       {"Image": "busybox", "Cmd": cmd, "HostConfig": {"NetworkMode": "none"}})
         return str(doc["Id"])
 
-    def _state(self, cid: str) -> dict[str, Any] | None:
+    def state(self, cid: str) -> dict[str, Any] | None:
         resp = self.call("GET", f"/containers/{cid}/json")
         if resp.status == 404:
             return None
@@ -86,10 +86,10 @@ class World:
     def repair(self) -> None:
         """Put back what a request that succeeded took away, then wait for the containers it
         started to exit."""
-        running = self._state(self.ids["running"])
+        running = self.state(self.ids["running"])
         if running is None:
             self.ids["running"] = self._create(f"fz-running-{time.monotonic_ns()}", RUNNING_CMD)
-            running = self._state(self.ids["running"])
+            running = self.state(self.ids["running"])
             assert running is not None
         if running.get("Paused"):
             self.ok("POST", f"/containers/{self.ids['running']}/unpause")
@@ -98,7 +98,7 @@ class World:
         else:
             self.ok("POST", f"/containers/{self.ids['running']}/start")
         for key, cmd in (("created", ["true"]), ("exited", ["true"]), ("victim", ["true"])):
-            if key not in self.ids or self._state(self.ids[key]) is None:
+            if key not in self.ids or self.state(self.ids[key]) is None:
                 self.ids[key] = self._create(f"fz-{key}-{time.monotonic_ns()}", cmd)
         if not self.exec_id or self.call("GET", f"/exec/{self.exec_id}/json").status != 200:
             self.exec_id = str(self.ok("POST", f"/containers/{self.ids['running']}/exec",

@@ -630,6 +630,23 @@ def test_start_right_after_a_kill(fuzzer: Fuzzer) -> None:
     w.repair()
 
 
+def test_stop_and_remove_of_a_paused_container(fuzzer: Fuzzer) -> None:
+    """A paused container's frozen cgroup holds even SIGKILL: restart and rm -f thaw it (found
+    by the fuzzer: a restart hung 30 s, then a 409)."""
+    w = fuzzer.world
+    cid = w.ids["running"]
+    w.ok("POST", f"/containers/{cid}/pause")
+    started = time.monotonic()
+    w.ok("POST", f"/containers/{cid}/restart?t=0")
+    state = w.state(cid)
+    assert state is not None and state["Running"] and not state["Paused"], state
+    w.ok("POST", f"/containers/{cid}/pause")
+    w.ok("DELETE", f"/containers/{cid}?force=1")
+    assert w.state(cid) is None
+    assert time.monotonic() - started < 20      # not 30 s of waiting for a frozen SIGKILL
+    w.repair()
+
+
 def test_fuzz_left_the_world_whole(fuzzer: Fuzzer) -> None:
     """After the fuzzing: the daemon answers, its lists read, and what the world made is
     still there."""

@@ -412,14 +412,20 @@ class ContainerService:
             os.kill(c.pid, sig)
         except ProcessLookupError:
             pass
-        if sig == _signal.SIGKILL and self.paused(c):
-            # a frozen cgroup holds even SIGKILL until it thaws (docker unpauses here too):
-            # else a stop or rm -f of a paused container waits and never ends it
+        return c
+
+    def _wait_killed(self, cid: str) -> None:
+        """After a SIGKILL: a paused container's frozen cgroup holds it until it thaws, so
+        one still running a moment later is thawed if paused (as docker does)."""
+        if self.wait(cid, timeout=0.5) is not None:
+            return
+        c = self.get(cid)
+        if c.running and self.paused(c):
             import subprocess
 
             subprocess.run([*self.runtime_argv(c), "resume", c.id], capture_output=True,
                            check=False)
-        return c
+        self.wait(cid, timeout=30)
 
     def stop(self, ref: str, timeout: float | None = None) -> Container:
         c = self.get(ref)
@@ -433,7 +439,7 @@ class ContainerService:
                 self.kill(c.id, _signal.SIGKILL)
             except FailedPrecondition:
                 pass
-            self.wait(c.id, timeout=30)
+            self._wait_killed(c.id)
         c = self.get(c.id)
         self.event(c, "stop")
         return c
@@ -689,7 +695,7 @@ class ContainerService:
                     f"You cannot remove a running container {c.id}. Stop the container "
                     "before attempting removal or force remove")
             self.kill(c.id, _signal.SIGKILL)
-            self.wait(c.id, timeout=30)
+            self._wait_killed(c.id)
         self._delete_runtime_state(c)
         self._unmount_rootfs(c.id)
         self.release_network(c.id)
