@@ -17,6 +17,7 @@ import select
 import socket
 import socketserver
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 API_VERSION = "1.44"
 MIN_API_VERSION = "1.24"
 _VERSIONED = re.compile(r"^/v(\d+)\.(\d+)(/.*)$")
+_DATE: list[tuple[int, str]] = [(0, "")]     # the last second's Date header
 
 
 def _version_tuple(text: str) -> tuple[int, int]:
@@ -199,15 +201,29 @@ class Handler(BaseHTTPRequestHandler):
 
     # --- writing ---------------------------------------------------------------------------
 
-    def head(self, status: int, headers: dict[str, str]) -> None:
+    def head(self, status: int, headers: dict[str, str], body: bytes = b"") -> None:
+        """The response's head, and ``body`` with it in one write (one syscall, one segment)."""
         self.send_response(status)
         self.send_header("Api-Version", API_VERSION)
         self.send_header("Docker-Experimental", "false")
         self.send_header("OSType", "linux")
         for k, v in headers.items():
             self.send_header(k, v)
-        self.end_headers()
+        buffered: list[bytes] = getattr(self, "_headers_buffer", [])
+        self._headers_buffer: list[bytes] = []
+        self.wfile.write(b"".join(buffered) + b"\r\n" + body)
         self.sent = True
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        # the Date header changes once a second: formatted once a second
+        if timestamp is not None:
+            return super().date_time_string(timestamp)
+        now = int(time.time())
+        second, text = _DATE[0]
+        if second != now:
+            text = super().date_time_string(now)
+            _DATE[0] = (now, text)
+        return text
 
     def reply(self, status: int, body: bytes = b"", content_type: str = "application/json",
               headers: dict[str, str] | None = None) -> None:
@@ -215,9 +231,8 @@ class Handler(BaseHTTPRequestHandler):
         if status not in (204, 304):
             h["Content-Type"] = content_type
             h["Content-Length"] = str(len(body))
-        self.head(status, h)
-        if body and self.command != "HEAD" and status not in (204, 304):
-            self.wfile.write(body)
+        with_body = body and self.command != "HEAD" and status not in (204, 304)
+        self.head(status, h, body if with_body else b"")
 
     def reply_json(self, status: int, doc: Any) -> None:
         self.reply(status, json.dumps(doc).encode() + b"\n")
