@@ -386,7 +386,9 @@ def route_requests(draw: st.DrawFn) -> FuzzRequest:
 def _check(req: FuzzRequest, resp: Response) -> None:
     what = f"{req.method} {req.path} {req.query} {req.raw_query} {req.body!r:.200} -> " \
            f"{resp.status} {resp.body!r:.400}"
-    assert resp.status < 500 or resp.status == 501, what
+    # 501: not implemented; 503: a registry this machine cannot reach (a pull's real fault)
+    assert resp.status < 500 or resp.status == 501 or (
+        resp.status == 503 and "/images/" in req.path), what
     if resp.status >= 400 and req.method != "HEAD":
         assert resp.header("content-type").startswith("application/json"), what
         doc = json.loads(resp.body)

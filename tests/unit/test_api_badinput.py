@@ -86,6 +86,12 @@ def test_any_value_is_taken_or_refused_never_a_crash(key: str, value: Any) -> No
         pass
 
 
+@pytest.mark.parametrize("text", ["99999999999999999999999", "-9223372036854775809"])
+def test_integers_past_int64_are_a_400(text: str) -> None:
+    with pytest.raises(InvalidArgument):
+        Request("POST", "/x", {"t": [text]}, headers={}, body=b"", version="1.44").int_arg("t")
+
+
 def test_deep_json_is_a_400() -> None:
     req = Request("POST", "/x", {}, headers={}, body=b"[" * 100_000, version="1.44")
     with pytest.raises(InvalidArgument):

@@ -74,9 +74,12 @@ class Request:
         if text == "":
             return default
         try:
-            return int(text)
+            value = int(text)
         except ValueError:
             raise InvalidArgument(f"invalid value for {name}: {text!r}") from None
+        if not -(2**63) <= value < 2**63:    # Go's strconv.Atoi: out of range
+            raise InvalidArgument(f"invalid value for {name}: {text!r}: out of range")
+        return value
 
     def json(self, *, required: bool = True) -> dict[str, Any]:
         if not self.body.strip():
