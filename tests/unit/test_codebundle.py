@@ -67,3 +67,20 @@ def test_the_runtime_launcher_runs_with_the_bundle() -> None:
     out = subprocess.run([str(launcher), "--version"], check=True, capture_output=True,
                          text=True).stdout
     assert "dockyard-runc" in out or "version" in out
+
+
+def test_another_interpreters_bundle_is_ignored(tmp_path: Path) -> None:
+    import marshal
+
+    bundle = tmp_path / "runtime.bundle"
+    _python("import sys; sys.path.insert(0, sys.argv[1]); import dockyard.codebundle as b;"
+            "b.build(sys.argv[2])", str(bundle))
+    raw = bundle.read_bytes()
+    size = int.from_bytes(raw[4:12], "little")
+    fmt, _who, entries = marshal.loads(raw[12:12 + size])
+    index = marshal.dumps((fmt, "3.11.0 (another build) /opt/python", entries))
+    other = tmp_path / "other.bundle"
+    other.write_bytes(raw[:4] + len(index).to_bytes(8, "little") + index + raw[12 + size:])
+    out = _python("import sys; sys.path.insert(0, sys.argv[1]); import dockyard.codebundle as b;"
+                  "print(b.install(sys.argv[2]), b.install(sys.argv[3]))", str(other), str(bundle))
+    assert out.split() == ["False", "True"]

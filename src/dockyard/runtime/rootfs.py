@@ -119,10 +119,12 @@ def _cgroup_steps(dest: str, flags: int, hierarchies: tuple[Hierarchy, ...], use
     return steps
 
 
-def plan(spec: Spec, hierarchies: tuple[Hierarchy, ...] | None = None) -> tuple[Step, ...]:
-    """Everything done to the rootfs before pivot_root, in order."""
+def plan(spec: Spec, hierarchies: tuple[Hierarchy, ...] | None = None, *,
+         mountinfo: str | None = None) -> tuple[Step, ...]:
+    """Everything done to the rootfs before pivot_root, in order. ``hierarchies``: the host's
+    cgroup mounts (default: read from ``mountinfo``, or this process's mount table)."""
     if hierarchies is None and any(m.type in ("cgroup", "cgroup2") for m in spec.mounts):
-        hierarchies = host_hierarchies()
+        hierarchies = host_hierarchies(mountinfo)
     userns = spec.linux.namespace("user") is not None
     cgroupns = spec.linux.namespace("cgroup") is not None
     steps: list[Step] = []
