@@ -49,6 +49,10 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 def ensure_schema(conn: sqlite3.Connection, component: str,
                   migrations: Sequence[Sequence[str]]) -> None:
     """Apply the migrations of ``component`` that this database has not seen yet."""
+    row = conn.execute("SELECT version FROM schema_versions WHERE component = ?",
+                       (component,)).fetchone()
+    if row is not None and int(row[0]) == len(migrations):
+        return      # up to date (versions only go up): no write lock for every reader
     with _schema_lock, transaction(conn):
         row = conn.execute("SELECT version FROM schema_versions WHERE component = ?",
                            (component,)).fetchone()

@@ -33,6 +33,7 @@ from dockyard.api.http import (
     find_route,
     route_table,
 )
+from dockyard.api.listcache import ParsedRows, ThreadLocal
 from dockyard.errors import (
     DockyardError,
     FailedPrecondition,
@@ -111,6 +112,14 @@ class App:
         self.pending: dict[str, list[PendingAttach]] = {}
         self.execs: dict[str, Exec] = {}
         self.routes = route_table(ROUTES)
+        self.rows = ParsedRows()        # for container lists (api/listcache.py)
+        self.list_services = ThreadLocal(self._make_services)
+
+    def _make_services(self) -> ContainerService:
+        from dockyard.engine.containers import ContainerService
+        from dockyard.engine.images import ImageService
+
+        return ContainerService(self.config, ImageService(self.config))
 
     @contextmanager
     def services(self) -> Iterator[ContainerService]:
@@ -173,9 +182,12 @@ def _time_ns(text: str) -> int | None:
         return None
     try:
         secs, _, frac = text.partition(".")
-        return int(secs) * 1_000_000_000 + int((frac + "000000000")[:9] or 0)
+        ns = int(secs) * 1_000_000_000 + int((frac + "000000000")[:9] or 0)
     except ValueError:
         raise InvalidArgument(f"invalid timestamp {text!r}") from None
+    if not 0 <= ns < 2**63:     # before 1970 or past 2262: no event is there
+        raise InvalidArgument(f"invalid timestamp {text!r}: out of range")
+    return ns
 
 
 def events_stream(app: App, h: Handler, req: Request) -> None:
@@ -241,18 +253,18 @@ def containers_list(app: App, h: Handler, req: Request) -> None:
     from dockyard.engine.containers import filter_matches
 
     filters = req.filters()
-    with app.services() as svc:
-        shown = svc.containers()
-        limit = req.int_arg("limit", -1) or -1
-        if not req.flag("all") and limit <= 0 and "status" not in filters:
-            shown = [c for c in shown if c.running]
-        shown = [c for c in shown
-                 if all((all if k == "label" else any)(filter_matches(c, k, v) for v in vs)
-                        for k, vs in filters.items() if vs)]
-        if limit > 0:
-            shown = shown[:limit]
-        ports = _published(svc, shown)
-        h.reply_json(200, [_summary(svc, c, ports) for c in shown])
+    svc = app.list_services.get()       # reads only: kept for the connection's next list
+    shown = svc.containers(parse=app.rows.parse)
+    limit = req.int_arg("limit", -1) or -1
+    if not req.flag("all") and limit <= 0 and "status" not in filters:
+        shown = [c for c in shown if c.running]
+    shown = [c for c in shown
+             if all((all if k == "label" else any)(filter_matches(c, k, v) for v in vs)
+                    for k, vs in filters.items() if vs)]
+    if limit > 0:
+        shown = shown[:limit]
+    ports = _published(svc, shown)
+    h.reply_json(200, [_summary(svc, c, ports) for c in shown])
 
 
 def containers_create(app: App, h: Handler, req: Request) -> None:
@@ -420,8 +432,8 @@ def container_top(app: App, h: Handler, req: Request, id: str) -> None:
         pids = set(svc.pids(id))
     ps_args = (req.arg("ps_args") or "-ef").split()
     out = subprocess.run(["ps", *ps_args], capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise DockyardError(f"ps: {out.stderr.strip()}")
+    if out.returncode != 0:     # the caller's ps_args
+        raise InvalidArgument(f"ps: {out.stderr.strip()}")
     lines = out.stdout.splitlines()
     titles = lines[0].split() if lines else []
     if "PID" not in titles:

@@ -18,6 +18,7 @@ import socket
 import socketserver
 import ssl
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 API_VERSION = "1.44"
 MIN_API_VERSION = "1.24"
 _VERSIONED = re.compile(r"^/v(\d+)\.(\d+)(/.*)$")
+_DATE: list[tuple[int, str]] = [(0, "")]     # the last second's Date header
 
 
 def _version_tuple(text: str) -> tuple[int, int]:
@@ -72,9 +74,12 @@ class Request:
         if text == "":
             return default
         try:
-            return int(text)
+            value = int(text)
         except ValueError:
             raise InvalidArgument(f"invalid value for {name}: {text!r}") from None
+        if not -(2**63) <= value < 2**63:    # Go's strconv.Atoi: out of range
+            raise InvalidArgument(f"invalid value for {name}: {text!r}: out of range")
+        return value
 
     def json(self, *, required: bool = True) -> dict[str, Any]:
         if not self.body.strip():
@@ -85,6 +90,8 @@ class Request:
             doc = json.loads(self.body)
         except ValueError as e:
             raise InvalidArgument(f"invalid JSON: {e}") from None
+        except RecursionError:
+            raise InvalidArgument("invalid JSON: nested too deeply") from None
         if not isinstance(doc, dict):
             raise InvalidArgument("invalid JSON: expected an object")
         return doc
@@ -99,6 +106,8 @@ class Request:
             doc = json.loads(text)
         except ValueError as e:
             raise InvalidArgument(f"invalid filter: {e}") from None
+        except RecursionError:
+            raise InvalidArgument("invalid filter: nested too deeply") from None
         if not isinstance(doc, dict):
             raise InvalidArgument("invalid filter: expected an object")
         out: dict[str, list[str]] = {}
@@ -165,17 +174,60 @@ class Handler(BaseHTTPRequestHandler):
 
     do_HEAD = do_POST = do_DELETE = do_PUT = do_GET
 
+    def __getattr__(self, name: str) -> Any:
+        # any other method goes to the router too, which answers docker's 404 for a method a
+        # path does not take (the stdlib's answer would be an HTML 501)
+        if name.startswith("do_"):
+            return self.do_GET
+        raise AttributeError(name)
+
+    def send_error(self, code: int, message: str | None = None,
+                   explain: str | None = None) -> None:
+        """What the stdlib rejects before routing (a malformed request line or header, a line
+        too long) as docker's JSON error; with a status line even when the request line was
+        too broken to tell its HTTP version."""
+        text = message or self.responses.get(code, ("error",))[0]
+        self.log_error("code %d, message %s", code, text)
+        self.close_connection = True
+        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+            self.request_version = "HTTP/1.1"
+        body = json.dumps({"message": text}).encode() + b"\n"
+        try:
+            self.send_response(code, text)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if getattr(self, "command", None) != "HEAD":
+                self.wfile.write(body)
+        except OSError:
+            pass
+
     # --- writing ---------------------------------------------------------------------------
 
-    def head(self, status: int, headers: dict[str, str]) -> None:
+    def head(self, status: int, headers: dict[str, str], body: bytes = b"") -> None:
+        """The response's head, and ``body`` with it in one write (one syscall, one segment)."""
         self.send_response(status)
         self.send_header("Api-Version", API_VERSION)
         self.send_header("Docker-Experimental", "false")
         self.send_header("OSType", "linux")
         for k, v in headers.items():
             self.send_header(k, v)
-        self.end_headers()
+        buffered: list[bytes] = getattr(self, "_headers_buffer", [])
+        self._headers_buffer: list[bytes] = []
+        self.wfile.write(b"".join(buffered) + b"\r\n" + body)
         self.sent = True
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        # the Date header changes once a second: formatted once a second
+        if timestamp is not None:
+            return super().date_time_string(timestamp)
+        now = int(time.time())
+        second, text = _DATE[0]
+        if second != now:
+            text = super().date_time_string(now)
+            _DATE[0] = (now, text)
+        return text
 
     def reply(self, status: int, body: bytes = b"", content_type: str = "application/json",
               headers: dict[str, str] | None = None) -> None:
@@ -183,9 +235,8 @@ class Handler(BaseHTTPRequestHandler):
         if status not in (204, 304):
             h["Content-Type"] = content_type
             h["Content-Length"] = str(len(body))
-        self.head(status, h)
-        if body and self.command != "HEAD" and status not in (204, 304):
-            self.wfile.write(body)
+        with_body = body and self.command != "HEAD" and status not in (204, 304)
+        self.head(status, h, body if with_body else b"")
 
     def reply_json(self, status: int, doc: Any) -> None:
         self.reply(status, json.dumps(doc).encode() + b"\n")
@@ -231,18 +282,36 @@ class Handler(BaseHTTPRequestHandler):
     # --- reading and routing ---------------------------------------------------------------
 
     def _body(self) -> bytes:
+        """The request's body, by chunked framing or Content-Length. A framing that cannot be
+        read is a bad request, and the connection closes after the answer (where the next
+        request would start is unknown)."""
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
             out = bytearray()
             while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                size = self._chunk_size(self.rfile.readline(65537))
                 if size == 0:
-                    while self.rfile.readline().strip():
+                    while self.rfile.readline(65537).strip():
                         pass
                     return bytes(out)
                 out += self.rfile.read(size)
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.readline(65537)
+        given = {v.strip() for v in self.headers.get_all("Content-Length") or ["0"]}
+        text = given.pop() if len(given) == 1 else ", ".join(sorted(given))
+        if not text.isascii() or not text.isdigit() or len(text) > 15:
+            self.close_connection = True
+            raise InvalidArgument(f"bad Content-Length: {text[:40]!r}")
+        length = int(text)
         return self.rfile.read(length) if length > 0 else b""
+
+    def _chunk_size(self, line: bytes) -> int:
+        text = line.split(b";")[0].strip()
+        if not line:            # the client went away mid-body
+            self.close_connection = True
+            return 0
+        if not text or len(text) > 16 or text.strip(b"0123456789abcdefABCDEF"):
+            self.close_connection = True
+            raise InvalidArgument(f"bad chunk size in a chunked body: {text[:40]!r}")
+        return int(text, 16)
 
     def _dispatch(self) -> None:
         self.sent = False

@@ -396,7 +396,10 @@ def _with_network_settings(svc: ContainerService, creq: CreateRequest,
     publish_all = bool(host.get("PublishAllPorts"))
     if publish_all:
         out["PublishAllPorts"] = True
-    raw = (body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+    networking = body.get("NetworkingConfig") or {}
+    if not isinstance(networking, dict):
+        raise InvalidArgument("NetworkingConfig: expected an object")
+    raw = networking.get("EndpointsConfig") or {}
     if not isinstance(raw, dict):
         raise InvalidArgument("NetworkingConfig.EndpointsConfig: expected an object")
     endpoints: dict[str, Any] = {}

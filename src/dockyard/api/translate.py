@@ -9,6 +9,26 @@ from typing import Any
 from dockyard.engine.create import CreateRequest
 from dockyard.errors import InvalidArgument
 
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _bad(key: str, kind: str, v: Any) -> InvalidArgument:
+    # docker's words for a field of the wrong JSON type (encoding/json's UnmarshalTypeError)
+    return InvalidArgument(f"json: cannot unmarshal {_json_kind(v)} into Go struct field "
+                           f"{key} of type {kind}")
+
+
+def _json_kind(v: Any) -> str:
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "array"
+    return "object"
+
 
 def _strings(doc: dict[str, Any], key: str) -> tuple[str, ...] | None:
     v = doc.get(key)
@@ -23,9 +43,59 @@ def _strings(doc: dict[str, Any], key: str) -> tuple[str, ...] | None:
 
 def _int(doc: dict[str, Any], key: str) -> int:
     v = doc.get(key) or 0
-    if not isinstance(v, int) or isinstance(v, bool):
+    if not isinstance(v, int) or isinstance(v, bool) or not _INT64[0] <= v <= _INT64[1]:
         raise InvalidArgument(f"{key}: expected an integer")
     return v
+
+
+def _opt_int(doc: dict[str, Any], key: str) -> int | None:
+    return None if doc.get(key) is None else _int(doc, key)
+
+
+def _str(doc: dict[str, Any], key: str) -> str:
+    v = doc.get(key)
+    if v is None:
+        return ""
+    if not isinstance(v, str):
+        raise _bad(key, "string", v)
+    return v
+
+
+def _bool(doc: dict[str, Any], key: str) -> bool:
+    v = doc.get(key)
+    if v is None:
+        return False
+    if not isinstance(v, bool):
+        raise _bad(key, "bool", v)
+    return v
+
+
+def _obj(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    v = doc.get(key)
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise _bad(key, "object", v)
+    return v
+
+
+def _objs(doc: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    v = doc.get(key)
+    if v is None:
+        return []
+    if not isinstance(v, list) or not all(isinstance(x, dict) for x in v):
+        raise InvalidArgument(f"{key}: expected a list of objects")
+    return v
+
+
+def _str_map(doc: dict[str, Any], key: str) -> dict[str, str]:
+    """A JSON object of strings (null values read as "", as Go reads them)."""
+    out = {}
+    for k, v in _obj(doc, key).items():
+        if v is not None and not isinstance(v, str):
+            raise _bad(f"{key}", "map[string]string", v)
+        out[k] = v or ""
+    return out
 
 
 def create_request(body: dict[str, Any], name: str) -> CreateRequest:
@@ -36,43 +106,37 @@ def create_request(body: dict[str, Any], name: str) -> CreateRequest:
     image = body.get("Image")
     if not isinstance(image, str) or not image:
         raise InvalidArgument("Config cannot be empty in order to create a container")
-    host = body.get("HostConfig") or {}
-    if not isinstance(host, dict):
-        raise InvalidArgument("HostConfig: expected an object")
-    if host.get("Links") and str(host.get("NetworkMode") or "default") in (
+    host = _obj(body, "HostConfig")
+    if host.get("Links") and (_str(host, "NetworkMode") or "default") in (
             "default", "bridge", "host", "none"):
         # on a user-defined network a link is a name only the linking container resolves
         # (api/networks.py); the default bridge's legacy links are not done
         raise InvalidArgument("HostConfig.Links is supported on user-defined networks only "
                               "by Dockyard (legacy links of the default bridge are not)")
-    mounts = host.get("Mounts") or []
-    if not isinstance(mounts, list) or not all(isinstance(m, dict) for m in mounts):
-        raise InvalidArgument("HostConfig.Mounts: expected a list of objects")
+    mounts = _objs(host, "Mounts")
     env = [ro.parse_env(e, lambda _k: None) for e in (_strings(body, "Env") or ())]
-    labels = body.get("Labels") or {}
-    if not isinstance(labels, dict):
-        raise InvalidArgument("Labels: expected an object")
-    network = str(host.get("NetworkMode") or "default")
+    labels = _str_map(body, "Labels")
+    network = _str(host, "NetworkMode") or "default"
     security = ro.parse_security_opts(_strings(host, "SecurityOpt") or ())
     devices = tuple(ro.parse_device(":".join(
-        x for x in (d.get("PathOnHost", ""), d.get("PathInContainer", ""),
-                    d.get("CgroupPermissions", "")) if x))
-        for d in host.get("Devices") or [])
-    ulimits = tuple(ro.parse_ulimit(f"{u['Name']}={u['Soft']}:{u['Hard']}")
-                    for u in host.get("Ulimits") or [])
-    tmpfs = host.get("Tmpfs") or {}
-    pids = host.get("PidsLimit")
+        x for x in (_str(d, "PathOnHost"), _str(d, "PathInContainer"),
+                    _str(d, "CgroupPermissions")) if x))
+        for d in _objs(host, "Devices"))
+    ulimits = tuple(ro.parse_ulimit(f"{_str(u, 'Name')}={_int(u, 'Soft')}:{_int(u, 'Hard')}")
+                    for u in _objs(host, "Ulimits"))
+    tmpfs = _str_map(host, "Tmpfs")
+    pids = _opt_int(host, "PidsLimit")
     opts = RunOptions(
         command=_strings(body, "Cmd") or (),
         entrypoint=_strings(body, "Entrypoint"),
         env=tuple(env),
-        workdir=str(body.get("WorkingDir") or ""),
-        user=str(body.get("User") or ""),
-        hostname=str(body.get("Hostname") or ""),
-        labels={str(k): str(v) for k, v in labels.items()},
-        read_only=bool(host.get("ReadonlyRootfs")),
-        tmpfs=tuple((str(k), str(v)) for k, v in dict(tmpfs).items()),
-        privileged=bool(host.get("Privileged")),
+        workdir=_str(body, "WorkingDir"),
+        user=_str(body, "User"),
+        hostname=_str(body, "Hostname"),
+        labels=labels,
+        read_only=_bool(host, "ReadonlyRootfs"),
+        tmpfs=tuple(tmpfs.items()),
+        privileged=_bool(host, "Privileged"),
         cap_add=_strings(host, "CapAdd") or (),
         cap_drop=_strings(host, "CapDrop") or (),
         security=security,
@@ -83,30 +147,41 @@ def create_request(body: dict[str, Any], name: str) -> CreateRequest:
         memory_swap=_int(host, "MemorySwap"),
         nano_cpus=_int(host, "NanoCpus"),
         cpu_shares=_int(host, "CpuShares"),
-        cpuset_cpus=str(host.get("CpusetCpus") or ""),
-        pids_limit=int(pids) if isinstance(pids, int) and pids > 0 else None,
-        stop_signal=str(body.get("StopSignal") or ""),
+        cpuset_cpus=_str(host, "CpusetCpus"),
+        pids_limit=pids if pids is not None and pids > 0 else None,
+        stop_signal=_str(body, "StopSignal"),
         network=network,
-        init=bool(host.get("Init")),
-        tty=bool(body.get("Tty")),
-        stdin_open=bool(body.get("OpenStdin")),
+        init=_bool(host, "Init"),
+        tty=_bool(body, "Tty"),
+        stdin_open=_bool(body, "OpenStdin"),
     )
-    restart = host.get("RestartPolicy") or {}
-    policy = str(restart.get("Name") or "")
-    if policy == "on-failure" and restart.get("MaximumRetryCount"):
-        policy = f"on-failure:{int(restart['MaximumRetryCount'])}"
-    log = host.get("LogConfig") or {}
-    driver = str(log.get("Type") or "json-file")
-    log_config = {"Type": driver,
-                  "Config": check_log_config(driver, {str(k): str(v) for k, v in
-                                                      (log.get("Config") or {}).items()})}
+    restart = _obj(host, "RestartPolicy")
+    policy = _str(restart, "Name")
+    retries = _int(restart, "MaximumRetryCount")
+    if policy == "on-failure" and retries:
+        policy = f"on-failure:{retries}"
+    log = _obj(host, "LogConfig")
+    driver = _str(log, "Type") or "json-file"
+    log_config = {"Type": driver, "Config": check_log_config(driver, _str_map(log, "Config"))}
     bindings: dict[str, list[dict[str, str]]] = {}
-    for port, binds in (host.get("PortBindings") or {}).items():
+    for port, binds in _obj(host, "PortBindings").items():
         key = port if "/" in port else f"{port}/tcp"
-        bindings[key] = [{"HostIp": str(b.get("HostIp") or ""),
-                          "HostPort": str(b.get("HostPort") or "")} for b in binds or []]
-    health = body.get("Healthcheck")
-    stop_timeout = body.get("StopTimeout")
+        if binds is not None and (not isinstance(binds, list)
+                                  or not all(isinstance(b, dict) for b in binds)):
+            raise InvalidArgument(f"HostConfig.PortBindings[{port!r}]: expected a list of "
+                                  "objects")
+        bindings[key] = [{"HostIp": _str(b, "HostIp"), "HostPort": _str(b, "HostPort")}
+                         for b in binds or []]
+    health = _obj(body, "Healthcheck")
+    if health:
+        _strings(health, "Test")
+        for k in ("Interval", "Timeout", "StartPeriod", "StartInterval", "Retries"):
+            _int(health, k)
+    stop_timeout = _opt_int(body, "StopTimeout")
+    attach_output = _bool(body, "AttachStdout") | _bool(body, "AttachStderr")
+    auto_remove = _bool(host, "AutoRemove")
+    runtime = _str(host, "Runtime")
+    mount_flags = tuple(mount_flag(m) for m in mounts)
 
     def healthcheck(image_config: Any) -> dict[str, Any] | None:
         base = image_config.config.healthcheck
@@ -115,7 +190,7 @@ def create_request(body: dict[str, Any], name: str) -> CreateRequest:
             out = {"Test": list(base.test), "Interval": base.interval,
                    "Timeout": base.timeout, "StartPeriod": base.start_period,
                    "Retries": base.retries}
-        if isinstance(health, dict):     # docker's merge: what is set wins
+        if health:      # docker's merge: what is set wins
             for key in ("Test", "Interval", "Timeout", "StartPeriod", "Retries"):
                 if health.get(key):
                     out[key] = health[key]
@@ -123,37 +198,34 @@ def create_request(body: dict[str, Any], name: str) -> CreateRequest:
 
     return CreateRequest(
         image=image, opts=opts, name=name, port_bindings=bindings, restart=policy,
-        auto_remove=bool(host.get("AutoRemove")),
-        attach_output=bool(body.get("AttachStdout") or body.get("AttachStderr")),
-        log_config=log_config, runtime=str(host.get("Runtime") or ""),
-        stop_timeout=int(stop_timeout) if isinstance(stop_timeout, int) else None,
-        healthcheck=healthcheck, volumes=_strings(host, "Binds") or (),
-        mounts=tuple(mount_flag(m) for m in mounts),
+        auto_remove=auto_remove, attach_output=attach_output, log_config=log_config,
+        runtime=runtime, stop_timeout=stop_timeout, healthcheck=healthcheck,
+        volumes=_strings(host, "Binds") or (), mounts=mount_flags,
         volumes_from=_strings(host, "VolumesFrom") or ())
 
 
 def mount_flag(m: dict[str, Any]) -> str:
     """docker's HostConfig.Mounts entry in ``--mount``'s syntax, which the engine parses (one
     parser, one set of errors, for both front ends)."""
-    parts = [f"type={m.get('Type') or 'volume'}"]
-    if m.get("Source"):
+    parts = [f"type={_str(m, 'Type') or 'volume'}"]
+    if _str(m, "Source"):
         parts.append(f"source={m['Source']}")
-    if m.get("Target"):
+    if _str(m, "Target"):
         parts.append(f"target={m['Target']}")
-    if m.get("ReadOnly"):
+    if _bool(m, "ReadOnly"):
         parts.append("readonly")
-    bind = m.get("BindOptions") or {}
-    if bind.get("Propagation"):
+    bind = _obj(m, "BindOptions")
+    if _str(bind, "Propagation"):
         parts.append(f"bind-propagation={bind['Propagation']}")
-    vol = m.get("VolumeOptions") or {}
-    if vol.get("NoCopy"):
+    vol = _obj(m, "VolumeOptions")
+    if _bool(vol, "NoCopy"):
         parts.append("volume-nocopy")
-    parts += [f"volume-label={k}={v}" for k, v in (vol.get("Labels") or {}).items()]
-    driver = vol.get("DriverConfig") or {}
-    parts += [f"volume-opt={k}={v}" for k, v in (driver.get("Options") or {}).items()]
-    tmpfs = m.get("TmpfsOptions") or {}
-    if tmpfs.get("SizeBytes"):
-        parts.append(f"tmpfs-size={int(tmpfs['SizeBytes'])}")
-    if tmpfs.get("Mode"):
-        parts.append(f"tmpfs-mode={int(tmpfs['Mode']):o}")
+    parts += [f"volume-label={k}={v}" for k, v in _str_map(vol, "Labels").items()]
+    driver = _obj(vol, "DriverConfig")
+    parts += [f"volume-opt={k}={v}" for k, v in _str_map(driver, "Options").items()]
+    tmpfs = _obj(m, "TmpfsOptions")
+    if _int(tmpfs, "SizeBytes"):
+        parts.append(f"tmpfs-size={tmpfs['SizeBytes']}")
+    if _int(tmpfs, "Mode"):
+        parts.append(f"tmpfs-mode={tmpfs['Mode']:o}")
     return ",".join(parts)

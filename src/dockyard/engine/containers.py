@@ -18,13 +18,14 @@ recording an exit is noticed by :meth:`refresh`, which every read goes through.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal as _signal
 import socket
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dockyard.db import ensure_schema, open_database, transaction
@@ -155,18 +156,23 @@ class ContainerService:
             row = rows[0] if rows else None
         if row is None:
             raise NotFound(f"No such container: {ref}")
-        return self.refresh(_container(row))
+        return self.refresh(container_from_row(row))
 
-    def containers(self, *, all_containers: bool = True) -> list[Container]:
+    def containers(self, *, all_containers: bool = True,
+                   parse: Callable[[sqlite3.Row], Container] | None = None) -> list[Container]:
+        """Every container, newest first. ``parse``: a row to its Container (a front end may
+        keep the ones it parsed before: see api/listcache.py)."""
         rows = self.db.execute("SELECT * FROM containers ORDER BY created DESC").fetchall()
-        out = [self.refresh(_container(r)) for r in rows]
+        alive = functools.cache(_alive)     # containers share supervisors: one look at each
+        out = [self.refresh((parse or container_from_row)(r), alive=alive) for r in rows]
         return out if all_containers else [c for c in out if c.running]
 
-    def refresh(self, c: Container) -> Container:
+    def refresh(self, c: Container, *, alive: Callable[[int, int], bool] | None = None
+                ) -> Container:
         """A running container whose supervisor is gone: record what can still be known. While
         its init still runs (the monitor's keeper keeps its output flowing), it is running,
         unsupervised; once the init is gone, its exit status is unknown (255)."""
-        if c.state != "running" or _alive(c.supervisor_pid, c.supervisor_start):
+        if c.state != "running" or (alive or _alive)(c.supervisor_pid, c.supervisor_start):
             return c
         if _init_alive(c.pid, c.id):
             return c
@@ -179,7 +185,7 @@ class ContainerService:
         if noticed:     # this command noticed first: the die no supervisor reported
             self.event(c, "die", exitCode=code)
         row = self.db.execute("SELECT * FROM containers WHERE id = ?", (c.id,)).fetchone()
-        return _container(row) if row is not None else c
+        return container_from_row(row) if row is not None else c
 
     def event(self, c: Container, action: str, **extra: object) -> None:
         """Journal a container event (its attributes: labels, name, image, then ``extra``)."""
@@ -264,6 +270,12 @@ class ContainerService:
         c = self.get(ref)
         if c.running:
             raise FailedPrecondition(f"container {c.short_id} is already running")
+        deadline = time.monotonic() + 10
+        while self._exiting(c) and time.monotonic() < deadline:
+            # its last exit is recorded but its supervisor still unmounts the rootfs: a start
+            # now would find it mounted, and run in it once it is gone ("sh" not found)
+            time.sleep(0.02)
+            c = self.get(c.id)
         self._mount_rootfs(c)
         self._prepare_volumes(c)
         from dockyard.engine.networks import network_mode, wants_network
@@ -404,6 +416,19 @@ class ContainerService:
             pass
         return c
 
+    def _wait_killed(self, cid: str) -> None:
+        """After a SIGKILL: a paused container's frozen cgroup holds it until it thaws, so
+        one still running a moment later is thawed if paused (as docker does)."""
+        if self.wait(cid, timeout=0.5) is not None:
+            return
+        c = self.get(cid)
+        if c.running and self.paused(c):
+            import subprocess
+
+            subprocess.run([*self.runtime_argv(c), "resume", c.id], capture_output=True,
+                           check=False)
+        self.wait(cid, timeout=30)
+
     def stop(self, ref: str, timeout: float | None = None) -> Container:
         c = self.get(ref)
         if not c.running:
@@ -416,7 +441,7 @@ class ContainerService:
                 self.kill(c.id, _signal.SIGKILL)
             except FailedPrecondition:
                 pass
-            self.wait(c.id, timeout=30)
+            self._wait_killed(c.id)
         c = self.get(c.id)
         self.event(c, "stop")
         return c
@@ -682,7 +707,7 @@ class ContainerService:
                     f"You cannot remove a running container {c.id}. Stop the container "
                     "before attempting removal or force remove")
             self.kill(c.id, _signal.SIGKILL)
-            self.wait(c.id, timeout=30)
+            self._wait_killed(c.id)
         self._delete_runtime_state(c)
         self._unmount_rootfs(c.id)
         self.release_network(c.id)
@@ -791,7 +816,7 @@ class ContainerService:
         shutil.rmtree(os.path.join(self.run_dir, cid), ignore_errors=True)
 
 
-def _container(row: sqlite3.Row) -> Container:
+def container_from_row(row: sqlite3.Row) -> Container:
     config = json.loads(row["config"])
     return Container(
         id=str(row["id"]), name=str(row["name"]), image_id=str(row["image_id"]),
@@ -864,7 +889,7 @@ def record_event(root: str, cid: str, action: str, **extra: object) -> None:
     try:
         db = open_database(root)
         row = db.execute("SELECT * FROM containers WHERE id = ?", (cid,)).fetchone()
-        attrs = event_attributes(_container(row), **extra) if row is not None else extra
+        attrs = event_attributes(container_from_row(row), **extra) if row is not None else extra
         events.record(root, events.CONTAINER, action, cid, attrs, db=db)
     except (sqlite3.Error, OSError) as e:   # the event is lost, not the supervisor
         log.warning("container event %s %s not journaled: %s", action, cid, e)

@@ -85,6 +85,12 @@ def create_container(svc: ContainerService, req: CreateRequest) -> Container:
         merged = merge_config(image_config, opts, container_id=cid)
         if not merged.path:
             raise InvalidArgument("no command specified")
+        if volumes.requests or volumes.sources:
+            # every other option is checked before a volume is made: a named volume made for
+            # a create that then fails would stay behind
+            generate_spec(image_config, opts, container_id=cid, rootfs=rootfs,
+                          cgroups_path=os.path.join(svc.cgroup_parent, cid),
+                          user_lookup=rootfs_user_lookup(rootfs), init_path=init_path)
         binds, spec_opts = volumes.resolve(cid, opts)
         spec = generate_spec(image_config, spec_opts, container_id=cid, rootfs=rootfs,
                              cgroups_path=os.path.join(svc.cgroup_parent, cid),

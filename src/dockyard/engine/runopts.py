@@ -434,7 +434,7 @@ def parse_stop_signal(value: str) -> int:
     """``--stop-signal``: "SIGTERM", "term", "15" or "RTMIN+3" (moby/sys/signal ParseSignal)."""
     if re.fullmatch(r"[+-]?\d+", value):
         n = int(value)
-        if n == 0:
+        if not 0 < n <= 64:     # SIGRTMAX: kill(2) would say EINVAL
             raise InvalidArgument(f"Invalid signal: {value}")
         return n
     number = _signal_map().get(value.upper().removeprefix("SIG"))
