@@ -47,6 +47,7 @@ def eng(tmp_path: Path, busybox: tb_images.BuiltImage) -> Iterator[Engine]:
             e.run("rm", "-f", "-v", cid, check=False)
         for name in e.run("volume", "ls", "-q", check=False).stdout.split():
             e.run("volume", "rm", name, check=False)
+        e.run("system", "teardown", check=False)    # the kept default bridge, nftables table
         assert _mounts_under(tmp_path) == []
 
 

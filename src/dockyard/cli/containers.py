@@ -771,8 +771,12 @@ def cmd_system(g: Globals, argv: list[str]) -> int:
 
         run = system.cmd_info if argv[0] == "info" else system.cmd_df
         return run(g, argv[1:], f"system {argv[0]}")
+    if argv and argv[0] == "teardown":
+        from dockyard.cli.networks import cmd_teardown
+
+        return cmd_teardown(g, argv[1:])
     if not argv or argv[0] not in ("restore", "prune"):
-        raise UsageError("usage: dockyard system df|info|prune|restore", "system")
+        raise UsageError("usage: dockyard system df|info|prune|restore|teardown", "system")
     svc = service(g)
     if argv[0] == "restore":
         CommandParser("system restore", "", "Start the containers whose restart policy "
