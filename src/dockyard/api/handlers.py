@@ -212,6 +212,9 @@ def containers_create(app: App, h: Handler, req: Request) -> None:
 
     body = req.json()
     with app.services() as svc:
+        from dockyard.engine.netjoin import check_request
+
+        check_request(body)     # --network container: against the other network options
         creq = create_request(body, req.arg("name"))
         net = creq.opts.network
         if net not in ("none", "host", "default", "bridge"):

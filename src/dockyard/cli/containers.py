@@ -415,7 +415,8 @@ def _ps_row(c: Container, no_trunc: bool, svc_health: Any = None) -> dict[str, A
         "State": _state_word(c),
         "Size": "0B",       # without -s (or .Size in --format) sizes are not computed
         "Mounts": "",
-        "Networks": c.config.get("HostConfig", {}).get("NetworkMode", "none"),
+        "Networks": "" if str(c.config.get("HostConfig", {}).get("NetworkMode", "")).startswith(
+            "container:") else c.config.get("HostConfig", {}).get("NetworkMode", "none"),
         "LocalVolumes": "0",
     }
 

@@ -345,7 +345,9 @@ class NetworkService:
         if mode == "default":
             return "bridge"
         if mode.startswith("container:"):
-            raise InvalidArgument("network mode container:<name> is not supported yet")
+            from dockyard.engine.netjoin import check_format
+
+            return check_format(mode)
         if wants_network(mode):
             self.get(mode)
         return mode
@@ -509,12 +511,32 @@ class NetworkService:
         eps = ipam.endpoints_of(self.db, container_id)
         dns.unregister(self.run_root, container_id)     # its sockets hold the namespace
         paths = {ep.netns for ep in eps} | {netns_path(self.run_root, container_id)}
+        if eps and self._joined(netns_path(self.run_root, container_id)):
+            # a container that joined this one's namespace (--network container:) keeps it
+            # alive: the interfaces and addresses go now, as docker's do, not with it
+            from dockyard.linux import rtnl
+
+            for ep in eps:
+                rtnl.delete_link(ep.veth)
         for path in paths:
             netns.remove(path)
         if eps or self.db.execute("SELECT 1 FROM ports WHERE container_id = ?",
                                   (container_id,)).fetchone():
             ipam.release(self.db, container_id)
             self._sync()
+
+    def _joined(self, path: str) -> bool:
+        """Whether another container's pin holds the namespace pinned at ``path``."""
+        from dockyard.linux import netns
+
+        pins = os.path.dirname(path)
+        try:
+            names = os.listdir(pins)
+        except OSError:
+            return False
+        mine = os.path.basename(path)
+        return any(netns.same_namespace(path, os.path.join(pins, n)) for n in names
+                   if n != mine)
 
     def settings(self, container_id: str, mode: str) -> dict[str, Any]:
         """docker's NetworkSettings of a container: its endpoint while connected."""
