@@ -763,8 +763,9 @@ def cmd_prune(g: Globals, argv: list[str], command: str = "container prune") -> 
 
 def cmd_system(g: Globals, argv: list[str]) -> int:
     """``system restore``: bring back restart-policy containers (run it at boot: see README).
-    ``system prune``: stopped containers, then unused images. ``system info`` and ``system df``
-    live in cli/system.py."""
+    ``system prune``: stopped containers, unused networks, with ``--volumes`` unused anonymous
+    volumes, then unused images. ``system teardown``: cli/networks.py. ``system info`` and
+    ``system df`` live in cli/system.py."""
     from dockyard.cli.parser import UsageError
 
     if argv and argv[0] in ("info", "df"):
@@ -788,18 +789,33 @@ def cmd_system(g: Globals, argv: list[str]) -> int:
     p = CommandParser("system prune", "[OPTIONS]", "Remove unused data")
     p.add_argument("-a", "--all", action="store_true", help="Remove all unused images")
     p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
+    p.add_argument("--volumes", action="store_true", help="Prune anonymous volumes")
     a = p.parse_args(argv[1:])
     from dockyard.cli.units import human_size
 
     if not a.force:
-        sys.stdout.write("WARNING! This will remove all stopped containers and dangling "
-                         "images.\nAre you sure you want to continue? [y/N] ")
+        warnings = ["all stopped containers", "all networks not used by at least one container"]
+        if a.volumes:
+            warnings.append("all anonymous volumes not used by at least one container")
+        warnings.append("all images without at least one container associated to them"
+                        if a.all else "all dangling images")
+        sys.stdout.write("WARNING! This will remove:\n" + "".join(f"  - {w}\n" for w in warnings)
+                         + "\nAre you sure you want to continue? [y/N] ")
         sys.stdout.flush()
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             return 0
     removed, freed = svc.prune()
     if removed:
         sys.stdout.write("Deleted Containers:\n" + "".join(f"{c}\n" for c in removed) + "\n")
+    networks = svc.networks().prune()
+    if networks:
+        sys.stdout.write("Deleted Networks:\n" + "".join(f"{n.name}\n" for n in networks)
+                         + "\n")
+    if a.volumes:   # docker: anonymous volumes only
+        volumes, volumes_freed = svc.volumes().prune()
+        freed += volumes_freed
+        if volumes:
+            sys.stdout.write("Deleted Volumes:\n" + "".join(f"{v}\n" for v in volumes) + "\n")
     rep = svc.images.prune(all_images=a.all)
     if rep.deleted:
         sys.stdout.write("Deleted Images:\n" + "".join(f"untagged: {u}\n" for u in rep.untagged)
