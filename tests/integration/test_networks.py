@@ -303,6 +303,10 @@ def test_network_container_mode(eng: Engine) -> None:
     late = eng.run("start", "late", check=False)
     assert late.returncode != 0
     assert "cannot join network of a non running container: " in late.stderr
+    late_id = eng.run("inspect", "-f", "{{.Id}}", "late").stdout.strip()
+    assert not (eng.root.parent / "run-netns" / late_id).exists()
+    with open("/proc/self/mountinfo") as f:
+        assert late_id not in f.read()
     # the target goes (rm needs -f, as in docker); the joiner keeps running with lo only
     assert "cannot remove a running container" in eng.run("rm", "web", check=False).stderr
     eng.run("rm", "-f", "web")

@@ -264,17 +264,18 @@ class ContainerService:
         c = self.get(ref)
         if c.running:
             raise FailedPrecondition(f"container {c.short_id} is already running")
-        self._mount_rootfs(c)
-        self._prepare_volumes(c)
         from dockyard.engine.networks import network_mode, wants_network
         mode = network_mode(c.config)
-        if wants_network(mode):     # its namespace, veth, address, ports
-            self.networks().connect(c.id, c.config, self.bundle(c.id))
-        elif mode.startswith("container:"):     # another container's namespace
+        if mode.startswith("container:"):
+            # another container's namespace, first: a target not running changes nothing
             from dockyard.engine import netjoin
 
             netjoin.join(self, c)
             c = self.get(c.id)
+        self._mount_rootfs(c)
+        self._prepare_volumes(c)
+        if wants_network(mode):     # its namespace, veth, address, ports
+            self.networks().connect(c.id, c.config, self.bundle(c.id))
         run_dir = os.path.join(self.run_dir, c.id)
         os.makedirs(run_dir, exist_ok=True)
         os.makedirs(self.runtime_root, exist_ok=True)
