@@ -40,3 +40,21 @@ def test_join_a_containers_network_through_the_api(api_daemon: Daemon) -> None:
         assert "conflicting options: hostname and the network mode" in bad.stderr
     finally:
         d.docker("rm", "-f", "nsjoin", "nsweb", check=False)
+
+
+def test_system_df_counts_volumes_through_the_api(api_daemon: Daemon) -> None:
+    import re
+
+    d = api_daemon
+    try:        # -v name: makes the volume (docker's Binds)
+        d.docker("run", "--name", "dfuser", "--network", "none", "-v", "dfvol:/data",
+                 "busybox", "sh", "-c", "printf 1234567 > /data/f")
+        rows = {r[0]: r[1:] for r in (re.split(r" {3,}", ln) for ln in
+                                      d.docker("system", "df").stdout.splitlines()[1:])}
+        total, active = int(rows["Local Volumes"][0]), int(rows["Local Volumes"][1])
+        assert total >= 1 and active >= 1
+        verbose = d.docker("system", "df", "-v").stdout
+        line = next(ln for ln in verbose.splitlines() if ln.startswith("dfvol "))
+        assert line.split() == ["dfvol", "1", "7B"]
+    finally:
+        d.docker("rm", "-f", "dfuser", check=False)
