@@ -45,11 +45,15 @@ def _warm_imports() -> None:
                  "dockyard.runtime.create", "dockyard.runtime.start", "dockyard.runtime.delete",
                  "dockyard.runtime.kill", "dockyard.monitor.health", "dockyard.monitor.logfile",
                  "dockyard.engine.create", "dockyard.engine.createvolumes",
-                 "dockyard.engine.networks", "dockyard.linux.rtnl", "pyroute2"):
+                 "dockyard.engine.networks", "dockyard.linux.rtnl", "pyroute2",
+                 "dockyard.network.nft", "dockyard.engine.netjoin"):
         try:
             importlib.import_module(name)
         except ImportError:
             pass
+    from dockyard.linux import nftables
+
+    nftables.preload()      # libnftables and its libraries, loaded once for every fork
 
 
 # --- run / create -----------------------------------------------------------------------------

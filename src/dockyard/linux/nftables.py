@@ -44,6 +44,11 @@ def _library() -> Any:
     return _lib[0]
 
 
+def preload() -> None:
+    """Load the library now (a process that forks workers: they inherit it)."""
+    _library()
+
+
 def _run(script: str, nft: str) -> tuple[int, str, str]:
     """(status, output, error text) of ``script`` run as one transaction."""
     lib = _library() if nft == "nft" else None
