@@ -46,7 +46,7 @@ def _warm_imports() -> None:
                  "dockyard.runtime.kill", "dockyard.monitor.health", "dockyard.monitor.logfile",
                  "dockyard.engine.create", "dockyard.engine.createvolumes",
                  "dockyard.engine.networks", "dockyard.linux.rtnl", "pyroute2",
-                 "dockyard.network.nft", "dockyard.engine.netjoin"):
+                 "dockyard.network.nft", "dockyard.engine.netjoin", "dockyard.engine.dns"):
         try:
             importlib.import_module(name)
         except ImportError:

@@ -190,10 +190,14 @@ class NetworkService:
         bip = str(self.config.settings.get("bip") or "")
         if not bip:
             return
-        subnet, gateway = self._default_subnet([])
         row = self.db.execute("SELECT id, subnet, gateway FROM networks WHERE name='bridge'"
                               ).fetchone()
-        if row is None or (str(row[1]), str(row[2])) == (subnet, gateway):
+        address, _, prefix = bip.partition("/")
+        if row is None or (str(row[2]) == address and
+                           str(row[1]).rpartition("/")[2] == (prefix or "32")):
+            return      # unchanged (the same gateway and prefix: the same subnet), no parsing
+        subnet, gateway = self._default_subnet([])
+        if (str(row[1]), str(row[2])) == (subnet, gateway):
             return
         with transaction(self.db) as db:
             if db.execute("SELECT 1 FROM endpoints WHERE network_id = ?",
