@@ -116,13 +116,22 @@ def test_default_bridge(eng: Engine) -> None:
     assert sorted(line.split()[1] for line in ls[1:]) == ["bridge", "host", "none"]
 
 
+def _own(eng: Engine, first: int) -> str:
+    """A /24 of this test's own (its bip's third number in 10.``first``.x.0/24): a fixed
+    subnet could be another session's at the same time, and a bridge of theirs on it (with
+    its masquerade rule) would take this test's traffic."""
+    cfg = json.loads(Path(eng.config).read_text())  # type: ignore[arg-type]
+    return f"10.{first}.{cfg['bip'].split('.')[2]}"
+
+
 def test_user_network_ping_and_http(eng: Engine) -> None:
-    nid = eng.run("network", "create", "--subnet", "10.213.250.0/24", "--label", "team=a",
+    net = _own(eng, 212)
+    nid = eng.run("network", "create", "--subnet", f"{net}.0/24", "--label", "team=a",
                   "appnet").stdout.strip()
     assert len(nid) == 64
     _httpd(eng, "web", "--network", "appnet")
     ip = _ip(eng, "web", "appnet")
-    assert ip.startswith("10.213.250.")
+    assert ip.startswith(f"{net}.")
     out = eng.run("run", "--rm", "--network", "appnet", "busybox", "sh", "-c",
                   f"ping -c1 -W2 {ip} >/dev/null && echo pinged; "
                   f"for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O- http://{ip}/ && break; "
@@ -130,7 +139,7 @@ def test_user_network_ping_and_http(eng: Engine) -> None:
     assert "pinged" in out
     assert "hello-from-" in out
     doc = json.loads(eng.run("network", "inspect", "appnet").stdout)[0]
-    assert doc["IPAM"]["Config"] == [{"Subnet": "10.213.250.0/24", "Gateway": "10.213.250.1"}]
+    assert doc["IPAM"]["Config"] == [{"Subnet": f"{net}.0/24", "Gateway": f"{net}.1"}]
     assert doc["Labels"] == {"team": "a"} and doc["Driver"] == "bridge"
     # in use: refused, and nothing changes
     refused = eng.run("network", "rm", "appnet", check=False)
@@ -170,8 +179,9 @@ def test_published_port_from_loopback_and_port(eng: Engine) -> None:
 
 
 def test_bad_input(eng: Engine) -> None:
-    eng.run("network", "create", "--subnet", "10.213.251.0/24", "one")
-    overlap = eng.run("network", "create", "--subnet", "10.213.251.128/25", "two", check=False)
+    net = _own(eng, 211)
+    eng.run("network", "create", "--subnet", f"{net}.0/24", "one")
+    overlap = eng.run("network", "create", "--subnet", f"{net}.128/25", "two", check=False)
     assert overlap.returncode == 1
     assert "overlaps" in overlap.stderr and len(overlap.stderr.strip().splitlines()) == 1
     same = eng.run("network", "create", "one", check=False)
@@ -190,7 +200,7 @@ def test_bad_input(eng: Engine) -> None:
 
 
 def test_concurrent_starts_get_distinct_addresses(eng: Engine) -> None:
-    eng.run("network", "create", "--subnet", "10.213.252.0/24", "many")
+    eng.run("network", "create", "--subnet", f"{_own(eng, 210)}.0/24", "many")
     procs = [subprocess.Popen(
         [*_cli(eng), "run", "-d", "--network", "many", "busybox", "sleep", "60"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=eng.env)
