@@ -85,3 +85,55 @@ def dumps(obj: object) -> str:
     encode = _json.make_encoder({}, _default, _json.encode_basestring_ascii, None, ": ", ", ",
                                 False, False, True)
     return "".join(encode(obj, 0))
+
+
+def dumps_indented(obj: object, indent: int | str = 2) -> str:
+    """``json.dumps(obj, indent=indent)`` (the default separators ``,`` and ``: ``, ASCII)."""
+    if _json is None:
+        import json
+
+        return json.dumps(obj, indent=indent)
+    step = " " * indent if isinstance(indent, int) else indent
+    out: list[str] = []
+    _pretty(obj, out, "\n", step)
+    return "".join(out)
+
+
+def _pretty(obj: object, out: list[str], nl: str, step: str) -> None:
+    if isinstance(obj, dict):
+        if not obj:
+            out.append("{}")
+            return
+        inner = nl + step
+        out.append("{")
+        first = True
+        for key, value in obj.items():
+            out.append(inner if first else "," + inner)
+            first = False
+            out.append(dumps(_key(key)))
+            out.append(": ")
+            _pretty(value, out, inner, step)
+        out.append(nl + "}")
+    elif isinstance(obj, (list, tuple)):
+        if not obj:
+            out.append("[]")
+            return
+        inner = nl + step
+        out.append("[")
+        for i, value in enumerate(obj):
+            out.append(inner if i == 0 else "," + inner)
+            _pretty(value, out, inner, step)
+        out.append(nl + "]")
+    else:
+        out.append(dumps(obj))
+
+
+def _key(key: object) -> str:
+    """A dict key as json.dumps writes it: str as is; bool, None and numbers as JSON text."""
+    if isinstance(key, str):
+        return key
+    if key is True or key is False or key is None:
+        return {True: "true", False: "false", None: "null"}[key]
+    if isinstance(key, (int, float)):
+        return dumps(key)
+    raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")

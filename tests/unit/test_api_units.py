@@ -54,6 +54,7 @@ def test_create_request_from_docker_json() -> None:
 @pytest.mark.parametrize("body", [
     {}, {"Image": ""}, {"Image": "busybox", "Cmd": "x", "Env": [1]},
     {"Image": "busybox", "HostConfig": {"Links": ["a:b"]}},
+    {"Image": "busybox", "HostConfig": {"Links": ["a:b"], "NetworkMode": "bridge"}},
     {"Image": "busybox", "HostConfig": {"Mounts": "type=bind"}},
     {"Image": "busybox", "HostConfig": {"Binds": "/a:/b", "VolumesFrom": [3]}},
     {"Image": "busybox", "HostConfig": {"Memory": "lots"}},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 from pathlib import Path
 
@@ -16,9 +17,15 @@ from dockyard.runtime.cli import _table, main
 
 def test_status_transitions() -> None:
     S = state.Status
-    assert [s for s in S if s.can_start] == [S.CREATED]
-    assert {s for s in S if s.can_kill} == {S.CREATED, S.RUNNING, S.PAUSED}
+    assert [s for s in S.members() if s.can_start] == [S.CREATED]
+    assert {s for s in S.members() if s.can_kill} == {S.CREATED, S.RUNNING, S.PAUSED}
     assert S.STOPPED.can_delete and not S.RUNNING.can_delete
+    assert [s.value for s in S.members()] == ["creating", "created", "running", "paused",
+                                             "stopped"]
+    assert S.RUNNING is state.Status.RUNNING and S.RUNNING != S.PAUSED
+    assert pickle.loads(pickle.dumps(S.PAUSED)) is S.PAUSED
+    with pytest.raises(AttributeError):
+        S.RUNNING.value = "x"  # type: ignore[misc]
 
 
 @pytest.mark.parametrize("bad", ["", ".", "..", "a/b", "x y", "../etc"])

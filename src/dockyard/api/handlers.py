@@ -14,7 +14,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from dockyard.api import networks as api_networks
 from dockyard.api import streams
+from dockyard.api import volumes as api_volumes
 from dockyard.api.errors import NotImplementedByUs, NotModified
 from dockyard.api.http import (
     API_VERSION,
@@ -200,8 +202,8 @@ def containers_list(app: App, h: Handler, req: Request) -> None:
         if not req.flag("all") and limit <= 0 and "status" not in filters:
             shown = [c for c in shown if c.running]
         shown = [c for c in shown
-                 if all(any(filter_matches(c, k, v) for v in vs) for k, vs in filters.items()
-                        if vs)]
+                 if all((all if k == "label" else any)(filter_matches(c, k, v) for v in vs)
+                        for k, vs in filters.items() if vs)]
         if limit > 0:
             shown = shown[:limit]
         h.reply_json(200, [_summary(svc, c) for c in shown])
@@ -212,13 +214,11 @@ def containers_create(app: App, h: Handler, req: Request) -> None:
 
     body = req.json()
     with app.services() as svc:
+        from dockyard.api.networks import with_network_settings
         from dockyard.engine.netjoin import check_request
 
         check_request(body)     # --network container: against the other network options
-        creq = create_request(body, req.arg("name"))
-        net = creq.opts.network
-        if net not in ("none", "host", "default", "bridge"):
-            svc.networks().check_mode(net)
+        creq = with_network_settings(svc, create_request(body, req.arg("name")), body)
         if not svc.images.exists(creq.image):
             raise NotFound(f"No such image: {creq.image}")
         from dockyard.engine.create import create_container
@@ -228,10 +228,14 @@ def containers_create(app: App, h: Handler, req: Request) -> None:
 
 
 def container_inspect(app: App, h: Handler, req: Request, id: str) -> None:
+    from dockyard.api.networks import container_networks
     from dockyard.engine.inspect import inspect_container
 
     with app.services() as svc:
-        h.reply_json(200, inspect_container(svc, svc.get(id)))
+        c = svc.get(id)
+        doc = inspect_container(svc, c)
+        doc["NetworkSettings"] = container_networks(svc, c, doc["NetworkSettings"], req.version)
+        h.reply_json(200, doc)
 
 
 def _start(app: App, svc: ContainerService, c: Container) -> None:
@@ -832,12 +836,24 @@ ROUTES: list[tuple[str, str, Callable[..., None]]] = [
     ("GET", rf"/images/{_NAME}/json", image_inspect),
     ("POST", rf"/images/{_NAME}/tag", image_tag),
     ("DELETE", rf"/images/{_NAME}", image_delete),
+    ("GET", r"/networks", api_networks.networks_list),
+    ("POST", r"/networks/create", api_networks.network_create),
+    ("POST", r"/networks/prune", api_networks.networks_prune),
+    ("GET", rf"/networks/{_ID}", api_networks.network_inspect),
+    ("DELETE", rf"/networks/{_ID}", api_networks.network_delete),
+    ("POST", rf"/networks/{_ID}/connect", api_networks.network_connect),
+    ("POST", rf"/networks/{_ID}/disconnect", api_networks.network_disconnect),
+    ("GET", r"/volumes", api_volumes.volumes_list),
+    ("POST", r"/volumes/create", api_volumes.volume_create),
+    ("POST", r"/volumes/prune", api_volumes.volumes_prune),
+    ("GET", rf"/volumes/{_NAME}", api_volumes.volume_inspect),
+    ("DELETE", rf"/volumes/{_NAME}", api_volumes.volume_delete),
     # docker has these; this slice does not
-    ("GET", r"/(?P<kind>networks|volumes|plugins|secrets|configs|services|nodes|tasks)"
+    ("GET", r"/(?P<kind>plugins|secrets|configs|services|nodes|tasks)"
             r"/(?P<name>[^/]+(?:/json)?)", no_such_object),
-    ("GET", r"/(?:networks|volumes|plugins|secrets|configs|services|nodes|tasks|swarm)(?:/.*)?",
+    ("GET", r"/(?:plugins|secrets|configs|services|nodes|tasks|swarm)(?:/.*)?",
      not_implemented),
-    ("POST", r"/(?:networks|volumes|plugins|build|session|swarm|images/load|commit|auth)(?:/.*)?",
+    ("POST", r"/(?:plugins|build|session|swarm|images/load|commit|auth)(?:/.*)?",
      not_implemented),
     ("GET", rf"/containers/{_ID}/(?:stats|changes|export|archive)", not_implemented),
     ("GET", r"/images/(?:get|search)", not_implemented),

@@ -37,6 +37,15 @@ def _version_tuple(text: str) -> tuple[int, int]:
     return int(major), int(minor)
 
 
+def version_before(version: str, than: str) -> bool:
+    """Whether a client speaking API ``version`` is older than ``than`` (behaviour that
+    changed with an API version follows the client's)."""
+    try:
+        return _version_tuple(version) < _version_tuple(than)
+    except ValueError:
+        return False
+
+
 class Request:
     def __init__(self, method: str, path: str, query: dict[str, list[str]], *,
                  headers: Any, body: bytes, version: str) -> None:

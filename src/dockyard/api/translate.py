@@ -39,8 +39,12 @@ def create_request(body: dict[str, Any], name: str) -> CreateRequest:
     host = body.get("HostConfig") or {}
     if not isinstance(host, dict):
         raise InvalidArgument("HostConfig: expected an object")
-    if host.get("Links"):
-        raise InvalidArgument("HostConfig.Links is not supported by Dockyard yet")
+    if host.get("Links") and str(host.get("NetworkMode") or "default") in (
+            "default", "bridge", "host", "none"):
+        # on a user-defined network a link is a name only the linking container resolves
+        # (api/networks.py); the default bridge's legacy links are not done
+        raise InvalidArgument("HostConfig.Links is supported on user-defined networks only "
+                              "by Dockyard (legacy links of the default bridge are not)")
     mounts = host.get("Mounts") or []
     if not isinstance(mounts, list) or not all(isinstance(m, dict) for m in mounts):
         raise InvalidArgument("HostConfig.Mounts: expected a list of objects")

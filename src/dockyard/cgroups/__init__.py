@@ -21,31 +21,38 @@ controllers mounted as v1 and, on a hybrid host, those only the unified tree has
 
 from __future__ import annotations
 
-import enum
 import posixpath
-import signal
-from collections.abc import Iterable, Mapping
 
 from dockyard.cgroups.fs import KERNEL, CgroupFs
 from dockyard.cgroups.layout import CgroupMode, HierarchyLike, Layout, detect_layout
 from dockyard.cgroups.paths import inner_path, own_cgroups, v1_dir, v2_dir
+from dockyard.choices import Choice
 from dockyard.errors import InvalidArgument, Unavailable
 from dockyard.model.resources import Resources, parse_resources
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
-    from typing import Protocol
+    import signal
+    from collections.abc import Iterable, Mapping
+    from typing import ClassVar, Protocol
 else:
+    import _signal as signal  # not signal.py: it imports enum (~5 ms)
+
     Protocol = object
 
 if TYPE_CHECKING:
     from dockyard.cgroups.stats import Stats
 
 
-class FreezerState(enum.Enum):
-    THAWED = "thawed"
-    FROZEN = "frozen"
-    UNDEFINED = "undefined"   # no freezer here
+class FreezerState(Choice):
+    THAWED: ClassVar[FreezerState]
+    FROZEN: ClassVar[FreezerState]
+    UNDEFINED: ClassVar[FreezerState]    # no freezer here
+
+
+FreezerState.THAWED = FreezerState("THAWED", "thawed")
+FreezerState.FROZEN = FreezerState("FROZEN", "frozen")
+FreezerState.UNDEFINED = FreezerState("UNDEFINED", "undefined")
 
 
 class CgroupManager(Protocol):

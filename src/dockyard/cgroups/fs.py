@@ -15,9 +15,12 @@ from __future__ import annotations
 import errno
 import os
 import time
-from collections.abc import Callable
 
 from dockyard.errors import NotFound, SyscallError, Unavailable
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def _fail(op: str, exc: OSError, path: str, detail: str = "") -> SyscallError:

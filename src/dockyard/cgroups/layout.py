@@ -10,15 +10,13 @@ can describe a hierarchy; a missing ``root`` means "/".
 
 from __future__ import annotations
 
-import enum
-import re
-from collections.abc import Iterable, Mapping
-
+from dockyard.choices import Choice
 from dockyard.values import field, value
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
-    from typing import Protocol
+    from collections.abc import Iterable, Mapping
+    from typing import ClassVar, Protocol
 else:
     Protocol = object
 
@@ -28,7 +26,6 @@ _NOT_CONTROLLERS = frozenset({
     "noprefix", "cpuset_v2_mode", "favordynmods", "nsdelegate", "memory_recursiveprot",
     "memory_localevents", "memory_hugetlb_accounting", "pids_localevents",
 })
-_OCTAL = re.compile(r"\\([0-7]{3})")
 
 
 class HierarchyLike(Protocol):
@@ -52,10 +49,15 @@ class CgroupMount:
         return tuple(o for o in self.options.split(",") if o)
 
 
-class CgroupMode(enum.Enum):
-    V1 = "v1"            # legacy: only v1 hierarchies
-    HYBRID = "hybrid"    # v1 controllers plus a (mostly empty) unified hierarchy
-    V2 = "v2"            # unified: one cgroup2 hierarchy with every controller
+class CgroupMode(Choice):
+    V1: ClassVar[CgroupMode]        # legacy: only v1 hierarchies
+    HYBRID: ClassVar[CgroupMode]    # v1 controllers plus a (mostly empty) unified hierarchy
+    V2: ClassVar[CgroupMode]        # unified: one cgroup2 hierarchy with every controller
+
+
+CgroupMode.V1 = CgroupMode("V1", "v1")
+CgroupMode.HYBRID = CgroupMode("HYBRID", "hybrid")
+CgroupMode.V2 = CgroupMode("V2", "v2")
 
 
 @value
@@ -71,7 +73,19 @@ class Layout:
 
 
 def _unescape(path: str) -> str:
-    return _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), path)
+    """Undo mountinfo's octal escapes (``\\040`` for a space), without importing re."""
+    if "\\" not in path:
+        return path
+    out, i = [], 0
+    while i < len(path):
+        oct3 = path[i + 1:i + 4]
+        if path[i] == "\\" and len(oct3) == 3 and all(c in "01234567" for c in oct3):
+            out.append(chr(int(oct3, 8)))
+            i += 4
+        else:
+            out.append(path[i])
+            i += 1
+    return "".join(out)
 
 
 def cgroup_mounts(mountinfo: str | None = None) -> tuple[CgroupMount, ...]:

@@ -17,12 +17,11 @@ have (no systemd); it is refused with a clear error instead of becoming a direct
 from __future__ import annotations
 
 import posixpath
-import re
 
 from dockyard.cgroups.layout import CgroupMount
+from dockyard.charset import is_systemd_cgroup_path
 from dockyard.errors import InvalidArgument, Unavailable
 
-_SYSTEMD_PATH = re.compile(r"^[^/:]*:[^/:]*:[^/:]+$")
 SYSTEMD_UNAVAILABLE = "systemd cgroup driver not available: no systemd on this host"
 
 
@@ -42,7 +41,7 @@ def inner_path(cgroups_path: str | None, container_id: str, *, systemd: bool = F
         raise Unavailable(SYSTEMD_UNAVAILABLE,
                           hint="use the cgroupfs driver: drop --systemd-cgroup")
     if cgroups_path:
-        if _SYSTEMD_PATH.match(cgroups_path):
+        if is_systemd_cgroup_path(cgroups_path):
             raise Unavailable(f"{SYSTEMD_UNAVAILABLE} (cgroupsPath {cgroups_path!r} is in the "
                               f"systemd form slice:prefix:name)",
                               hint="give linux.cgroupsPath as a path, e.g. /machine/<id>")

@@ -126,13 +126,34 @@ class DatabaseRecords:
 
     def addresses(self, container_id: str, name: str) -> list[str] | None:
         out = []
-        for r in self._peers(container_id):
+        peers = self._peers(container_id)
+        for r in peers:
             cname = str(r["name"]).lstrip("/").lower()
             names = {cname, str(r["id"])[:12], f"{cname}.{str(r['network']).lower()}",
                      *(str(a).lower() for a in json.loads(r["aliases"]))}
             if name in names and str(r["ip"]) not in out:
                 out.append(str(r["ip"]))
+        if not out:         # a link's alias: only the linking container resolves it
+            target = self._link_target(container_id, name)
+            out = [str(r["ip"]) for r in peers
+                   if target and str(r["name"]).lstrip("/").lower() == target]
         return out or None
+
+    def _link_target(self, container_id: str, alias: str) -> str:
+        """The container a link of ``container_id`` names ``alias`` (its endpoint settings'
+        ``Links``, ``name:alias``), in lower case; "" if none."""
+        row = self.db.execute("SELECT config FROM containers WHERE id = ?",
+                              (container_id,)).fetchone()
+        if row is None:
+            return ""
+        endpoints = (json.loads(row[0]).get("NetworkingConfig") or {}).get(
+            "EndpointsConfig") or {}
+        for settings in endpoints.values():
+            for link in (settings or {}).get("Links") or ():
+                target, _, name = str(link).partition(":")
+                if name.lower() == alias:
+                    return target.lower()
+        return ""
 
     def names(self, container_id: str, ip: str) -> list[str]:
         return [f"{str(r['name']).lstrip('/')}.{r['network']}"

@@ -44,7 +44,10 @@ def connect(svc: ContainerService, net_ref: str, ref: str, *, aliases: Sequence[
         raise FailedPrecondition(f"endpoint with name {c.name} already exists in network "
                                      f"{net.name}")
     if c.running:
+        had_user = _on_user_network(svc, c.id)
         nets.connect_running(c.id, net, name=c.name, aliases=aliases, ip=ip)
+        if not had_user and not net.builtin:
+            _resolv_conf(svc, c, embedded=True)
     settings: dict[str, Any] = {}
     if aliases:
         settings["Aliases"] = list(aliases)
@@ -68,7 +71,37 @@ def disconnect(svc: ContainerService, net_ref: str, ref: str, *, force: bool = F
         raise FailedPrecondition(f"container {c.id} is not connected to network {net.name}")
     if connected:
         nets.disconnect_running(c.id, net, name=c.name)
+        if not net.builtin and not _on_user_network(svc, c.id):
+            _resolv_conf(svc, c, embedded=False)
     _update(svc, c, net.name, None)
+
+
+def _on_user_network(svc: ContainerService, container_id: str) -> bool:
+    return svc.db.execute(
+        "SELECT 1 FROM endpoints e JOIN networks n ON n.id = e.network_id "
+        "WHERE e.container_id = ? AND n.name NOT IN ('bridge', 'host', 'none')",
+        (container_id,)).fetchone() is not None
+
+
+def _resolv_conf(svc: ContainerService, c: Container, *, embedded: bool) -> None:
+    """A running container's /etc/resolv.conf follows its networks (docker's rebuild of it):
+    the embedded server from its first user-defined network on, the host's resolvers again
+    once it has none (the embedded server no longer answers there). Written in place: it is
+    bind-mounted in the container."""
+    import os
+
+    from dockyard.network import files
+
+    path = os.path.join(svc.bundle(c.id), "resolv.conf")
+    if not os.path.exists(path):
+        return
+    host = c.config.get("HostConfig") or {}
+    dns = files.DnsSettings(servers=tuple(host.get("Dns") or ()),
+                            search=tuple(host.get("DnsSearch") or ()),
+                            options=tuple(host.get("DnsOptions") or ()))
+    resolv = files.host_resolv_conf()
+    files.write(path, files.resolv_conf_embedded(resolv, dns) if embedded
+                else files.resolv_conf_with(resolv, dns))
 
 
 def _update(svc: ContainerService, c: Container, network: str,

@@ -7,13 +7,12 @@ reported with its JSON path instead of being silently ignored.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from dockyard.errors import InvalidArgument
 from dockyard.values import field, value
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any
 
 if TYPE_CHECKING:
@@ -196,7 +195,7 @@ class _Reader:
     """Typed access to one JSON object, reporting errors with their JSON path."""
 
     def __init__(self, data: object, path: str) -> None:
-        if not isinstance(data, Mapping):
+        if not isinstance(data, dict):
             raise InvalidArgument(f"config.json: {path} must be an object")
         self.data: Mapping[str, Any] = data
         self.path = path
@@ -246,7 +245,7 @@ class _Reader:
 
     def str_map(self, key: str) -> tuple[tuple[str, str], ...]:
         v = self.data.get(key) or {}
-        if not isinstance(v, Mapping) or not all(isinstance(x, str) for x in v.values()):
+        if not isinstance(v, dict) or not all(isinstance(x, str) for x in v.values()):
             raise self._bad(key, "an object of strings")
         return tuple(sorted(v.items()))
 

@@ -13,23 +13,19 @@ managed here).
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
-
+from dockyard.charset import is_cpu_list, is_page_size, is_unified_key
 from dockyard.errors import InvalidArgument
 from dockyard.values import value
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any
 
 _INT64 = (-(2**63), 2**63 - 1)
 _UINT64 = (0, 2**64 - 1)
 _UINT32 = (0, 2**32 - 1)
 _UINT16 = (0, 2**16 - 1)
-_CPU_LIST = re.compile(r"^\s*(\d+(-\d+)?)(\s*,\s*\d+(-\d+)?)*\s*$")
-_PAGE_SIZE = re.compile(r"^[1-9][0-9]*[KMG]B$")
-_UNIFIED_KEY = re.compile(r"^[a-z][a-z0-9_]*\.[A-Za-z0-9_.\-]+$")
 
 
 @value
@@ -141,7 +137,7 @@ class _Obj:
     """Typed access to one JSON object; errors name the field by its path."""
 
     def __init__(self, data: object, path: str) -> None:
-        if not isinstance(data, Mapping):
+        if not isinstance(data, dict):
             raise InvalidArgument(f"{path} must be an object")
         self.data: Mapping[str, Any] = data
         self.path = path
@@ -219,7 +215,7 @@ def _memory(o: _Obj) -> MemoryResources:
 
 def _cpu_list(o: _Obj, key: str) -> str | None:
     v = o.text(key)
-    if v is not None and v.strip() and not _CPU_LIST.match(v):
+    if v is not None and v.strip() and not is_cpu_list(v):
         raise InvalidArgument(f"{o.where(key)} must be a list like \"0-3,6\", got {v!r}")
     return v.strip() if v is not None and v.strip() else None
 
@@ -309,7 +305,7 @@ def _hugepages(o: _Obj) -> tuple[HugepageLimit, ...]:
         size = h.text("pageSize")
         if size is None:
             raise InvalidArgument(f"{h.where('pageSize')} is required")
-        if not _PAGE_SIZE.match(size):
+        if not is_page_size(size):
             raise InvalidArgument(f"{h.where('pageSize')} must look like \"2MB\" or \"1GB\", "
                                   f"got {size!r}")
         out.append(HugepageLimit(page_size=size, limit=h.req_num("limit", _UINT64, "uint64")))
@@ -341,7 +337,7 @@ def _unified(o: _Obj) -> tuple[tuple[str, str], ...]:
         value = o.data[key]
         if not isinstance(value, str):
             raise InvalidArgument(f"{o.where(key)} must be a string, got {value!r}")
-        if not _UNIFIED_KEY.match(key):
+        if not is_unified_key(key):
             raise InvalidArgument(f"{o.path}: key {key!r} must name a cgroup v2 file "
                                   f"(CONTROLLER.PARAMETER, no slashes)")
         out.append((key, value))

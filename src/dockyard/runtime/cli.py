@@ -286,11 +286,10 @@ def _dispatch(args: argparse.Namespace | Args) -> int:
         events(root, args.id, stats_once=args.stats, interval=parse_interval(args.interval))
         return 0
     if command == "features":
-        import json
-
+        from dockyard import fastjson
         from dockyard.runtime.features import features
 
-        print(json.dumps(features(), indent=4))
+        print(fastjson.dumps_indented(features(), indent=4))
         return 0
     if command == "start":
         from dockyard.runtime.start import start
@@ -299,9 +298,9 @@ def _dispatch(args: argparse.Namespace | Args) -> int:
         return 0
     if command == "state":
         rec = state.load(root, args.id)
-        import json
+        from dockyard import fastjson
 
-        print(json.dumps(state.to_oci_state(root, rec), indent=2))
+        print(fastjson.dumps_indented(state.to_oci_state(root, rec), indent=2))
         return 0
     if command == "list":
         docs = [state.to_oci_state(root, state.load(root, i)) for i in state.list_ids(root)]

@@ -25,11 +25,9 @@ already belongs to the container. No re-exec: the children are forks of this pro
 from __future__ import annotations
 
 import _socket  # not socket.py: that costs ~4 ms of imports on every start
-import datetime as dt
 import os
-import signal
 import sys
-from collections.abc import Callable
+import time
 
 from dockyard import fastjson
 from dockyard.errors import DockyardError, InvalidArgument, NotFound, PermissionDenied
@@ -42,12 +40,16 @@ from dockyard.values import replace, value
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
+    import signal
     import socket
+    from collections.abc import Callable
 
     from _typeshed import StrPath
 
     from dockyard.cgroups import CgroupManager
     from dockyard.model.resources import Resources
+else:
+    import _signal as signal  # not signal.py: it imports enum (~5 ms)
 
 NS_FLAGS = {
     "pid": k.CLONE_NEWPID, "network": k.CLONE_NEWNET, "mount": k.CLONE_NEWNS,
@@ -94,11 +96,15 @@ class InitConfig:
     new_keyring: bool = True
 
 
-def load_bundle(bundle: StrPath) -> Spec:
-    return _load_bundle(bundle)[0]
+@value
+class Bundle:
+    """A bundle's config.json, parsed (``spec``) and as written (``raw``, saved with the state)."""
+
+    spec: Spec
+    raw: str
 
 
-def _load_bundle(bundle: StrPath) -> tuple[Spec, str]:
+def load_bundle(bundle: StrPath) -> Bundle:
     try:
         with open(os.path.join(bundle, "config.json")) as f:
             raw = f.read()
@@ -108,7 +114,7 @@ def _load_bundle(bundle: StrPath) -> tuple[Spec, str]:
         data = fastjson.loads(raw)
     except ValueError as exc:  # json.JSONDecodeError
         raise InvalidArgument(f"bundle {bundle}: config.json is not valid JSON: {exc}") from None
-    return parse_spec(data), raw
+    return Bundle(parse_spec(data), raw)
 
 
 def check_console(terminal: bool, cons: Console | None) -> None:
@@ -172,8 +178,6 @@ def _preload_child_modules(spec: Spec, clone_flags: int) -> None:
     """Import here what the children will need. After it enters a user namespace the init
     may no longer be able to read the interpreter's library (here it lives under /root,
     0700), so nothing may be imported there for the first time."""
-    import importlib
-
     h = spec.hooks
     needed = []
     if clone_flags & k.CLONE_NEWNET:
@@ -183,7 +187,7 @@ def _preload_child_modules(spec: Spec, clone_flags: int) -> None:
     if spec.process is not None and spec.process.terminal:
         needed += ["socket", "dockyard.runtime.console"]
     for name in needed:
-        importlib.import_module(name)
+        __import__(name)
 
 
 def send(sock: _socket.socket, msg: dict[str, object]) -> None:
@@ -432,7 +436,10 @@ def _intermediate(cfg: InitConfig, sock: _socket.socket, cloned: bool = False) -
 
 
 def now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """The time in RFC 3339, UTC, to the microsecond (without datetime: ~2 ms to import)."""
+    ns = time.time_ns()
+    y, mo, d, h, mi, s = time.gmtime(ns // 1_000_000_000)[:6]
+    return f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}.{ns // 1000 % 1_000_000:06d}Z"
 
 
 def write_pid_file(pid_file: StrPath, pid: int) -> None:
@@ -502,9 +509,12 @@ def create(root: StrPath, container_id: str, bundle: StrPath, *,
            pid_file: StrPath | None = None,
            no_pivot: bool = False, preserve_fds: int = 0, console_socket: str | None = None,
            console_fd: int | None = None, systemd_cgroup: bool = False,
-           no_new_keyring: bool = False) -> state.Record:
+           no_new_keyring: bool = False, loaded: Bundle | None = None) -> state.Record:
+    """``loaded``: the bundle's config, when the caller has read it already (``run``)."""
     bundle = os.path.realpath(bundle)
-    spec, raw_config = _load_bundle(bundle)
+    if loaded is None:
+        loaded = load_bundle(bundle)
+    spec, raw_config = loaded.spec, loaded.raw
     state.validate_id(container_id)
     cons = None
     if console_socket is not None or console_fd is not None:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 import select
-import signal
 
 from dockyard.errors import FailedPrecondition, NotFound
 from dockyard.runtime import state
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
+    import signal
+
     from _typeshed import StrPath
+else:
+    import _signal as signal  # not signal.py: it imports enum (~5 ms)
 
 _KILL_WAIT_MS = 10_000
 

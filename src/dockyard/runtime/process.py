@@ -142,7 +142,10 @@ def reset_signals() -> None:
     ran us (Python ignores SIGPIPE and SIGXFSZ; the engine's monitor SIGINT and SIGHUP) must
     not leave a container's command deaf to ctrl-c or to a closed pipe. Ignored dispositions
     survive execve, handlers do not; the mask survives too."""
-    import signal
+    if TYPE_CHECKING:
+        import signal
+    else:
+        import _signal as signal  # not signal.py: it imports enum, ~5 ms in the init
 
     for signum in range(1, signal.NSIG):
         if signum in (signal.SIGKILL, signal.SIGSTOP) or 32 <= signum < signal.SIGRTMIN:

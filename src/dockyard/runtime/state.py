@@ -1,23 +1,24 @@
 """Container state under the runtime root: what ``create`` records and every verb re-reads.
 
-Layout: ``<root>/<id>/state.json`` (written tmp + fsync + rename) and ``<root>/<id>/exec.fifo``,
-which exists from ``create`` until ``start`` has released the init process. A container's live
-status is derived from that record and the kernel (is the init alive, is it the same process),
-never trusted from the file alone.
+Layout: ``<root>/<id>/state.json`` (written to a temporary file, then renamed) and
+``<root>/<id>/exec.fifo``, which exists from ``create`` until ``start`` has released the init
+process. A container's live status is derived from that record and the kernel (is the init
+alive, is it the same process), never trusted from the file alone.
 """
 
 from __future__ import annotations
 
-import enum
 import os
 
 from dockyard import OCI_SPEC_VERSION, fastjson
+from dockyard.choices import Choice
 from dockyard.errors import AlreadyExists, InvalidArgument, NotFound
 from dockyard.values import asdict, value
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
     import signal
+    from typing import ClassVar
 
     from _typeshed import StrPath
 
@@ -29,12 +30,12 @@ _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234
 FIFO_NAME = "exec.fifo"
 
 
-class Status(enum.Enum):
-    CREATING = "creating"
-    CREATED = "created"
-    RUNNING = "running"
-    PAUSED = "paused"
-    STOPPED = "stopped"
+class Status(Choice):
+    CREATING: ClassVar[Status]
+    CREATED: ClassVar[Status]
+    RUNNING: ClassVar[Status]
+    PAUSED: ClassVar[Status]
+    STOPPED: ClassVar[Status]
 
     @property
     def can_start(self) -> bool:
@@ -52,6 +53,13 @@ class Status(enum.Enum):
     @property
     def can_delete(self) -> bool:
         return self in (Status.STOPPED, Status.CREATING)
+
+
+Status.CREATING = Status("CREATING", "creating")
+Status.CREATED = Status("CREATED", "created")
+Status.RUNNING = Status("RUNNING", "running")
+Status.PAUSED = Status("PAUSED", "paused")
+Status.STOPPED = Status("STOPPED", "stopped")
 
 
 @value
@@ -140,10 +148,10 @@ def save(root: StrPath, rec: Record) -> None:
     data = asdict(rec)
     data["annotations"] = dict(rec.annotations)
     data["cgroup_paths"] = dict(rec.cgroup_paths)
+    # No fsync, as runc: the rename keeps readers from a half-written file, and the state
+    # describes processes, which a crash that could lose the write kills anyway.
     with open(tmp, "w") as f:
         f.write(fastjson.dumps(data))
-        f.flush()
-        os.fsync(f.fileno())
     os.replace(tmp, os.path.join(d, "state.json"))
 
 

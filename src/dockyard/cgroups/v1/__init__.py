@@ -8,9 +8,6 @@ also gives ``cgroup.kill`` and a freezer when the v1 freezer is not mounted.
 
 from __future__ import annotations
 
-import signal
-from collections.abc import Mapping
-
 from dockyard import values
 from dockyard.cgroups import FreezerState
 from dockyard.cgroups import v2 as v2mod
@@ -25,27 +22,18 @@ from dockyard.cgroups.fs import (
     wait_empty,
     write_knob,
 )
-from dockyard.cgroups.v1 import (
-    blkio,
-    cpu,
-    cpuacct,
-    cpuset,
-    devices,
-    freezer,
-    hugetlb,
-    memory,
-    net,
-    pids,
-)
-from dockyard.cgroups.v2 import freezer as v2freezer
-from dockyard.cgroups.v2 import hugetlb as v2hugetlb
+from dockyard.cgroups.v1 import cpuset
 from dockyard.errors import DockyardError, InvalidArgument, Unavailable
 from dockyard.logs import get_logger
 from dockyard.model.resources import Resources
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
+    import signal
+    from collections.abc import Mapping
     from typing import Any
+else:
+    import _signal as signal  # not signal.py: it imports enum (~5 ms)
 
 if TYPE_CHECKING:
     from dockyard.cgroups.stats import Stats
@@ -127,6 +115,8 @@ class V1Manager:
                 else:
                     created += _mkdir_p(self.fs, mountpoint, d)
                 if d == self._paths.get("cpu") and cpu_res is not None:
+                    from dockyard.cgroups.v1 import cpu
+
                     cpu.set_realtime(self.fs, d, cpu_res)
             if pid is not None:
                 self.add_pid(pid)
@@ -164,6 +154,7 @@ class V1Manager:
         return d
 
     def set(self, resources: Resources) -> None:
+        # a controller's module is imported when its limits are set: `delete` never loads them
         fs = self.fs
         if resources.unified:
             raise InvalidArgument("linux.resources.unified needs cgroup v2; this host uses "
@@ -173,23 +164,35 @@ class V1Manager:
         if c is not None and (c.cpus or c.mems):
             cpuset.set_limits(fs, self._need("cpuset", "linux.resources.cpu.cpus/mems"), c)
         if resources.devices:
+            from dockyard.cgroups.v1 import devices
+
             devices.set_limits(fs, self._need("devices", "linux.resources.devices"),
                                resources.devices)
         if given(resources.memory):
             assert resources.memory is not None
+            from dockyard.cgroups.v1 import memory
+
             memory.set_limits(fs, self._need("memory", "linux.resources.memory"),
                               resources.memory)
         if c is not None and given(values.replace(c, cpus=None, mems=None)):
+            from dockyard.cgroups.v1 import cpu
+
             cpu.set_limits(fs, self._need("cpu", "linux.resources.cpu"), c)
         if resources.pids is not None and resources.pids.limit is not None:
+            from dockyard.cgroups.v1 import pids
+
             pids.set_limits(fs, self._need("pids", "linux.resources.pids"), resources.pids)
         if given(resources.block_io):
             assert resources.block_io is not None
+            from dockyard.cgroups.v1 import blkio
+
             blkio.set_limits(fs, self._need("blkio", "linux.resources.blockIO"),
                              resources.block_io)
         if resources.hugepage_limits:
             self._set_hugetlb(resources)
         n = resources.network
+        if n is not None and (n.class_id is not None or n.priorities):
+            from dockyard.cgroups.v1 import net
         if n is not None and n.class_id is not None:
             net.set_classid(fs, self._need("net_cls", "linux.resources.network.classID"), n)
         if n is not None and n.priorities:
@@ -199,6 +202,9 @@ class V1Manager:
             log.warning("linux.resources.rdma is not supported; ignored")
 
     def _set_hugetlb(self, resources: Resources) -> None:
+        from dockyard.cgroups.v1 import hugetlb
+        from dockyard.cgroups.v2 import hugetlb as v2hugetlb
+
         d = self._dir("hugetlb")
         if d is not None:
             hugetlb.set_limits(self.fs, d, resources.hugepage_limits)
@@ -214,6 +220,9 @@ class V1Manager:
     # --- freezer ---------------------------------------------------------------------------
 
     def freeze(self, timeout: float = 10.0) -> None:
+        from dockyard.cgroups.v1 import freezer
+        from dockyard.cgroups.v2 import freezer as v2freezer
+
         d = self._dir("freezer")
         if d is not None:
             freezer.freeze(self.fs, d, timeout=timeout)
@@ -225,6 +234,9 @@ class V1Manager:
         raise Unavailable("cannot freeze: no freezer cgroup controller on this host")
 
     def thaw(self) -> None:
+        from dockyard.cgroups.v1 import freezer
+        from dockyard.cgroups.v2 import freezer as v2freezer
+
         d = self._dir("freezer")
         if d is not None:
             freezer.thaw(self.fs, d)
@@ -236,6 +248,9 @@ class V1Manager:
         raise Unavailable("cannot thaw: no freezer cgroup controller on this host")
 
     def state(self) -> FreezerState:
+        from dockyard.cgroups.v1 import freezer
+        from dockyard.cgroups.v2 import freezer as v2freezer
+
         d = self._dir("freezer")
         u = self._unified()
         frozen = None
@@ -280,6 +295,8 @@ class V1Manager:
 
     def stats(self) -> Stats:
         from dockyard.cgroups.stats import Stats
+        from dockyard.cgroups.v1 import blkio, cpu, cpuacct, hugetlb, memory, pids
+        from dockyard.cgroups.v2 import hugetlb as v2hugetlb
 
         st = Stats()
         mods: tuple[tuple[str, Any], ...] = (
@@ -302,7 +319,7 @@ class V1Manager:
         retrying for ``timeout``: the last processes may be exiting)."""
         if not self.exists():
             return
-        if kill:
+        if kill and self.pids():  # an empty cgroup gains no process: nothing to freeze
             self.kill_all(signal.SIGKILL)
             wait_empty(self.fs, self.pids, timeout)
         first: DockyardError | None = None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from dockyard.cgroups import devices as rules_mod
 from dockyard.cgroups.fs import CgroupFs, write_knob
 from dockyard.model.resources import DeviceRule
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 NAME = "devices"
 

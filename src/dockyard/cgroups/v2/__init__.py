@@ -10,7 +10,6 @@ processes, or the controller is bound to a v1 hierarchy) shows up later as a cle
 from __future__ import annotations
 
 import posixpath
-import signal
 
 from dockyard.cgroups import FreezerState
 from dockyard.cgroups.fs import (
@@ -24,16 +23,18 @@ from dockyard.cgroups.fs import (
     wait_empty,
     write_knob,
 )
-from dockyard.cgroups.v2 import cpu, cpuset, freezer, hugetlb, io, memory, pids
 from dockyard.errors import DockyardError, InvalidArgument, NotFound, SyscallError, Unavailable
 from dockyard.logs import get_logger
 from dockyard.model.resources import Resources
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
+    import signal
     from collections.abc import Mapping
 
     from dockyard.cgroups.stats import Stats
+else:
+    import _signal as signal  # not signal.py: it imports enum (~5 ms)
 
 log = get_logger(__name__)
 
@@ -135,14 +136,24 @@ class V2Manager:
             add_pid(self.fs, self._path, 0)
 
     def set(self, resources: Resources) -> None:
+        # each controller's module is imported when its limits are set: `delete` and a
+        # container without limits never load them
         fs, d = self.fs, self._path
         if resources.pids is not None:
+            from dockyard.cgroups.v2 import pids
+
             pids.set_limits(fs, d, resources.pids)
         if resources.memory is not None:
+            from dockyard.cgroups.v2 import memory
+
             memory.set_limits(fs, d, resources.memory)
         if resources.block_io is not None:
+            from dockyard.cgroups.v2 import io
+
             io.set_limits(fs, d, resources.block_io)
         if resources.cpu is not None:
+            from dockyard.cgroups.v2 import cpu
+
             cpu.set_limits(fs, d, resources.cpu)
         if resources.devices:
             from dockyard.cgroups.v2.devices import device_filter
@@ -151,8 +162,12 @@ class V2Manager:
                 raise NotFound(f"cgroup {d} does not exist")
             fs.attach_device_filter(d, device_filter(resources.devices))
         if resources.cpu is not None:
+            from dockyard.cgroups.v2 import cpuset
+
             cpuset.set_limits(fs, d, resources.cpu)
         if resources.hugepage_limits:
+            from dockyard.cgroups.v2 import hugetlb
+
             hugetlb.set_limits(fs, d, resources.hugepage_limits)
         if resources.network is not None and (resources.network.class_id is not None
                                               or resources.network.priorities):
@@ -169,12 +184,18 @@ class V2Manager:
                                    ) from None
 
     def freeze(self, timeout: float = 10.0) -> None:
+        from dockyard.cgroups.v2 import freezer
+
         freezer.freeze(self.fs, self._path, timeout=timeout)
 
     def thaw(self) -> None:
+        from dockyard.cgroups.v2 import freezer
+
         freezer.thaw(self.fs, self._path)
 
     def state(self) -> FreezerState:
+        from dockyard.cgroups.v2 import freezer
+
         frozen = freezer.is_frozen(self.fs, self._path)
         if frozen is None:
             return FreezerState.UNDEFINED
@@ -185,6 +206,7 @@ class V2Manager:
 
     def stats(self) -> Stats:
         from dockyard.cgroups.stats import Stats
+        from dockyard.cgroups.v2 import cpu, cpuset, hugetlb, io, memory, pids
 
         st = Stats()
         fs, d = self.fs, self._path

@@ -3,9 +3,8 @@ controller of a hybrid host, which lives in the unified hierarchy."""
 
 from __future__ import annotations
 
-import re
-
 from dockyard.cgroups.fs import CgroupFs, parse_flat_keyed, parse_uint, read_optional, write_knob
+from dockyard.charset import is_page_size
 from dockyard.errors import NotFound, Unavailable
 from dockyard.model.resources import HugepageLimit
 
@@ -14,12 +13,16 @@ if TYPE_CHECKING:
     from dockyard.cgroups.stats import Stats
 
 NAME = "hugetlb"
-_SIZE = re.compile(r"^hugetlb\.([0-9]+[KMG]B)\.")
 
 
 def page_sizes(fs: CgroupFs, d: str) -> list[str]:
     """The page sizes this cgroup has knobs for ("2MB", "1GB")."""
-    return sorted({m.group(1) for name in fs.listdir(d) if (m := _SIZE.match(name))})
+    sizes = set()
+    for name in fs.listdir(d):
+        parts = name.split(".")   # hugetlb.2MB.max
+        if len(parts) > 2 and parts[0] == "hugetlb" and is_page_size(parts[1]):
+            sizes.add(parts[1])
+    return sorted(sizes)
 
 
 def set_limits(fs: CgroupFs, d: str, limits: tuple[HugepageLimit, ...]) -> None:
