@@ -30,7 +30,8 @@ Two phases, the tools alternated round by round:
     ``rm -f`` after each round.
 
 What each tool adds to the host is removed at the end and checked: containers, dockyard's
-bridge and nftables table (``system teardown``), podman's (``remove_podman``) and docker's
+bridge and nftables table (``system teardown``), podman's (``remove_podman``; CNI's address
+records in /var/lib/cni, and the directories there if the run made them) and docker's
 (``stop_dockerd``) state, the two bridges made here, and the iptables-nft rules and chains
 that CNI and dockerd add: only rules and chains that were not there before the run and that
 name our bridges, our subnets or a ``CNI-``/``DOCKER`` chain are deleted, and a table that the
@@ -293,6 +294,22 @@ def remove_added_rules(before: dict[str, dict[str, set[int]]], marks: Sequence[s
     return problems
 
 
+CNI_STATE = Path("/var/lib/cni")
+
+
+def _remove_cni_state(existed: set[str]) -> None:
+    """host-local's address records of our CNI network, and the directories the run made
+    (CNI keeps its state outside podman's: /var/lib/cni/networks/<name>, results/)."""
+    shutil.rmtree(CNI_STATE / "networks" / PODMAN_NETWORK, ignore_errors=True)
+    for result in (CNI_STATE / "results").glob(f"{PODMAN_NETWORK}-*"):
+        with contextlib.suppress(OSError):
+            result.unlink()
+    for path in (CNI_STATE / "networks", CNI_STATE / "results", CNI_STATE):
+        if str(path) not in existed:
+            with contextlib.suppress(OSError):
+                path.rmdir()        # only when empty
+
+
 def _delete_link(name: str) -> None:
     if os.path.exists(f"/sys/class/net/{name}"):
         _quiet(("ip", "link", "del", name))
@@ -315,6 +332,8 @@ def environment(work: Path, wanted: Sequence[str], notes: list[str]) -> Iterator
     tables_before = _tables()
     rules_before = _iptables_snapshot()
     links_before = set(os.listdir("/sys/class/net"))
+    cni_existed = {str(p) for p in (CNI_STATE, CNI_STATE / "networks", CNI_STATE / "results")
+                   if p.exists()}
     cleanups: list[Callable[[], None]] = []
     tools: list[Tool] = []
     try:
@@ -345,8 +364,9 @@ def environment(work: Path, wanted: Sequence[str], notes: list[str]) -> Iterator
                 _checked(tool.argv("load", "-i", str(archive)), "dockyard load")
             elif name == "podman":
                 podman = start_podman(work / "podman")
-                cleanups.append(functools.partial(remove_podman, podman))
+                cleanups.append(functools.partial(_remove_cni_state, cni_existed))
                 cleanups.append(lambda: _delete_link(BRIDGES["podman"]))
+                cleanups.append(functools.partial(remove_podman, podman))
                 _podman_bridge(podman.workdir, net)
                 keys = ("CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF",
                         "CONTAINERS_REGISTRIES_CONF", "REGISTRY_AUTH_FILE")
