@@ -295,6 +295,7 @@ def remove_added_rules(before: dict[str, dict[str, set[int]]], marks: Sequence[s
 
 
 CNI_STATE = Path("/var/lib/cni")
+NETNS_DIR = Path("/run/netns")      # podman's CNI pins its namespaces there
 
 
 def _remove_cni_state(existed: set[str]) -> None:
@@ -304,7 +305,7 @@ def _remove_cni_state(existed: set[str]) -> None:
     for result in (CNI_STATE / "results").glob(f"{PODMAN_NETWORK}-*"):
         with contextlib.suppress(OSError):
             result.unlink()
-    for path in (CNI_STATE / "networks", CNI_STATE / "results", CNI_STATE):
+    for path in (CNI_STATE / "networks", CNI_STATE / "results", CNI_STATE, NETNS_DIR):
         if str(path) not in existed:
             with contextlib.suppress(OSError):
                 path.rmdir()        # only when empty
@@ -332,8 +333,8 @@ def environment(work: Path, wanted: Sequence[str], notes: list[str]) -> Iterator
     tables_before = _tables()
     rules_before = _iptables_snapshot()
     links_before = set(os.listdir("/sys/class/net"))
-    cni_existed = {str(p) for p in (CNI_STATE, CNI_STATE / "networks", CNI_STATE / "results")
-                   if p.exists()}
+    cni_existed = {str(p) for p in (CNI_STATE, CNI_STATE / "networks", CNI_STATE / "results",
+                                    NETNS_DIR) if p.exists()}
     cleanups: list[Callable[[], None]] = []
     tools: list[Tool] = []
     try:
