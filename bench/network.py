@@ -305,6 +305,9 @@ def _remove_cni_state(existed: set[str]) -> None:
     for result in (CNI_STATE / "results").glob(f"{PODMAN_NETWORK}-*"):
         with contextlib.suppress(OSError):
             result.unlink()
+    if str(NETNS_DIR) not in existed and NETNS_DIR.is_dir() and not any(NETNS_DIR.iterdir()):
+        # podman made it, and bind-mounted it onto itself (shared, as ip-netns does)
+        _quiet(("umount", str(NETNS_DIR)))
     for path in (CNI_STATE / "networks", CNI_STATE / "results", CNI_STATE, NETNS_DIR):
         if str(path) not in existed:
             with contextlib.suppress(OSError):
