@@ -314,6 +314,30 @@ def _remove_cni_state(existed: set[str]) -> None:
                 path.rmdir()        # only when empty
 
 
+#: host settings dockerd and CNI may change (dockerd sets bridge-nf-call-iptables to 1)
+SYSCTLS = ("net/bridge/bridge-nf-call-iptables", "net/bridge/bridge-nf-call-ip6tables",
+           "net/ipv4/ip_forward")
+
+
+def _sysctls() -> dict[str, str]:
+    out = {}
+    for name in SYSCTLS:
+        with contextlib.suppress(OSError):
+            out[name] = Path("/proc/sys", name).read_text().strip()
+    return out
+
+
+def _restore_sysctls(before: dict[str, str]) -> list[str]:
+    changed = []
+    for name, value in before.items():
+        with contextlib.suppress(OSError):
+            now = Path("/proc/sys", name).read_text().strip()
+            if now != value:
+                Path("/proc/sys", name).write_text(value)
+                changed.append(f"{name} was {now}, set back to {value}")
+    return changed
+
+
 def _delete_link(name: str) -> None:
     if os.path.exists(f"/sys/class/net/{name}"):
         _quiet(("ip", "link", "del", name))
@@ -336,6 +360,7 @@ def environment(work: Path, wanted: Sequence[str], notes: list[str]) -> Iterator
     tables_before = _tables()
     rules_before = _iptables_snapshot()
     links_before = set(os.listdir("/sys/class/net"))
+    sysctls_before = _sysctls()
     cni_existed = {str(p) for p in (CNI_STATE, CNI_STATE / "networks", CNI_STATE / "results",
                                     NETNS_DIR) if p.exists()}
     cleanups: list[Callable[[], None]] = []
@@ -406,6 +431,7 @@ def environment(work: Path, wanted: Sequence[str], notes: list[str]) -> Iterator
                 problems.append(str(exc))
         marks = [*BRIDGES.values(), *(f"{n}.0/24" for n in SUBNETS.values())]
         problems += remove_added_rules(rules_before, marks)
+        problems += _restore_sysctls(sysctls_before)
         problems += unmount_under(work)
         shutil.rmtree(work, ignore_errors=True)
         time.sleep(1)       # namespaces (and their veths) go asynchronously
