@@ -154,15 +154,20 @@ def _rewrite_spec(svc: ContainerService, c: Container, target: Container, *, net
     with open(spec_path) as f:
         spec = json.load(f)
     with open(os.path.join(target_bundle, "config.json")) as f:
-        hostname = str(json.load(f).get("hostname") or "")
+        target_spec = json.load(f)
+    hostname = str(target_spec.get("hostname") or "")
+    # a target that joined another itself: the files it was given
+    theirs_by_name = {str(m.get("destination", ""))[len("/etc/"):]: str(m.get("source", ""))
+                      for m in target_spec.get("mounts", [])
+                      if str(m.get("destination", "")) in {f"/etc/{n}" for n in FILES}}
     if not hostname:            # a host-mode target: the host's name
         import socket
 
         hostname = socket.gethostname()
     sources = {}
     for name in FILES:
-        theirs = os.path.join(target_bundle, name)
-        if networked and os.path.exists(theirs):
+        theirs = theirs_by_name.get(name) or os.path.join(target_bundle, name)
+        if (networked or name in theirs_by_name) and os.path.exists(theirs):
             sources[name] = theirs
             continue
         mine = os.path.join(bundle, name)      # a target without files of its own
