@@ -325,3 +325,17 @@ def test_network_container_mode(eng: Engine) -> None:
     eng.run("stop", "-t", "0", "joiner")
     gone = eng.run("start", "joiner", check=False)
     assert f"No such container: {web}" in gone.stderr
+
+
+def test_a_changed_bip_remakes_the_kept_bridge(eng: Engine) -> None:
+    eng.run("run", "--rm", "busybox", "true")
+    bridge = _bridge(eng)
+    cfg = json.loads(Path(eng.config).read_text())  # type: ignore[arg-type]
+    new = _own(eng, 209)
+    cfg["bip"] = f"{new}.1/24"
+    Path(eng.config).write_text(json.dumps(cfg))  # type: ignore[arg-type]
+    out = eng.run("run", "--rm", "busybox", "ip", "-4", "-o", "addr", "show", "eth0").stdout
+    assert f"inet {new}.2/24" in out
+    addrs = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", bridge], capture_output=True,
+                           text=True, check=True).stdout
+    assert [ln.split()[3] for ln in addrs.splitlines()] == [f"{new}.1/24"]
