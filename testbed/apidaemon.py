@@ -51,12 +51,15 @@ class Daemon:
         self.engine = Engine(workdir / "root", config, env=self.env)
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
-        log = open(self.workdir / "serve.log", "wb")  # noqa: SIM115 (the daemon's, closed below)
+    def start(self, *serve_args: str, launcher: tuple[str, ...] = ()) -> None:
+        """``dockyard serve -H <self.url>``, or with ``serve_args`` instead of that -H; run
+        through ``launcher`` (a program that execs its arguments) when given. Ready once
+        /_ping answers on :attr:`socket`."""
+        log = open(self.workdir / "serve.log", "ab")  # noqa: SIM115 (the daemon's, closed below)
         with log:
             self.proc = subprocess.Popen(
-                [*DOCKYARD, "--root", str(self.engine.root), "--config",
-                 str(self.engine.config), "serve", "-H", self.url],
+                [*launcher, *DOCKYARD, "--root", str(self.engine.root), "--config",
+                 str(self.engine.config), "serve", *(serve_args or ("-H", self.url))],
                 env=self.engine.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

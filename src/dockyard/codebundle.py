@@ -4,10 +4,11 @@
 delete...), and importing its ~60 modules one by one is a third of its start: for each, the
 path finder stats directories, the loader stats the source, opens, reads and validates the
 ``.pyc``, and unmarshals code that carries every docstring. The bundle holds those modules'
-code objects (docstrings stripped, line numbers kept) in one file, read with one ``read()``;
-a meta path finder serves a module from it when the source file still has the size and
-mtime it was compiled from, and otherwise lets the normal import find it, so an edited or
-missing module is never served stale.
+code objects (docstrings stripped, line numbers kept) in one file: an index, read at start,
+then each module's code, read (one ``pread``) only when it is imported, so a light verb such
+as ``state`` pays for the few modules it loads. A meta path finder serves a module from it
+when the source file still has the size and mtime it was compiled from, and otherwise lets
+the normal import find it, so an edited or missing module is never served stale.
 
 Build it (``./dev setup`` does, after every install)::
 
@@ -31,10 +32,12 @@ if TYPE_CHECKING:
 else:
     from _frozen_importlib import ModuleSpec  # importlib.machinery's, already loaded
 
-#: name -> (origin, is a package, source mtime_ns, source size, marshalled code)
-Entry = tuple[str, bool, int, int, bytes]
+#: name -> (origin, is a package, source mtime_ns, source size, code offset, code length)
+Entry = tuple[str, bool, int, int, int, int]
 
-FORMAT = 1
+MAGIC = b"DYCB"
+FORMAT = 2
+_HEAD = 12  # MAGIC, then the index's length (8 bytes, little-endian)
 #: what the runtime imports: the bundle holds these and everything they import
 ROOTS = (
     "dockyard.runtime.cli", "dockyard.runtime.run", "dockyard.runtime.create",
@@ -54,7 +57,9 @@ def bundle_path() -> str:
 class BundleFinder:
     """A meta path finder and loader for the modules of one bundle."""
 
-    def __init__(self, entries: dict[str, Entry]) -> None:
+    def __init__(self, fd: int, base: int, entries: dict[str, Entry]) -> None:
+        self.fd = fd          # the bundle, open (close-on-exec) for the process's life
+        self.base = base      # where the code starts
         self.entries = entries
 
     def find_spec(self, name: str, path: Sequence[str] | None = None,
@@ -62,7 +67,7 @@ class BundleFinder:
         entry = self.entries.get(name)
         if entry is None:
             return None
-        origin, is_pkg, mtime_ns, size, _code = entry
+        origin, is_pkg, mtime_ns, size, _offset, _length = entry
         try:
             st = os.stat(origin)
         except OSError:
@@ -80,7 +85,8 @@ class BundleFinder:
 
     def exec_module(self, module: ModuleType) -> None:
         # the bundle is as trusted as a .pyc beside the source: written by the package's owner
-        code = marshal.loads(self.entries[module.__name__][4])  # noqa: S302
+        offset, length = self.entries[module.__name__][4:]
+        code = marshal.loads(os.pread(self.fd, length, self.base + offset))  # noqa: S302
         exec(code, module.__dict__)  # noqa: S102
 
 
@@ -88,14 +94,22 @@ def install(path: str | None = None) -> bool:
     """Put the bundle's finder first on ``sys.meta_path``; False when there is no usable
     bundle (none built, another interpreter's, unreadable)."""
     try:
-        with open(path or bundle_path(), "rb") as f:
-            doc = marshal.loads(f.read())  # noqa: S302 - see exec_module
+        fd = os.open(path or bundle_path(), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        head = os.pread(fd, _HEAD, 0)
+        if len(head) != _HEAD or head[:4] != MAGIC:
+            raise ValueError("not a bundle")
+        size = int.from_bytes(head[4:], "little")
+        doc = marshal.loads(os.pread(fd, size, _HEAD))  # noqa: S302 - see exec_module
+        if not isinstance(doc, tuple) or len(doc) != 3 or doc[0] != FORMAT \
+                or doc[1] != sys.implementation.cache_tag or not isinstance(doc[2], dict):
+            raise ValueError("another format or interpreter")
     except (OSError, ValueError, EOFError, TypeError):
+        os.close(fd)
         return False
-    if not isinstance(doc, tuple) or len(doc) != 3 or doc[0] != FORMAT \
-            or doc[1] != sys.implementation.cache_tag:
-        return False
-    sys.meta_path.insert(0, BundleFinder(doc[2]))
+    sys.meta_path.insert(0, BundleFinder(fd, _HEAD + size, doc[2]))
     return True
 
 
@@ -128,6 +142,8 @@ def build(path: str | None = None, roots: Sequence[str] = ROOTS) -> int:
     for name in roots:
         importlib.import_module(name)
     entries: dict[str, Entry] = {}
+    blobs: list[bytes] = []
+    offset = 0
     for name in sorted(set(sys.modules) - before | {n for n in sys.modules
                                                       if n.startswith("dockyard.")}):
         mod = sys.modules.get(name)
@@ -140,14 +156,18 @@ def build(path: str | None = None, roots: Sequence[str] = ROOTS) -> int:
         with open(origin, "rb") as f:
             source = f.read()
         st = os.stat(origin)
-        code = _strip_docstrings(source, origin)
+        blob = marshal.dumps(_strip_docstrings(source, origin))
         entries[name] = (origin, spec.submodule_search_locations is not None,
-                         st.st_mtime_ns, st.st_size, marshal.dumps(code))
+                         st.st_mtime_ns, st.st_size, offset, len(blob))
+        blobs.append(blob)
+        offset += len(blob)
     out = path or bundle_path()
     os.makedirs(os.path.dirname(out), exist_ok=True)
     tmp = f"{out}.{os.getpid()}.tmp"
+    index = marshal.dumps((FORMAT, sys.implementation.cache_tag, entries))
     with open(tmp, "wb") as f:
-        f.write(marshal.dumps((FORMAT, sys.implementation.cache_tag, entries)))
+        f.write(MAGIC + len(index).to_bytes(8, "little") + index)
+        f.writelines(blobs)
     os.replace(tmp, out)
     return len(entries)
 

@@ -75,3 +75,37 @@ def test_generated_spec_runs(runtime: Runtime, busybox: BuiltImage,  # noqa: F81
     assert seen["root"] == "ro" and seen["run"] == "rw"
     assert seen["shm"] == "2048"
     assert seen["links"].split() == ["lo"]
+
+
+CGROUP_PROBE = r"""
+if [ -d /sys/fs/cgroup/memory ]; then
+  echo "limit=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes)"
+  echo "dirs=$(find /sys/fs/cgroup/memory /sys/fs/cgroup/pids -mindepth 1 -type d | wc -l)"
+else
+  echo "limit=$(cat /sys/fs/cgroup/memory.max)"
+  echo "dirs=$(find /sys/fs/cgroup -mindepth 1 -type d | wc -l)"
+fi
+"""
+
+
+def test_container_sees_its_own_cgroup_only(runtime: Runtime, busybox: BuiltImage,  # noqa: F811
+                                            tmp_path: Path) -> None:
+    """/sys/fs/cgroup shows the container's cgroup (its limits), never the host's tree: on
+    cgroup v1 the engine makes no cgroup namespace (docker's default there), so the runtime
+    binds the container's own directory of each hierarchy, as runc does."""
+    bundle = tmp_path / "bundle"
+    rootfs = bundle / "rootfs"
+    rootfs.mkdir(parents=True)
+    unpack_layout(busybox.oci_layout, busybox.tag, rootfs)
+    cid = secrets.token_hex(32)
+    opts = sg.RunOptions(command=("sh", "-c", CGROUP_PROBE), network="none", memory=64 << 20)
+    spec = sg.generate_spec(ContainerConfig(env=(f"PATH={sg.DEFAULT_PATH_ENV}",)), opts,
+                            container_id=cid, rootfs=str(rootfs),
+                            cgroups_path=f"/dockyard-specgen-{cid[:12]}")
+    (bundle / "config.json").write_text(json.dumps(spec))
+    rc, out, err = runtime.run_to_files(tmp_path, "run", "--bundle", str(bundle),
+                                        f"cgview-{cid[:8]}")
+    assert rc == 0, err
+    seen = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    assert seen["limit"] == str(64 << 20)
+    assert seen["dirs"] == "0", out     # no other cgroup (the host's, say) is visible

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from dockyard.errors import InvalidArgument
 from dockyard.linux import libc as k
-from dockyard.linux.cgroupfs import Hierarchy, host_hierarchies, is_pure_v2
+from dockyard.linux.cgroupfs import Hierarchy, host_hierarchies, is_pure_v2, own_cgroup_dir
 from dockyard.linux.paths import secure_join
 from dockyard.model.oci import parse_spec
 from dockyard.runtime import rootfs
@@ -89,6 +89,37 @@ def test_plan_default_spec_on_hybrid_host() -> None:
     assert links["/dev/fd"] == "/proc/self/fd"
 
 
+def test_plan_without_cgroup_namespace_binds_the_containers_own_cgroups() -> None:
+    # docker's default on cgroup v1: no cgroup namespace; a fresh mount would show the host's
+    config = default_spec()
+    config["linux"]["namespaces"] = [n for n in config["linux"]["namespaces"]
+                                     if n["type"] != "cgroup"]
+    steps = rootfs.plan(parse_spec(config), HYBRID)
+    cg = [s for s in steps if isinstance(s, rootfs.MountStep)
+          and s.destination.startswith("/sys/fs/cgroup/")]
+    assert [(s.destination, s.bind, s.own_cgroup) for s in cg] == [
+        ("/sys/fs/cgroup/memory", True, HYBRID[0]),
+        ("/sys/fs/cgroup/unified", True, HYBRID[1]),
+    ]
+    assert all(s.flags & k.MS_RDONLY for s in cg)
+
+
+def test_own_cgroup_dir() -> None:
+    text = ("12:cpu,cpuacct:/docker/abc\n4:memory:/outer/inner/abc\n"
+            "1:name=systemd:/sys\n0::/unified/abc\n")
+    cpu = Hierarchy("/sys/fs/cgroup/cpu,cpuacct", "cgroup", "cpuacct,cpu")
+    assert own_cgroup_dir(cpu, text) == "/sys/fs/cgroup/cpu,cpuacct/docker/abc"
+    # a mount of a subtree (as in a container): paths are relative to its root
+    mem = Hierarchy("/sys/fs/cgroup/memory", "cgroup", "memory", root="/outer")
+    assert own_cgroup_dir(mem, text) == "/sys/fs/cgroup/memory/inner/abc"
+    unified = Hierarchy("/sys/fs/cgroup/unified", "cgroup2", "")
+    assert own_cgroup_dir(unified, text) == "/sys/fs/cgroup/unified/unified/abc"
+    named = Hierarchy("/sys/fs/cgroup/systemd", "cgroup", "name=systemd", root="/other")
+    assert own_cgroup_dir(named, text) == "/sys/fs/cgroup/systemd"   # not inside: the mount
+    pids = Hierarchy("/sys/fs/cgroup/pids", "cgroup", "pids")
+    assert own_cgroup_dir(pids, text) == "/sys/fs/cgroup/pids"       # not listed: the mount
+
+
 def test_plan_on_pure_v2_host_mounts_cgroup2() -> None:
     steps = rootfs.plan(parse_spec(default_spec()), PURE_V2)
     cg = [s for s in steps if isinstance(s, rootfs.MountStep) and s.destination == "/sys/fs/cgroup"]
@@ -117,14 +148,14 @@ def test_bind_without_source_is_refused() -> None:
 def test_host_hierarchies_parses_mountinfo() -> None:
     info = (
         "30 25 0:26 / /sys/fs/cgroup/memory rw,relatime shared:9 - cgroup cgroup rw,memory\n"
-        "31 25 0:27 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n"
+        "31 25 0:27 /sub /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n"
         "32 25 0:28 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw,nsdelegate\n"
         "33 25 0:29 / /proc rw - proc proc rw\n"
     )
     hs = host_hierarchies(info)
     assert hs == (
         Hierarchy("/sys/fs/cgroup/memory", "cgroup", "memory"),
-        Hierarchy("/sys/fs/cgroup/systemd", "cgroup", "name=systemd"),
+        Hierarchy("/sys/fs/cgroup/systemd", "cgroup", "name=systemd", root="/sub"),
         Hierarchy("/sys/fs/cgroup/unified", "cgroup2", "nsdelegate"),
     )
     assert not is_pure_v2(hs)

@@ -14,8 +14,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from dockyard.api import (
+    archive,
+    images_extra,
+    registryauth,
+    resources,
+    stats,
+    streams,
+    websocket,
+)
 from dockyard.api import networks as api_networks
-from dockyard.api import streams
 from dockyard.api import volumes as api_volumes
 from dockyard.api.errors import NotImplementedByUs, NotModified
 from dockyard.api.http import (
@@ -54,6 +62,14 @@ class PendingAttach:
         self.error = ""
 
 
+def console_size(body: dict[str, Any]) -> tuple[int, int] | None:
+    size = body.get("ConsoleSize")
+    if isinstance(size, list) and len(size) == 2 and \
+            all(isinstance(x, int) and 0 < x < 65536 for x in size):
+        return int(size[0]), int(size[1])
+    return None
+
+
 class Exec:
     def __init__(self, eid: str, cid: str, body: dict[str, Any]) -> None:
         self.id = eid
@@ -71,6 +87,10 @@ class Exec:
         self.started = False
         self.exit_code: int | None = None
         self.pid = 0
+        self.master = -1        # the pseudo-terminal's master while it runs with one
+        self.lock = threading.Lock()    # guards master and size
+        self.detach_keys = str(body.get("DetachKeys") or "")
+        self.size = console_size(body)     # [rows, cols] (API 1.42+), or from a resize
 
     def inspect(self) -> dict[str, Any]:
         return {"ID": self.id, "Running": self.running, "ExitCode": self.exit_code,
@@ -78,7 +98,8 @@ class Exec:
                                   "arguments": self.cmd[1:], "privileged": self.privileged,
                                   "user": self.user},
                 "OpenStdin": self.stdin, "OpenStderr": self.stderr, "OpenStdout": self.stdout,
-                "CanRemove": False, "ContainerID": self.container_id, "DetachKeys": "",
+                "CanRemove": False, "ContainerID": self.container_id,
+                "DetachKeys": self.detach_keys,
                 "Pid": self.pid}
 
 
@@ -141,6 +162,12 @@ def system_df(app: App, h: Handler, req: Request) -> None:
         h.reply_json(200, disk_usage_json(disk_usage(svc)))
 
 
+def build_prune(app: App, h: Handler, req: Request) -> None:
+    """Dockyard keeps no build cache (system df says 0 B): nothing to prune. ``docker system
+    prune`` asks for it after the containers, networks and images."""
+    h.reply_json(200, {"CachesDeleted": None, "SpaceReclaimed": 0})
+
+
 def _time_ns(text: str) -> int | None:
     if not text:
         return None
@@ -176,7 +203,24 @@ def events_stream(app: App, h: Handler, req: Request) -> None:
 # --- containers ---------------------------------------------------------------------------------
 
 
-def _summary(svc: ContainerService, c: Container) -> dict[str, Any]:
+def _published(svc: ContainerService, shown: list[Container]) -> dict[str, list[Any]]:
+    """docker ps's PORTS: the published ports of the running containers that have any."""
+    wanted = [c for c in shown
+              if c.running and (c.config.get("HostConfig") or {}).get("PortBindings")]
+    if not wanted:
+        return {}
+    nets = svc.networks()
+    out: dict[str, list[Any]] = {}
+    for c in wanted:
+        out[c.id] = [{"IP": p.host_ip or "0.0.0.0",  # noqa: S104 (docker's word for any)
+                      "PrivatePort": p.container_port,
+                      "PublicPort": p.host_port, "Type": p.proto}
+                     for p in nets.published(c.id)]
+    return out
+
+
+def _summary(svc: ContainerService, c: Container,
+             ports: dict[str, list[Any]] | None = None) -> dict[str, Any]:
     from dockyard.engine.containers import state_word
     from dockyard.engine.inspect import ps_status
 
@@ -185,7 +229,8 @@ def _summary(svc: ContainerService, c: Container) -> dict[str, Any]:
     return {
         "Id": c.id, "Names": [f"/{c.name}"], "Image": c.image_name, "ImageID": c.image_id,
         "Command": " ".join(x for x in args if x), "Created": int(c.created),
-        "Ports": [], "Labels": dict(c.labels), "State": state_word(c),
+        "Ports": (ports or {}).get(c.id, []), "Labels": dict(c.labels),
+        "State": state_word(c),
         "Status": ps_status(c, svc.health(c) if c.running else None),
         "HostConfig": {"NetworkMode": host.get("NetworkMode", "default")},
         "NetworkSettings": {"Networks": {}}, "Mounts": [],
@@ -206,7 +251,8 @@ def containers_list(app: App, h: Handler, req: Request) -> None:
                         for k, vs in filters.items() if vs)]
         if limit > 0:
             shown = shown[:limit]
-        h.reply_json(200, [_summary(svc, c) for c in shown])
+        ports = _published(svc, shown)
+        h.reply_json(200, [_summary(svc, c, ports) for c in shown])
 
 
 def containers_create(app: App, h: Handler, req: Request) -> None:
@@ -223,7 +269,12 @@ def containers_create(app: App, h: Handler, req: Request) -> None:
             raise NotFound(f"No such image: {creq.image}")
         from dockyard.engine.create import create_container
 
-        c = create_container(svc, creq)
+        try:
+            c = create_container(svc, creq)
+        except NotFound as e:
+            # docker's CLI pulls the image on any 404 from create: only a missing image is
+            # one (an unknown user, say, is the request's fault)
+            raise InvalidArgument(e.message) from None
         h.reply_json(201, {"Id": c.id, "Warnings": []})
 
 
@@ -449,14 +500,17 @@ def container_logs(app: App, h: Handler, req: Request, id: str) -> None:
 
 
 def container_attach(app: App, h: Handler, req: Request, id: str) -> None:
+    from dockyard.api.terminal import DetachScanner, parse_detach_keys
     from dockyard.monitor import channel
 
     want_in = req.flag("stdin")
     if not req.flag("stream") and not req.flag("logs"):
         raise InvalidArgument("Bad parameters: you must choose at least one stream")
+    keys = parse_detach_keys(req.arg("detachKeys"))
     with app.services() as svc:
         c = svc.get(id)
         tty = bool((c.config.get("Config") or {}).get("Tty"))
+        open_stdin = bool((c.config.get("Config") or {}).get("OpenStdin"))
         pending: PendingAttach | None = None
         if not c.running:
             pending = PendingAttach(stdin=want_in)
@@ -485,14 +539,27 @@ def container_attach(app: App, h: Handler, req: Request, id: str) -> None:
                 return
         monitor = conn
         if want_in and tty:
-            streams.copy_input(h.read_raw,
-                               lambda d: monitor.send(channel.message(channel.INPUT, d)),
-                               lambda: None)
+            scanner = DetachScanner(keys)
+
+            def typed(data: bytes) -> None:
+                data, detach = scanner.feed(data)
+                if data:
+                    monitor.send(channel.message(channel.INPUT, data))
+                if detach:      # the session ends; the container runs on
+                    _close(sock)
+                    raise OSError("detached")
+
+            streams.copy_input(h.read_raw, typed, lambda: None)
         elif want_in and stdin_w >= 0:
             w = stdin_w
             stdin_w = -1
             streams.copy_input(h.read_raw, streams.write_fd(w), lambda: os.close(w))
-        _pump_monitor(monitor, out, req.flag("stdout", True), req.flag("stderr", True))
+        elif want_in and open_stdin:    # its supervision holds its stdin open (-i)
+            streams.copy_input(h.read_raw,
+                               lambda d: monitor.send(channel.message(channel.INPUT, d)),
+                               lambda: None)
+        _pump_monitor(monitor, out, req.flag("stdout", True), req.flag("stderr", True),
+                      client=sock)
     finally:
         if conn is not None:
             conn.close()
@@ -502,11 +569,24 @@ def container_attach(app: App, h: Handler, req: Request, id: str) -> None:
 
 
 def _pump_monitor(conn: socket.socket, out: streams.Output, want_out: bool,
-                  want_err: bool) -> None:
-    """The container's output from its supervision to the client, until it exits."""
+                  want_err: bool, client: socket.socket | None = None) -> None:
+    """The container's output from its supervision to the client, until it exits, or the
+    client hung up (or detached) while the container is quiet."""
+    import select
+
     from dockyard.monitor import channel
 
+    poller = select.poll()
+    poller.register(conn, select.POLLIN)
+    if client is not None:      # no POLLIN: its input belongs to the stdin thread
+        poller.register(client, 0)
     while True:
+        events = dict(poller.poll())
+        if client is not None and events.get(client.fileno(), 0) & (
+                select.POLLHUP | select.POLLERR | select.POLLNVAL):
+            return
+        if conn.fileno() not in events:
+            continue
         got = channel.read(conn)
         if got is None:
             return
@@ -564,7 +644,20 @@ def exec_inspect(app: App, h: Handler, req: Request, id: str) -> None:
 
 
 def exec_resize(app: App, h: Handler, req: Request, id: str) -> None:
-    _exec(app, id)
+    from dockyard.api.terminal import set_size, size_args
+
+    ex = _exec(app, id)
+    rows, cols = size_args(req.int_arg("h"), req.int_arg("w"))
+    with ex.lock:
+        if ex.exit_code is not None or not ex.started:
+            raise FailedPrecondition(f"Exec {ex.id} is not running")    # dockerd's 409
+        if ex.master >= 0:
+            try:
+                set_size(ex.master, rows, cols, ex.pid)
+            except OSError:
+                pass        # it is ending
+        elif ex.tty and rows and cols:
+            ex.size = (rows, cols)      # before it has a terminal: the one it gets
     h.reply(200, b"", "text/plain")
 
 
@@ -574,6 +667,10 @@ def exec_start(app: App, h: Handler, req: Request, id: str) -> None:
     ex = _exec(app, id)
     body = req.json(required=False)
     detach = bool(body.get("Detach"))
+    size = console_size(body)
+    if size is not None:
+        with ex.lock:
+            ex.size = size
     with app.lock:
         if ex.started:
             raise FailedPrecondition(f"Error: Exec command {ex.id} is already running")
@@ -608,23 +705,44 @@ def _run_exec(app: App, h: Handler, ex: Exec, argv: list[str], out: streams.Outp
     stream ends (the client asks for it right after)."""
     import subprocess
 
+    from dockyard.api.terminal import DetachScanner, parse_detach_keys, set_size
+
     master = -1
     if ex.tty:
         import tty as _tty
 
         master, slave = os.openpty()
         _tty.setraw(slave)
-        proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave,
-                                start_new_session=True)
+        with ex.lock:
+            if ex.size is not None:
+                set_size(master, ex.size[0], ex.size[1], 0)
+            proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave,
+                                    start_new_session=True)
+            ex.master = master      # exec resize: from now on to the terminal and the runtime
         os.close(slave)
     else:
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE if ex.stdin else subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     ex.running, ex.pid = True, proc.pid
+    first = bytearray()     # the start of what it wrote: where a runtime says it failed
     try:
         if ex.tty:
             if ex.stdin:
-                streams.copy_input(h.read_raw, streams.write_fd(master), lambda: None)
+                scanner = DetachScanner(parse_detach_keys(ex.detach_keys))
+                to_terminal = streams.write_fd(master)
+
+                def typed(data: bytes) -> None:
+                    data, detach = scanner.feed(data)
+                    if data:
+                        with ex.lock:   # never to the fd number once it is closed (reused)
+                            if ex.master < 0:
+                                raise OSError("the exec ended")
+                            to_terminal(data)
+                    if detach:      # the session ends; the exec runs on, unheard
+                        _close(out.sock)
+                        raise OSError("detached")
+
+                streams.copy_input(h.read_raw, typed, lambda: None)
             while True:
                 try:
                     data = os.read(master, 65536)
@@ -632,6 +750,8 @@ def _run_exec(app: App, h: Handler, ex: Exec, argv: list[str], out: streams.Outp
                     break
                 if not data:
                     break
+                if len(first) < 4096:
+                    first += data[:4096 - len(first)]
                 out.write(streams.STDOUT, data)
         else:
             if ex.stdin and proc.stdin is not None:
@@ -640,7 +760,9 @@ def _run_exec(app: App, h: Handler, ex: Exec, argv: list[str], out: streams.Outp
             threads = []
             for src, stream in ((proc.stdout, streams.STDOUT), (proc.stderr, streams.STDERR)):
                 assert src is not None
-                t = threading.Thread(target=_copy_out, args=(src, stream, out), daemon=True)
+                t = threading.Thread(target=_copy_out, daemon=True,
+                                     args=(src, stream, out,
+                                           first if stream == streams.STDERR else None))
                 t.start()
                 threads.append(t)
             for t in threads:
@@ -648,14 +770,27 @@ def _run_exec(app: App, h: Handler, ex: Exec, argv: list[str], out: streams.Outp
         code = proc.wait()
     finally:
         if master >= 0:
-            os.close(master)
+            with ex.lock:
+                ex.master = -1
+                os.close(master)
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         ex.running = False
-    ex.exit_code = 128 - code if code < 0 else code
+    ex.exit_code = _exec_status(code if code >= 0 else 128 - code, bytes(first))
     with ContainerEvents(app, ex.container_id) as record:
         record("exec_die", execID=ex.id, exitCode=ex.exit_code)
+
+
+def _exec_status(code: int, first: bytes) -> int:
+    """The exec's exit code as dockerd reports it: when the runtime could not start the
+    process (it says so, logrus-style, and exits 1, or 255 as runc exec does), 127 for a
+    command that is not there and 126 for one that cannot run — what docker's CLI exits with."""
+    if code not in (1, 255) or b"level=error" not in first or b"exec" not in first:
+        return code
+    if b"no such file or directory" in first or b"executable file not found" in first:
+        return 127
+    return 126
 
 
 def _writer(pipe: Any) -> Any:
@@ -665,11 +800,14 @@ def _writer(pipe: Any) -> Any:
     return write
 
 
-def _copy_out(src: Any, stream: int, out: streams.Output) -> None:
+def _copy_out(src: Any, stream: int, out: streams.Output, first: bytearray | None = None
+              ) -> None:
     while True:
         data = src.read1(65536)
         if not data:
             return
+        if first is not None and len(first) < 4096:
+            first += data[:4096 - len(first)]
         out.write(stream, data)
 
 
@@ -694,16 +832,34 @@ class ContainerEvents:
 
 
 def images_list(app: App, h: Handler, req: Request) -> None:
+    import fnmatch
+
+    from dockyard.engine.imagefilter import filter_images, ref_matches
     from dockyard.engine.images import _epoch, familiar, familiar_digest
 
+    filters = req.filters()
+    if req.arg("filter"):       # API < 1.41: ?filter=NAME
+        filters.setdefault("reference", []).append(req.arg("filter"))
+    for key in filters:
+        if key not in ("dangling", "reference", "label", "before", "since"):
+            raise InvalidArgument(f"invalid filter '{key}'")
+    patterns = filters.get("reference", [])
     with app.services() as svc:
         out = []
-        for rec in svc.images.images():
+        for rec in filter_images(svc.images, svc.images.images(), filters):
             labels = dict(svc.images.image_config(rec).config.labels or {})
+            tags = [familiar(r) for r in rec.references]
+            digests = [familiar_digest(d) for d in rec.repo_digests]
+            if patterns:        # dockerd: only the names that matched
+                tags = [t for t in tags
+                        if any(ref_matches(t, p, fnmatch.fnmatchcase) for p in patterns)]
+                digests = [d for d in digests
+                           if any(fnmatch.fnmatchcase(d.partition("@")[0], p) or
+                                  fnmatch.fnmatchcase(d, p) for p in patterns)]
             out.append({
                 "Id": rec.id, "ParentId": "",
-                "RepoTags": [familiar(r) for r in rec.references],
-                "RepoDigests": [familiar_digest(d) for d in rec.repo_digests],
+                "RepoTags": tags,
+                "RepoDigests": digests,
                 "Created": int(_epoch(rec.created) or rec.added), "Size": rec.size,
                 "SharedSize": -1, "VirtualSize": rec.size, "Labels": labels or None,
                 "Containers": -1})
@@ -758,12 +914,22 @@ def image_create(app: App, h: Handler, req: Request) -> None:
             before: str | None = svc.images.resolve(str(ref)).id
         except (NotFound, InvalidArgument):
             before = None
-        out = h.stream()
+        # the head goes out with the first progress, once the manifest is resolved: a name
+        # the registry does not know is an HTTP error (docker's 404), as dockerd's
+        opened: list[Any] = []
         lock = threading.Lock()
         last: dict[str, str] = {}
 
+        def begin() -> Any:
+            if not opened:
+                opened.append(h.stream())
+                opened[0].json({"status": f"Pulling from {ref.path}",
+                                "id": ref.digest or ref.tag})
+            return opened[0]
+
         def progress(p: Any) -> None:
             with lock:
+                out = begin()
                 doc: dict[str, Any] = {"status": p.status}
                 if p.id:
                     if p.total and p.status in ("Downloading", "Extracting"):
@@ -776,13 +942,21 @@ def image_create(app: App, h: Handler, req: Request) -> None:
                     doc["id"] = p.id
                 out.json(doc)
 
-        out.json({"status": f"Pulling from {ref.path}", "id": ref.digest or ref.tag})
+        client = registryauth.client_for(app.config, req, ref.domain)
         try:
-            rec = svc.images.pull(str(ref), platform=platform, progress=progress)
+            rec = svc.images.pull(str(ref), platform=platform, progress=progress,
+                                  registry=client)
         except DockyardError as e:
+            if not opened:
+                raise
+            out = opened[0]
             out.json({"errorDetail": {"message": e.message}, "error": e.message})
             out.end()
             return
+        finally:
+            if client is not None:
+                client.close()
+        out = begin()
         out.json({"status": f"Digest: {rec.manifest_digest}"})
         what = "Image is up to date for" if before == rec.id else "Downloaded newer image for"
         out.json({"status": f"Status: {what} {ref.familiar}"})
@@ -800,6 +974,18 @@ def not_implemented(app: App, h: Handler, req: Request, **_: str) -> None:
 
 
 def resize(app: App, h: Handler, req: Request, id: str) -> None:
+    """The container's terminal size: through its supervision, as ``dockyard attach`` does."""
+    from dockyard.api.terminal import size_args
+    from dockyard.engine.containers import read_status
+
+    rows, cols = size_args(req.int_arg("h"), req.int_arg("w"))
+    with app.services() as svc:
+        c = svc.get(id)
+        if not c.running:
+            raise FailedPrecondition(f"Container {c.id} is not running")
+        if (c.config.get("Config") or {}).get("Tty"):
+            with svc.attach(c.id, (rows, cols)) as conn:
+                read_status(conn)
     h.reply(200, b"", "text/plain")
 
 
@@ -809,6 +995,7 @@ ROUTES: list[tuple[str, str, Callable[..., None]]] = [
     ("GET", r"/info", info),
     ("GET", r"/events", events_stream),
     ("GET", r"/system/df", system_df),
+    ("POST", r"/build/prune", build_prune),
     ("GET", r"/containers/json", containers_list),
     ("POST", r"/containers/create", containers_create),
     ("POST", r"/containers/prune", containers_prune),
@@ -836,6 +1023,24 @@ ROUTES: list[tuple[str, str, Callable[..., None]]] = [
     ("GET", rf"/images/{_NAME}/json", image_inspect),
     ("POST", rf"/images/{_NAME}/tag", image_tag),
     ("DELETE", rf"/images/{_NAME}", image_delete),
+    # a container's filesystem, resources and statistics; images to and from archives and
+    # registries (api/archive.py, api/resources.py, api/stats.py, api/images_extra.py)
+    ("GET", rf"/containers/{_ID}/archive", archive.container_archive),      # and HEAD
+    ("PUT", rf"/containers/{_ID}/archive", archive.container_archive_put),
+    ("GET", rf"/containers/{_ID}/export", archive.container_export),
+    ("GET", rf"/containers/{_ID}/changes", archive.container_changes),
+    ("GET", rf"/containers/{_ID}/stats", stats.container_stats),
+    ("POST", rf"/containers/{_ID}/update", resources.container_update),
+    ("GET", rf"/containers/{_ID}/attach/ws", websocket.container_attach_ws),
+    ("POST", rf"/containers/{_ID}/attach/ws", websocket.container_attach_ws),
+    ("POST", r"/commit", images_extra.commit),
+    ("GET", r"/images/get", images_extra.images_get),
+    ("GET", r"/images/search", images_extra.images_search),
+    ("POST", r"/images/load", images_extra.images_load),
+    ("GET", rf"/images/{_NAME}/history", images_extra.image_history),
+    ("GET", rf"/images/{_NAME}/get", images_extra.image_get),
+    ("POST", rf"/images/{_NAME}/push", images_extra.image_push),
+    ("POST", r"/auth", registryauth.auth),
     ("GET", r"/networks", api_networks.networks_list),
     ("POST", r"/networks/create", api_networks.network_create),
     ("POST", r"/networks/prune", api_networks.networks_prune),
@@ -853,8 +1058,5 @@ ROUTES: list[tuple[str, str, Callable[..., None]]] = [
             r"/(?P<name>[^/]+(?:/json)?)", no_such_object),
     ("GET", r"/(?:plugins|secrets|configs|services|nodes|tasks|swarm)(?:/.*)?",
      not_implemented),
-    ("POST", r"/(?:plugins|build|session|swarm|images/load|commit|auth)(?:/.*)?",
-     not_implemented),
-    ("GET", rf"/containers/{_ID}/(?:stats|changes|export|archive)", not_implemented),
-    ("GET", r"/images/(?:get|search)", not_implemented),
+    ("POST", r"/(?:plugins|build|session|swarm)(?:/.*)?", not_implemented),
 ]

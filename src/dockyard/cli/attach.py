@@ -44,8 +44,8 @@ def terminal_size(fd: int = 1) -> tuple[int, int] | None:
     return size.lines, size.columns
 
 
-def session(conn: socket.socket, cid: str, *, raw: bool = False, keyboard: bool = False
-            ) -> int:
+def session(conn: socket.socket, cid: str, *, raw: bool = False, keyboard: bool = False,
+            detach_keys: bool = True) -> int:
     """Copy the container's output here until it exits (its exit code) or we detach (0).
 
     ``raw``: our terminal is the container's (-it); ``keyboard``: what we type goes to it."""
@@ -72,7 +72,7 @@ def session(conn: socket.socket, cid: str, *, raw: bool = False, keyboard: bool 
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
             signal.signal(sig, forward)
         signal.signal(signal.SIGWINCH, winch)
-        return _pump(conn, cid, keyboard=keyboard)
+        return _pump(conn, cid, keyboard=keyboard, detach_keys=detach_keys)
     finally:
         conn.close()
         if saved is not None:
@@ -81,7 +81,7 @@ def session(conn: socket.socket, cid: str, *, raw: bool = False, keyboard: bool 
             termios.tcsetattr(0, termios.TCSADRAIN, saved)
 
 
-def _pump(conn: socket.socket, cid: str, *, keyboard: bool) -> int:
+def _pump(conn: socket.socket, cid: str, *, keyboard: bool, detach_keys: bool = True) -> int:
     from dockyard.monitor import channel
 
     poller = select.poll()
@@ -96,7 +96,8 @@ def _pump(conn: socket.socket, cid: str, *, keyboard: bool) -> int:
                 if not data:
                     poller.unregister(0)
                     continue
-                data, held, detach = scan_detach(held + data)
+                data, held, detach = scan_detach(held + data) if detach_keys else \
+                    (data, b"", False)
                 if data:
                     conn.send(channel.message(channel.INPUT, data))
                 if detach:
@@ -163,6 +164,9 @@ def cmd_attach(g: Globals, argv: list[str], command: str = "attach") -> int:
     c = svc.get(a.container)    # its errors exit 1, as docker attach's do
     tty = bool((c.config.get("Config") or {}).get("Tty"))
     interactive = tty and not a.no_stdin and os.isatty(0)
+    # -i without a terminal: its supervision holds its stdin open; ours goes there
+    piped = not tty and not a.no_stdin and bool((c.config.get("Config") or {}).get("OpenStdin"))
     conn = svc.attach(c.id, terminal_size() if tty else None)
     sys.stdout.flush()
-    return session(conn, c.id, raw=interactive, keyboard=interactive)
+    return session(conn, c.id, raw=interactive, keyboard=interactive or piped,
+                   detach_keys=tty)

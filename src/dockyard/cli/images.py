@@ -151,7 +151,9 @@ def cmd_images(g: Globals, argv: list[str], command: str = "images") -> int:
                                                  "since"})
     if a.repository:
         filters.setdefault("reference", []).append(a.repository)
-    records = _filter_images(svc, svc.images(), filters)
+    from dockyard.engine.imagefilter import filter_images
+
+    records = filter_images(svc, svc.images(), filters)
     rows = _image_rows(records, no_trunc=a.no_trunc, digests=a.digests)
     if a.quiet:
         seen: list[str] = []
@@ -179,55 +181,6 @@ def _parse_filters(items: list[str], command: str, allowed: set[str]) -> dict[st
             raise InvalidArgument(f"invalid filter '{key}'")
         out.setdefault(key, []).append(val)
     return out
-
-
-def _filter_images(svc: ImageService, records: list[ImageRecord],
-                   filters: dict[str, list[str]]) -> list[ImageRecord]:
-    import fnmatch
-
-    from dockyard.engine.images import familiar
-
-    out = []
-    pivots: dict[str, float] = {}
-    for key in ("before", "since"):
-        for name in filters.get(key, []):
-            pivots[key] = svc.resolve(name).added
-    for rec in records:
-        if "dangling" in filters:
-            want = filters["dangling"][-1].lower()
-            if want not in ("true", "false", "1", "0"):
-                raise InvalidArgument(f"invalid filter 'dangling={want}'")
-            if (want in ("true", "1")) != (not rec.references):
-                continue
-        if "reference" in filters:
-            names = [familiar(r) for r in rec.references]
-            pats = filters["reference"]
-            if not any(_ref_matches(n, pat, fnmatch.fnmatchcase) for n in names for pat in pats):
-                continue
-        if "label" in filters:
-            labels = svc.image_config(rec).config.labels
-            if not all(_label_matches(labels, f) for f in filters["label"]):
-                continue
-        if "before" in pivots and not rec.added < pivots["before"]:
-            continue
-        if "since" in pivots and not rec.added > pivots["since"]:
-            continue
-        out.append(rec)
-    return out
-
-
-def _ref_matches(name: str, pattern: str, match: Any) -> bool:
-    repo = name.rpartition(":")[0]
-    if ":" in pattern.rpartition("/")[2]:
-        return bool(match(name, pattern))
-    return bool(match(repo, pattern)) or bool(match(name, pattern))
-
-
-def _label_matches(labels: Any, f: str) -> bool:
-    key, eq, val = f.partition("=")
-    if key not in labels:
-        return False
-    return not eq or labels[key] == val
 
 
 def _image_rows(records: list[ImageRecord], *, no_trunc: bool,

@@ -333,6 +333,8 @@ class ContainerService:
             log_path=self.log_path(c.id, log_driver),
             log_max_size=log_max_size, log_max_file=log_max_file, log_driver=log_driver,
             tty=bool((c.config.get("Config") or {}).get("Tty")),
+            open_stdin=bool((c.config.get("Config") or {}).get("OpenStdin"))
+            and not (c.config.get("Config") or {}).get("Tty"),
             restart_policy=str(restart.get("Name") or "no"),
             restart_max=int(restart.get("MaximumRetryCount") or 0),
             stop_flag=os.path.join(run_dir, "stop-requested"),
@@ -595,10 +597,16 @@ class ContainerService:
     def update(self, ref: str, *, memory: int = 0, memory_swap: int = 0, nano_cpus: int = 0,
                cpu_shares: int = 0, cpuset_cpus: str = "", pids_limit: int | None = None
                ) -> Container:
-        """Change a running container's limits (the runtime's update) and remember them."""
+        """Change a container's limits: a running one's cgroup (the runtime's update), and
+        its bundle and row, so that its next start keeps them (a stopped container gets them
+        when it starts, as in docker)."""
         import subprocess
 
-        c = self._running(ref)
+        from dockyard.engine.resources import Limits, check, update_bundle
+
+        check(Limits(memory=memory, memory_swap=memory_swap, nano_cpus=nano_cpus,
+                     cpu_shares=cpu_shares, cpuset_cpus=cpuset_cpus, pids_limit=pids_limit))
+        c = self.get(ref)
         argv = [*self.runtime_argv(c), "update"]
         host: dict[str, Any] = dict(c.config.get("HostConfig") or {})
         if memory:
@@ -621,10 +629,14 @@ class ContainerService:
         if pids_limit is not None:
             argv += ["--pids-limit", str(pids_limit)]
             host["PidsLimit"] = pids_limit
-        done = subprocess.run([*argv, c.id], capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise FailedPrecondition(f"Cannot update container {c.id}: "
-                                     f"{done.stderr.strip() or 'the runtime refused'}")
+        if c.running:
+            done = subprocess.run([*argv, c.id], capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise FailedPrecondition(f"Cannot update container {c.id}: "
+                                         f"{done.stderr.strip() or 'the runtime refused'}")
+        update_bundle(self.bundle(c.id), Limits(
+            memory=memory, memory_swap=memory_swap, nano_cpus=nano_cpus,
+            cpu_shares=cpu_shares, cpuset_cpus=cpuset_cpus, pids_limit=pids_limit))
         config = {**c.config, "HostConfig": host}
         with transaction(self.db) as db:
             db.execute("UPDATE containers SET config = ? WHERE id = ?",

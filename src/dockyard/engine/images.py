@@ -106,16 +106,9 @@ class ImageService:
     def registry(self) -> RegistryClient:
         with self._lock:
             if self._client is None:
-                from dockyard import __version__
-                from dockyard.image.auth import AuthStore
-                from dockyard.image.hosts import DEFAULT_CERTS_DIRS, HostsConfig
-                from dockyard.image.registry import RegistryClient
+                from dockyard.engine.registries import registry_client
 
-                # "certs-dirs" (a Dockyard extension) replaces /etc/{dockyard,docker}/certs.d.
-                certs = self.config.settings.get("certs-dirs") or DEFAULT_CERTS_DIRS
-                hosts = HostsConfig.load(self.config.config_file, certs_dirs=certs)
-                self._client = RegistryClient(hosts, AuthStore(),
-                                              user_agent=f"dockyard/{__version__}")
+                self._client = registry_client(self.config)
             return self._client
 
     # --- names -------------------------------------------------------------------------------
@@ -154,23 +147,27 @@ class ImageService:
     # --- pull --------------------------------------------------------------------------------
 
     def pull(self, name: str, *, platform: Platform | None = None,
-             progress: ProgressFn | None = None) -> ImageRecord:
+             progress: ProgressFn | None = None,
+             registry: RegistryClient | None = None) -> ImageRecord:
         from dockyard.image.pull import Puller
 
         ref = parse_reference(name)
-        puller = Puller(self.registry(), self.content, self.snapshots, self.store,
+        puller = Puller(registry or self.registry(), self.content, self.snapshots, self.store,
                         progress=progress or (lambda _p: None))
         record = puller.pull(ref, platform)
         self.event("pull", ref.familiar, ref.familiar_name, record)
         return record
 
-    def push(self, name: str, *, progress: ProgressFn | None = None) -> tuple[Digest, int]:
-        """Push the image named ``name`` to the registry in its name; remember the digest."""
+    def push(self, name: str, *, progress: ProgressFn | None = None,
+             registry: RegistryClient | None = None) -> tuple[Digest, int]:
+        """Push the image named ``name`` to the registry in its name; remember the digest.
+        ``registry``: a client of the caller's (credentials given with a request)."""
         from dockyard.image.push import push_image
 
         ref = parse_reference(name)
         record = self.resolve(name)
-        digest, size = push_image(self.registry(), self.content, record, ref, progress)
+        digest, size = push_image(registry or self.registry(), self.content, record, ref,
+                                  progress)
         self.store.add_repo_digest(record.id, ref.repository, digest)
         self.event("push", ref.familiar, ref.familiar_name, record)
         return digest, size

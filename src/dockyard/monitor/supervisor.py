@@ -55,6 +55,8 @@ class Launch:
     log_max_file: int
     log_driver: str         # "json-file", "local" or "none"
     tty: bool = False            # the container has a terminal: we hold its pty master
+    open_stdin: bool = False     # -i without a terminal: we hold its stdin open (docker's
+                                 # OpenStdin) and attached commands write to it
     restart_policy: str = "no"   # docker's: no, on-failure, always, unless-stopped
     restart_max: int = 0         # on-failure:N (0: no limit)
     stop_flag: str = ""          # exists once the user stopped or killed the container
@@ -120,6 +122,8 @@ class Supervision:
         self.pidfd = -1
         self.master = -1                     # the pty master (tty containers)
         self.master_out = bytearray()        # keyboard input not yet taken by the pty
+        self.stdin_w = -1                    # the open stdin's pipe (open_stdin containers)
+        self.stdin_out = bytearray()         # input not yet taken by that pipe
         self.peers: dict[Peer, bool] = {}    # attached command -> wants the output
         self.health: Checker | None = None
         self.health_timer: Timer | None = None
@@ -138,11 +142,39 @@ class Supervision:
         self.peers.pop(peer, None)
 
     def input(self, data: bytes) -> None:
-        """Keyboard bytes from an attached command, for the container's terminal."""
-        if self.master < 0 or not data:
+        """Bytes from an attached command: for the container's terminal, or its open stdin."""
+        if not data:
             return
-        self.master_out += data
-        self._flush_master()
+        if self.master >= 0:
+            self.master_out += data
+            self._flush_master()
+        elif self.stdin_w >= 0:
+            self.stdin_out += data
+            self._flush_stdin()
+
+    def _flush_stdin(self, _revents: int = 0) -> None:
+        if self.stdin_w < 0:
+            return
+        try:
+            while self.stdin_out:
+                n = os.write(self.stdin_w, self.stdin_out[:_READ])
+                del self.stdin_out[:n]
+        except BlockingIOError:
+            pass
+        except OSError:     # EPIPE: the container closed its stdin
+            self._close_stdin()
+            return
+        if self.stdin_out:
+            self.loop.watch(self.stdin_w, self._flush_stdin, OUT, owner=self)
+        else:
+            self.loop.unwatch(self.stdin_w)
+
+    def _close_stdin(self) -> None:
+        if self.stdin_w >= 0:
+            self.loop.unwatch(self.stdin_w)
+            os.close(self.stdin_w)
+            self.stdin_w = -1
+        self.stdin_out.clear()
 
     def resize(self, rows: int, cols: int) -> None:
         if self.master >= 0 and rows > 0 and cols > 0:
@@ -184,7 +216,20 @@ class Supervision:
             os.set_blocking(self.master, False)
             self.pipes = {self.master: channel.STDOUT}
         else:
-            self.init_pid, self.pipes = _launch_with_pipes(self.launch, stdin_fd)
+            self._close_stdin()     # a restart's container gets a stdin of its own
+            own = -1
+            if stdin_fd < 0 and self.launch.open_stdin:
+                own, self.stdin_w = os.pipe2(os.O_CLOEXEC)
+                os.set_blocking(self.stdin_w, False)
+            try:
+                self.init_pid, self.pipes = _launch_with_pipes(self.launch,
+                                                               stdin_fd if own < 0 else own)
+            except BaseException:
+                self._close_stdin()
+                raise
+            finally:
+                if own >= 0:
+                    os.close(own)
         self.pidfd = os.pidfd_open(self.init_pid)
         self.keep()
 
@@ -281,6 +326,7 @@ class Supervision:
         os.close(self.pidfd)
         self.pidfd = -1
         self.code = _reap(self.init_pid)
+        self._close_stdin()
         self._stop_health()
         self.recorder.died(self.launch, self.code)
         if not self.pipes:
@@ -373,6 +419,7 @@ class Supervision:
         exit as unknown (the container itself is left alone; it keeps running)."""
         _crash_note(self.launch, error)
         self._unkeep()      # the keeper's copies keep the container alive from here
+        self._close_stdin()
         for fd in list(self.pipes):
             self.loop.unwatch(fd)
             os.close(fd)

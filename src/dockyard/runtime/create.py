@@ -129,7 +129,8 @@ def check_console(terminal: bool, cons: Console | None) -> None:
 
 
 def resolve(spec: Spec, bundle: StrPath, fifo: str, *, no_pivot: bool, preserve_fds: int,
-            cons: Console | None, seccomp_cache: StrPath | None = None) -> InitConfig:
+            cons: Console | None, seccomp_cache: StrPath | None = None,
+            mountinfo: str | None = None) -> InitConfig:
     if spec.process is None:
         raise InvalidArgument("config.json: process is required to create a container")
     root = spec.root.path
@@ -166,7 +167,8 @@ def resolve(spec: Spec, bundle: StrPath, fifo: str, *, no_pivot: bool, preserve_
     _preload_child_modules(spec, clone_flags)
     propagation = propagation_flags(spec.linux.rootfs_propagation or "rslave")
     return InitConfig(
-        rootfs=rootfs_path, spec=spec, steps=rootfs.plan(spec), propagation=propagation,
+        rootfs=rootfs_path, spec=spec, steps=rootfs.plan(spec, mountinfo=mountinfo),
+        propagation=propagation,
         clone_flags=clone_flags, joins=tuple(joins), fifo=fifo,
         fifo_fd=os.open(fifo, os.O_PATH | os.O_CLOEXEC), no_pivot=no_pivot,
         proc=process.prepare(spec.process, preserve_fds, spec.linux.seccomp, seccomp_cache),
@@ -462,8 +464,8 @@ def container_resources(spec: Spec) -> Resources:
     return replace(base, devices=base.devices + own + RUNC_DEFAULT_ALLOWED)
 
 
-def make_cgroup(spec: Spec, container_id: str, systemd: bool = False
-                ) -> CgroupManager | None:
+def make_cgroup(spec: Spec, container_id: str, systemd: bool = False,
+                mountinfo: str | None = None) -> CgroupManager | None:
     """Create the container's cgroup and apply its limits (before any process joins).
 
     Unprivileged (rootless), a cgroup that cannot be made is done without, as runc does, as
@@ -471,9 +473,11 @@ def make_cgroup(spec: Spec, container_id: str, systemd: bool = False
     import errno
 
     from dockyard import cgroups
+    from dockyard.cgroups.layout import cgroup_mounts
     from dockyard.model.resources import Resources
 
-    mgr = cgroups.manager_for(spec.linux.cgroups_path, container_id, systemd=systemd)
+    mgr = cgroups.manager_for(spec.linux.cgroups_path, container_id, systemd=systemd,
+                              hierarchies=cgroup_mounts(mountinfo))
     rootless = os.geteuid() != 0
     resources = container_resources(spec)
     if rootless:
@@ -511,6 +515,20 @@ def create(root: StrPath, container_id: str, bundle: StrPath, *,
            console_fd: int | None = None, systemd_cgroup: bool = False,
            no_new_keyring: bool = False, loaded: Bundle | None = None) -> state.Record:
     """``loaded``: the bundle's config, when the caller has read it already (``run``)."""
+    return create_container(root, container_id, bundle, pid_file=pid_file, no_pivot=no_pivot,
+                            preserve_fds=preserve_fds, console_socket=console_socket,
+                            console_fd=console_fd, systemd_cgroup=systemd_cgroup,
+                            no_new_keyring=no_new_keyring, loaded=loaded)[0]
+
+
+def create_container(root: StrPath, container_id: str, bundle: StrPath, *,
+                     pid_file: StrPath | None = None, no_pivot: bool = False,
+                     preserve_fds: int = 0, console_socket: str | None = None,
+                     console_fd: int | None = None, systemd_cgroup: bool = False,
+                     no_new_keyring: bool = False, loaded: Bundle | None = None
+                     ) -> tuple[state.Record, CgroupManager | None]:
+    """:func:`create`, also returning the container's cgroup manager (``run`` removes the
+    cgroup with it, without reading the mount table again)."""
     bundle = os.path.realpath(bundle)
     if loaded is None:
         loaded = load_bundle(bundle)
@@ -546,9 +564,12 @@ def create(root: StrPath, container_id: str, bundle: StrPath, *,
                                 cgroup_paths=tuple(sorted(cgroup.paths.items()))
                                 if cgroup is not None else ())
 
+        with open("/proc/self/mountinfo") as f:  # read once, for the plan and the cgroups
+            mountinfo = f.read()
         cfg = resolve(spec, bundle, fifo, no_pivot=no_pivot, preserve_fds=preserve_fds,
+                      mountinfo=mountinfo,
                       cons=cons, seccomp_cache=os.path.join(root, SECCOMP_CACHE))
-        cgroup = make_cgroup(spec, container_id, systemd_cgroup)
+        cgroup = make_cgroup(spec, container_id, systemd_cgroup, mountinfo)
         cfg = replace(cfg, cgroup=cgroup, container_id=container_id,
                       new_keyring=not no_new_keyring)
         parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
@@ -569,7 +590,7 @@ def create(root: StrPath, container_id: str, bundle: StrPath, *,
         state.save(root, rec)
         if pid_file is not None:
             write_pid_file(pid_file, init_pid)
-        return rec
+        return rec, cgroup
     except BaseException:
         for pid in pids:
             try:

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     import signal
 
     from _typeshed import StrPath
+
+    from dockyard.cgroups import CgroupManager
 else:
     import _signal as signal  # not signal.py: it imports enum (~5 ms)
 
@@ -45,8 +47,15 @@ def delete(root: StrPath, container_id: str, *, force: bool = False) -> None:
         if force:  # runc: forcing the removal of what is not there succeeds
             return
         raise
+    remove(root, rec, state.cgroup_of(rec), force=force)
+
+
+def remove(root: StrPath, rec: state.Record, cgroup: CgroupManager | None, *,
+           force: bool = False) -> None:
+    """Delete the container ``rec`` (loaded), whose cgroup is ``cgroup``."""
+    container_id = rec.id
+    d = state.container_dir(root, container_id)
     status = state.status_of(root, rec)
-    cgroup = state.cgroup_of(rec)
     if status is state.Status.CREATED or (force and status.can_kill):
         if cgroup is not None:
             cgroup.kill_all(signal.SIGKILL)  # every process, not only the init (runc -f)

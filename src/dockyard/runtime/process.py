@@ -64,8 +64,13 @@ def prepare(proc: Process, preserve_fds: int = 0, seccomp: Seccomp | None = None
 def find_executable(name: str, env: tuple[str, ...]) -> str:
     """execvp's lookup, done before the fifo wait so that a typo fails ``create``."""
     if "/" in name:
-        if os.path.isdir(name) or not os.access(name, os.X_OK):
-            raise NotFound(f'exec: "{name}": permission denied or not found')
+        # runc's words: docker's CLI makes 127 of "no such file or directory", 126 of the rest
+        if not os.path.lexists(name):
+            raise NotFound(f'exec: "{name}": stat {name}: no such file or directory')
+        if os.path.isdir(name):
+            raise NotFound(f'exec: "{name}": is a directory')
+        if not os.access(name, os.X_OK):
+            raise NotFound(f'exec: "{name}": permission denied')
         return name
     path = next((e[5:] for e in reversed(env) if e.startswith("PATH=")), DEFAULT_PATH)
     for d in path.split(":"):

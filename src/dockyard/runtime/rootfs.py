@@ -13,7 +13,7 @@ import stat
 
 from dockyard.errors import InvalidArgument
 from dockyard.linux import libc as k
-from dockyard.linux.cgroupfs import Hierarchy, host_hierarchies, is_pure_v2
+from dockyard.linux.cgroupfs import Hierarchy, host_hierarchies, is_pure_v2, own_cgroup_dir
 from dockyard.linux.paths import secure_join
 from dockyard.model.oci import Mount, Spec
 from dockyard.runtime.mountopts import parse_options
@@ -29,6 +29,9 @@ class MountStep:
     data: str
     propagation: tuple[int, ...] = ()
     bind: bool = False
+    #: bind the container's own cgroup in this hierarchy (found in the child, which is in it
+    #: by then), not the hierarchy's root: the source is a linux.cgroupfs.Hierarchy's fields
+    own_cgroup: Hierarchy | None = None
 
 
 @value
@@ -65,7 +68,7 @@ DEFAULT_LINKS = (
 )
 
 
-def _mount_steps(m: Mount, hierarchies: tuple[Hierarchy, ...], userns: bool
+def _mount_steps(m: Mount, hierarchies: tuple[Hierarchy, ...], userns: bool, cgroupns: bool
                  ) -> list[MountStep]:
     opts = parse_options(m.options)
     fstype = m.type
@@ -81,17 +84,21 @@ def _mount_steps(m: Mount, hierarchies: tuple[Hierarchy, ...], userns: bool
                           bind=True)]
     if fstype in {"cgroup", "cgroup2"}:
         return _cgroup_steps(m.destination, opts.flags | k.MS_NOSUID | k.MS_NODEV | k.MS_NOEXEC,
-                             hierarchies, userns)
+                             hierarchies, userns, cgroupns)
     return [MountStep(m.destination, m.source or fstype, fstype, opts.flags, opts.data,
                       opts.propagation)]
 
 
-def _cgroup_steps(dest: str, flags: int, hierarchies: tuple[Hierarchy, ...], userns: bool
-                  ) -> list[MountStep]:
-    """A read-only view of the host's cgroup hierarchies: cgroup2 alone on a pure v2 host;
-    a tmpfs with one mount per v1 hierarchy (and the unified one) on a v1 or hybrid host.
-    In a user namespace v1 hierarchies cannot be mounted afresh: they are bound from the
-    host's mounts instead."""
+def _cgroup_steps(dest: str, flags: int, hierarchies: tuple[Hierarchy, ...], userns: bool,
+                  cgroupns: bool) -> list[MountStep]:
+    """A read-only view of the container's cgroups: cgroup2 alone on a pure v2 host; a tmpfs
+    with one mount per v1 hierarchy (and the unified one) on a v1 or hybrid host.
+
+    On v1 without a cgroup namespace, a fresh mount would show the whole hierarchy, the
+    host's cgroups included: as runc does, each hierarchy's directory of the container's own
+    cgroup is bound instead (so memory.limit_in_bytes is the container's). In a cgroup
+    namespace a fresh mount is rooted at the container's cgroup already; in a user namespace
+    without one, v1 hierarchies cannot be mounted afresh and are bound too."""
     if is_pure_v2(hierarchies):
         return [MountStep(dest, "cgroup2", "cgroup2", flags, "")]
     steps = [MountStep(dest, "tmpfs", "tmpfs", k.MS_NOSUID | k.MS_NODEV | k.MS_NOEXEC,
@@ -99,9 +106,9 @@ def _cgroup_steps(dest: str, flags: int, hierarchies: tuple[Hierarchy, ...], use
     for h in hierarchies:
         base = h.mountpoint.rstrip("/").rsplit("/", 1)[-1]
         target = f"{dest.rstrip('/')}/{base}"
-        if userns and h.fstype == "cgroup":
+        if not cgroupns or (userns and h.fstype == "cgroup"):
             steps.append(MountStep(target, h.mountpoint, None, k.MS_BIND | flags, "",
-                                   bind=True))
+                                   bind=True, own_cgroup=h))
         else:
             steps.append(MountStep(target, "cgroup", h.fstype, flags,
                                    h.options if h.fstype == "cgroup" else ""))
@@ -112,14 +119,17 @@ def _cgroup_steps(dest: str, flags: int, hierarchies: tuple[Hierarchy, ...], use
     return steps
 
 
-def plan(spec: Spec, hierarchies: tuple[Hierarchy, ...] | None = None) -> tuple[Step, ...]:
-    """Everything done to the rootfs before pivot_root, in order."""
+def plan(spec: Spec, hierarchies: tuple[Hierarchy, ...] | None = None, *,
+         mountinfo: str | None = None) -> tuple[Step, ...]:
+    """Everything done to the rootfs before pivot_root, in order. ``hierarchies``: the host's
+    cgroup mounts (default: read from ``mountinfo``, or this process's mount table)."""
     if hierarchies is None and any(m.type in ("cgroup", "cgroup2") for m in spec.mounts):
-        hierarchies = host_hierarchies()
+        hierarchies = host_hierarchies(mountinfo)
     userns = spec.linux.namespace("user") is not None
+    cgroupns = spec.linux.namespace("cgroup") is not None
     steps: list[Step] = []
     for m in spec.mounts:
-        steps.extend(_mount_steps(m, hierarchies or (), userns))
+        steps.extend(_mount_steps(m, hierarchies or (), userns, cgroupns))
     dev_is_bound = any(isinstance(s, MountStep) and s.destination == "/dev" and s.bind
                        for s in steps)
     devices: list[DeviceStep] = []
@@ -162,9 +172,13 @@ def _apply_mount(rootfs: str, s: MountStep) -> None:
     target = secure_join(rootfs, s.destination, strict=True)
     if s.bind:
         assert s.source is not None
-        src_is_file = not os.path.isdir(s.source)
+        source = s.source
+        if s.own_cgroup is not None:
+            with open("/proc/self/cgroup") as f:
+                source = own_cgroup_dir(s.own_cgroup, f.read())
+        src_is_file = not os.path.isdir(source)
         _make_mountpoint(target, src_is_file)
-        k.mount(s.source, target, None, s.flags & (k.MS_BIND | k.MS_REC))
+        k.mount(source, target, None, s.flags & (k.MS_BIND | k.MS_REC))
         extra = s.flags & ~(k.MS_BIND | k.MS_REC)
         if extra:
             remount(target, extra)

@@ -49,11 +49,10 @@ def run(root: StrPath, container_id: str, bundle: StrPath, *, detach: bool = Fal
     if not detach:
         k.prctl(k.PR_SET_CHILD_SUBREAPER, 1)
     try:
-        rec = create_mod.create(root, container_id, bundle, pid_file=pid_file,
-                                no_pivot=no_pivot, preserve_fds=preserve_fds,
-                                console_socket=console_socket, console_fd=console_fd,
-                                systemd_cgroup=systemd_cgroup,
-                                no_new_keyring=no_new_keyring, loaded=loaded)
+        rec, cgroup = create_mod.create_container(
+            root, container_id, bundle, pid_file=pid_file, no_pivot=no_pivot,
+            preserve_fds=preserve_fds, console_socket=console_socket, console_fd=console_fd,
+            systemd_cgroup=systemd_cgroup, no_new_keyring=no_new_keyring, loaded=loaded)
     finally:
         if console_fd is not None:
             os.close(console_fd)
@@ -72,7 +71,7 @@ def run(root: StrPath, container_id: str, bundle: StrPath, *, detach: bool = Fal
     try:
         return wait_for(rec.pid, master)
     finally:
-        delete_mod.delete(root, container_id, force=True)
+        delete_mod.remove(root, rec, cgroup, force=True)
 
 
 def wait_for(pid: int, master: int | None = None) -> int:
