@@ -6,10 +6,10 @@ bridge of its own on a private subnet; traffic stays on loopback and on those br
 =========  ==============  =============================================================
 tool       subnet          bridge
 =========  ==============  =============================================================
-dockyard   10.214.1.0/24   its default bridge (``bip``), kept, removed by ``system teardown``
-podman     10.214.2.0/24   ``dyb-pm0``: a CNI network of its own (bridge, host-local,
+dockyard   10.217.1.0/24   its default bridge (``bip``), kept, removed by ``system teardown``
+podman     10.217.2.0/24   ``dyb-pm0``: a CNI network of its own (bridge, host-local,
                            portmap, firewall: what ``podman network create`` writes)
-docker     10.214.3.0/24   ``dyb-dk0``: made here and given to dockerd with ``--bridge``;
+docker     10.217.3.0/24   ``dyb-dk0``: made here and given to dockerd with ``--bridge``;
                            iptables on (its default), ``--ip-forward=false`` (so it never
                            changes the FORWARD policy), docker's userland proxy (its default)
 =========  ==============  =============================================================
@@ -75,7 +75,7 @@ TOOLS = ("dockyard", "podman", "docker")
 PHASES = ("throughput", "publish")
 TIMEOUT = 300.0
 NC_PORT = 5001
-SUBNETS = {"dockyard": "10.214.1", "podman": "10.214.2", "docker": "10.214.3"}
+SUBNETS = {"dockyard": "10.217.1", "podman": "10.217.2", "docker": "10.217.3"}
 BRIDGES = {"podman": "dyb-pm0", "docker": "dyb-dk0"}
 PODMAN_NETWORK = "dybench"
 HTTPD = ("sh", "-c", "mkdir -p /www && echo dybench-ok > /www/index.html && "
@@ -374,7 +374,7 @@ def environment(work: Path, wanted: Sequence[str], notes: list[str]) -> Iterator
                 config = base / "daemon.json"
                 config.write_text(json.dumps({
                     "cgroup-parent": "", "bip": f"{net}.1/24", "ip-forward": False,
-                    "default-address-pools": [{"base": "10.214.11.0/24", "size": 26}]}) + "\n")
+                    "default-address-pools": [{"base": "10.217.11.0/24", "size": 26}]}) + "\n")
                 env = {"DOCKYARD_RUN_ROOT": str(base / "run"),
                        "PYTHONPYCACHEPREFIX": str(work / "pycache")}
                 prefix = ("/usr/bin/env", "-u", "PYTHONDONTWRITEBYTECODE",
