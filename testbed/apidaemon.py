@@ -135,6 +135,10 @@ def api_daemon() -> Iterator[Daemon]:
         try:
             for cid in d.engine.run("ps", "-aq", "--no-trunc", check=False).stdout.split():
                 d.engine.run("rm", "-f", cid, check=False)
+            for net in d.engine.run("network", "ls", "-q", "--filter", "type=custom",
+                                    check=False).stdout.split():
+                d.engine.run("network", "rm", net, check=False)
+            d.engine.run("system", "teardown", check=False)   # the kept default bridge
         finally:
             d.stop()
             shutil.rmtree(workdir, ignore_errors=True)

@@ -36,7 +36,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +58,10 @@ _LOG_TAIL_BYTES = 4000
 #: containerd 1.6's shims put their sockets below here whatever containerd's own state dir is
 #: (the path is compiled in); removed again, when empty, if a daemon of ours created it.
 SHIM_SOCKET_DIRS = (Path("/run/containerd/s"), Path("/run/containerd"))
+
+#: What keeps dockerd off the host's network (see the module docstring).
+NO_NETWORK_FLAGS = ("--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false",
+                    "--ip-forward=false", "--userland-proxy=false")
 
 # Daemons we started, so stop_dockerd can reap them.
 _children: dict[int, subprocess.Popen[bytes]] = {}
@@ -142,10 +146,13 @@ def start_dockerd(
     *,
     runtimes: Mapping[str, str] | None = None,
     timeout: float = 60,
+    network_flags: Sequence[str] | None = None,
 ) -> Dockerd:
     """Starts dockerd with its state in ``workdir`` (a new temp dir by default); returns once
     ``GET /_ping`` answers. ``runtimes`` maps extra runtime names to binaries (--add-runtime).
-    Raises DockerdError, with the tail of its log, if it exits or does not answer in time."""
+    Raises DockerdError, with the tail of its log, if it exits or does not answer in time.
+    ``network_flags`` replace the flags that keep dockerd off the host's network (a benchmark
+    that gives it a bridge of its own: bench/network.py, which removes what it adds)."""
     if not os.path.exists(DOCKERD_BIN):
         raise DockerdError(f"{DOCKERD_BIN} not found (Debian package docker.io)")
     if workdir is None:
@@ -165,12 +172,7 @@ def start_dockerd(
         "--exec-root", str(workdir / "exec"),
         "--pidfile", str(workdir / "docker.pid"),
         "-H", f"unix://{workdir / 'docker.sock'}",
-        "--bridge=none",
-        "--iptables=false",
-        "--ip6tables=false",
-        "--ip-masq=false",
-        "--ip-forward=false",
-        "--userland-proxy=false",
+        *(NO_NETWORK_FLAGS if network_flags is None else network_flags),
         "--exec-opt", "native.cgroupdriver=cgroupfs",
         "--cgroup-parent", cgroup_parent,
         "--storage-driver", "overlay2",

@@ -71,6 +71,7 @@ def loaded_engine(tmp_path: Path, settings: dict[str, object] | None = None, *,
     finally:
         for cid in e.run("ps", "-aq", "--no-trunc", check=False).stdout.split():
             e.run("rm", "-f", cid, check=False)
+        e.run("system", "teardown", check=False)    # the kept default bridge, nftables table
 
 
 @pytest.fixture

@@ -58,6 +58,7 @@ def net_daemon(busybox_archive: Path) -> Iterator[Daemon]:
                 e.run("network", "rm", net, check=False)
             for vol in e.run("volume", "ls", "-q", check=False).stdout.split():
                 e.run("volume", "rm", "-f", vol, check=False)
+            e.run("system", "teardown", check=False)    # the kept default bridge, nft table
         finally:
             d.stop()
         try:

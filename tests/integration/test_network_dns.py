@@ -71,6 +71,7 @@ def eng(tmp_path: Path, busybox: tb_images.BuiltImage, upstream: FakeDns) -> Ite
         for net in e.run("network", "ls", "-q", "--filter", "type=custom",
                          check=False).stdout.split():
             e.run("network", "rm", net, check=False)
+        e.run("system", "teardown", check=False)    # the kept default bridge, nftables table
         _assert_nothing_left(ours, tmp_path)
 
 

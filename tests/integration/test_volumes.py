@@ -47,6 +47,7 @@ def eng(tmp_path: Path, busybox: tb_images.BuiltImage) -> Iterator[Engine]:
             e.run("rm", "-f", "-v", cid, check=False)
         for name in e.run("volume", "ls", "-q", check=False).stdout.split():
             e.run("volume", "rm", name, check=False)
+        e.run("system", "teardown", check=False)    # the kept default bridge, nftables table
         assert _mounts_under(tmp_path) == []
 
 
@@ -281,3 +282,50 @@ def test_bind_device_volume_and_failed_mount(eng: Engine, tmp_path: Path) -> Non
     assert eng.run("ps", "-aq").stdout == ""        # --rm: the container went with the start
     assert _mounts_under(tmp_path) == []
     eng.run("volume", "rm", "broken", "bv")
+
+
+def test_system_df_volumes_and_prune_volumes(eng: Engine) -> None:
+    import re
+    import time
+
+    def rows(text: str) -> dict[str, list[str]]:
+        table = [re.split(r" {3,}", ln.rstrip()) for ln in text.splitlines() if ln.strip()]
+        return {r[0]: r[1:] for r in table[1:]}
+
+    eng.run("volume", "create", "named")
+    eng.run(*RUN, "--name", "user", "-v", "named:/data", "busybox", "sh", "-c",
+            "printf 12345 > /data/f")
+    anon = eng.run(*RUN, "-d", "-v", "/scratch", "busybox", "sh", "-c",
+                   "dd if=/dev/zero of=/scratch/x bs=1000 count=10 2>/dev/null; sleep 30"
+                   ).stdout.strip()
+    anon_vol = json.loads(eng.run("inspect", anon).stdout)[0]["Mounts"][0]["Name"]
+    eng.run(*RUN, "--rm", "-v", "/gone", "busybox", "true")     # --rm takes its volume along
+    for _ in range(50):         # dd in the running one fills its volume
+        df = rows(eng.run("system", "df").stdout)
+        if df["Local Volumes"][2] == "10.01kB":
+            break
+        time.sleep(0.1)
+    # two volumes, both mounted by a container (one running, one exited): active, not
+    # reclaimable; sizes are what _data holds
+    assert df["Local Volumes"] == ["2", "2", "10.01kB", "0B (0%)"]
+    verbose = eng.run("system", "df", "-v").stdout
+    section = verbose.split("Local Volumes space usage:")[1].split("Build cache")[0]
+    vol_rows = rows(section)
+    assert vol_rows[anon_vol] == ["1", "10kB"] and vol_rows["named"] == ["1", "5B"]
+    doc = json.loads(eng.run("system", "df", "-v", "--format", "{{json .Volumes}}").stdout)
+    assert {v["Name"]: v["Links"] for v in doc} == {anon_vol: "1", "named": "1"}
+    # the named volume's user goes: it is reclaimable, but prune --volumes takes only
+    # anonymous volumes no container uses (docker 23+)
+    eng.run("rm", "user")
+    assert rows(eng.run("system", "df").stdout)["Local Volumes"] == [
+        "2", "1", "10.01kB", "5B (0%)"]
+    out = eng.run("system", "prune", "-f", "--volumes").stdout
+    assert "Deleted Volumes:" not in out        # the anonymous one is still in use
+    eng.run("rm", "-f", anon)
+    out = eng.run("system", "prune", "-f", "--volumes").stdout
+    assert f"Deleted Volumes:\n{anon_vol}\n\n" in out
+    assert out.endswith("Total reclaimed space: 10kB\n")
+    assert _volumes(eng) == {"named"}
+    assert rows(eng.run("system", "df").stdout)["Local Volumes"] == ["1", "0", "5B", "5B (100%)"]
+    plain = eng.run("system", "prune", "-f").stdout
+    assert "Deleted Volumes" not in plain and _volumes(eng) == {"named"}

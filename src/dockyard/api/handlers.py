@@ -273,7 +273,9 @@ def containers_create(app: App, h: Handler, req: Request) -> None:
     body = req.json()
     with app.services() as svc:
         from dockyard.api.networks import with_network_settings
+        from dockyard.engine.netjoin import check_request
 
+        check_request(body)     # --network container: against the other network options
         creq = with_network_settings(svc, create_request(body, req.arg("name")), body)
         if not svc.images.exists(creq.image):
             raise NotFound(f"No such image: {creq.image}")

@@ -45,11 +45,15 @@ def _warm_imports() -> None:
                  "dockyard.runtime.create", "dockyard.runtime.start", "dockyard.runtime.delete",
                  "dockyard.runtime.kill", "dockyard.monitor.health", "dockyard.monitor.logfile",
                  "dockyard.engine.create", "dockyard.engine.createvolumes",
-                 "dockyard.engine.networks", "dockyard.linux.rtnl", "pyroute2"):
+                 "dockyard.engine.networks", "dockyard.linux.rtnl", "pyroute2",
+                 "dockyard.network.nft", "dockyard.engine.netjoin", "dockyard.engine.dns"):
         try:
             importlib.import_module(name)
         except ImportError:
             pass
+    from dockyard.linux import nftables
+
+    nftables.preload()      # libnftables and its libraries, loaded once for every fork
 
 
 # --- run / create -----------------------------------------------------------------------------
@@ -415,7 +419,8 @@ def _ps_row(c: Container, no_trunc: bool, svc_health: Any = None) -> dict[str, A
         "State": _state_word(c),
         "Size": "0B",       # without -s (or .Size in --format) sizes are not computed
         "Mounts": "",
-        "Networks": c.config.get("HostConfig", {}).get("NetworkMode", "none"),
+        "Networks": "" if str(c.config.get("HostConfig", {}).get("NetworkMode", "")).startswith(
+            "container:") else c.config.get("HostConfig", {}).get("NetworkMode", "none"),
         "LocalVolumes": "0",
     }
 
@@ -762,8 +767,9 @@ def cmd_prune(g: Globals, argv: list[str], command: str = "container prune") -> 
 
 def cmd_system(g: Globals, argv: list[str]) -> int:
     """``system restore``: bring back restart-policy containers (run it at boot: see README).
-    ``system prune``: stopped containers, then unused images. ``system info`` and ``system df``
-    live in cli/system.py."""
+    ``system prune``: stopped containers, unused networks, with ``--volumes`` unused anonymous
+    volumes, then unused images. ``system teardown``: cli/networks.py. ``system info`` and
+    ``system df`` live in cli/system.py."""
     from dockyard.cli.parser import UsageError
 
     if argv and argv[0] in ("info", "df"):
@@ -771,8 +777,12 @@ def cmd_system(g: Globals, argv: list[str]) -> int:
 
         run = system.cmd_info if argv[0] == "info" else system.cmd_df
         return run(g, argv[1:], f"system {argv[0]}")
+    if argv and argv[0] == "teardown":
+        from dockyard.cli.networks import cmd_teardown
+
+        return cmd_teardown(g, argv[1:])
     if not argv or argv[0] not in ("restore", "prune"):
-        raise UsageError("usage: dockyard system df|info|prune|restore", "system")
+        raise UsageError("usage: dockyard system df|info|prune|restore|teardown", "system")
     svc = service(g)
     if argv[0] == "restore":
         CommandParser("system restore", "", "Start the containers whose restart policy "
@@ -783,18 +793,33 @@ def cmd_system(g: Globals, argv: list[str]) -> int:
     p = CommandParser("system prune", "[OPTIONS]", "Remove unused data")
     p.add_argument("-a", "--all", action="store_true", help="Remove all unused images")
     p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
+    p.add_argument("--volumes", action="store_true", help="Prune anonymous volumes")
     a = p.parse_args(argv[1:])
     from dockyard.cli.units import human_size
 
     if not a.force:
-        sys.stdout.write("WARNING! This will remove all stopped containers and dangling "
-                         "images.\nAre you sure you want to continue? [y/N] ")
+        warnings = ["all stopped containers", "all networks not used by at least one container"]
+        if a.volumes:
+            warnings.append("all anonymous volumes not used by at least one container")
+        warnings.append("all images without at least one container associated to them"
+                        if a.all else "all dangling images")
+        sys.stdout.write("WARNING! This will remove:\n" + "".join(f"  - {w}\n" for w in warnings)
+                         + "\nAre you sure you want to continue? [y/N] ")
         sys.stdout.flush()
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             return 0
     removed, freed = svc.prune()
     if removed:
         sys.stdout.write("Deleted Containers:\n" + "".join(f"{c}\n" for c in removed) + "\n")
+    networks = svc.networks().prune()
+    if networks:
+        sys.stdout.write("Deleted Networks:\n" + "".join(f"{n.name}\n" for n in networks)
+                         + "\n")
+    if a.volumes:   # docker: anonymous volumes only
+        volumes, volumes_freed = svc.volumes().prune()
+        freed += volumes_freed
+        if volumes:
+            sys.stdout.write("Deleted Volumes:\n" + "".join(f"{v}\n" for v in volumes) + "\n")
     rep = svc.images.prune(all_images=a.all)
     if rep.deleted:
         sys.stdout.write("Deleted Images:\n" + "".join(f"untagged: {u}\n" for u in rep.untagged)

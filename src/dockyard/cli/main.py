@@ -134,7 +134,8 @@ Image commands:
   network     Manage networks (create, ls, inspect, rm, prune)
   volume      Manage volumes (create, ls, inspect, rm, prune)
   image       Manage images (ls, pull, push, rm, tag, inspect, history, prune, fsck, ...)
-  system      Manage Dockyard (df, info, prune, restore: restart-policy containers at boot)
+  system      Manage Dockyard (df, info, prune, restore: restart-policy containers at boot,
+              teardown: idle bridges and the nftables table go)
   info        Display system-wide information
   events      Get real time events from the engine
   version     Show the Dockyard version information

@@ -211,3 +211,14 @@ def cmd_network(g: Globals, argv: list[str]) -> int:
     if fn is None:
         raise UsageError(f"unknown command: dockyard network {argv[0]}", "network")
     return int(fn(g, argv[1:], f"network {argv[0]}"))
+
+
+def cmd_teardown(g: Globals, argv: list[str], command: str = "system teardown") -> int:
+    """``system teardown``: the host side of networks no container uses goes (bridges, the
+    default one too, and the nftables table once nothing needs it); prints each bridge
+    removed. What a later start needs is made again then."""
+    CommandParser(command, "", "Remove the bridges and nftables table that no running "
+                  "container uses").parse_args(argv)
+    for bridge in service(g).teardown():
+        sys.stdout.write(bridge + "\n")
+    return 0

@@ -121,6 +121,16 @@ def network_settings(svc: ContainerService, a: argparse.Namespace,
     from dockyard.network.ipam import check_mac
 
     out: dict[str, Any] = {}
+    if network.startswith("container:"):
+        from dockyard.engine.netjoin import check_conflicts
+
+        check_conflicts(hostname=bool(a.hostname), dns=bool(getattr(a, "dns", [])),
+                        extra_hosts=bool(getattr(a, "add_host", [])),
+                        mac=bool(getattr(a, "mac_address", "")),
+                        ports=bool(getattr(a, "publish", [])) or bool(
+                            getattr(a, "publish_all", False)),
+                        ip=bool(getattr(a, "ip", "")),
+                        aliases=bool(getattr(a, "network_alias", [])))
     hosts = list(getattr(a, "add_host", []))
     for h in hosts:
         parse_extra_host(h)

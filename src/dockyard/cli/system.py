@@ -268,8 +268,9 @@ def _df_rows(du: DiskUsage) -> list[dict[str, Any]]:
          "Active": str(sum(1 for c in du.containers if c.active)),
          "Size": human_size(du.containers_size),
          "Reclaimable": _reclaimable(du.containers_reclaimable, du.containers_size)},
-        {"Type": "Local Volumes", "TotalCount": "0", "Active": "0", "Size": "0B",
-         "Reclaimable": "0B"},
+        {"Type": "Local Volumes", "TotalCount": str(len(du.volumes)),
+         "Active": str(du.volumes_active), "Size": human_size(du.volumes_size),
+         "Reclaimable": _reclaimable(du.volumes_reclaimable, du.volumes_size)},
         {"Type": "Build Cache", "TotalCount": "0", "Active": "0", "Size": "0B",
          "Reclaimable": "0B"},
     ]
@@ -308,6 +309,16 @@ def _df_container_rows(du: DiskUsage, trunc: bool) -> list[dict[str, Any]]:
             for u in du.containers]
 
 
+def _df_volume_rows(du: DiskUsage) -> list[dict[str, Any]]:
+    """docker's volumeContext of ``system df -v``."""
+    from dockyard.cli.units import human_size
+
+    return [{"Name": u.volume.name, "Driver": u.volume.driver, "Scope": "local",
+             "Mountpoint": u.volume.mountpoint,
+             "Labels": ",".join(f"{k}={v}" for k, v in sorted(u.volume.labels.items())),
+             "Links": str(u.ref_count), "Size": human_size(u.size)} for u in du.volumes]
+
+
 def _df_verbose(du: DiskUsage, fmt: str) -> str:
     """``system df -v``: a table per kind of object, or one template run over all of them."""
     from dockyard.cli.containers import _PS_HEADERS
@@ -319,12 +330,14 @@ def _df_verbose(du: DiskUsage, fmt: str) -> str:
     table = fmt == "table"
     images = _df_image_rows(du, trunc=table)
     containers = _df_container_rows(du, trunc=table)
+    volumes = _df_volume_rows(du)
     if not table:
         tmpl = parse_template(template_string(fmt))
         doc = {"Images": [Struct(r, go_type="*formatter.imageContext") for r in images],
                "Containers": [Struct(r, go_type="*formatter.ContainerContext")
                               for r in containers],
-               "Volumes": [], "BuildCache": []}
+               "Volumes": [Struct(r, go_type="*formatter.volumeContext") for r in volumes],
+               "BuildCache": []}
         text = tmpl.render(doc)
         return text if text.endswith("\n") else text + "\n"
     return "".join([
@@ -333,7 +346,7 @@ def _df_verbose(du: DiskUsage, fmt: str) -> str:
         "\nContainers space usage:\n\n",
         render_rows(None, containers, default_table=_DF_CONTAINERS_TABLE, headers=_PS_HEADERS),
         "\nLocal Volumes space usage:\n\n",
-        render_rows(None, [], default_table=_DF_VOLUMES_TABLE, headers=_VOLUME_HEADERS),
+        render_rows(None, volumes, default_table=_DF_VOLUMES_TABLE, headers=_VOLUME_HEADERS),
         f"\nBuild cache usage: {human_size(0)}\n\n",
         render_rows(None, [], default_table=_DF_CACHE_TABLE, headers=_CACHE_HEADERS),
     ])

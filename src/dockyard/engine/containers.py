@@ -276,10 +276,17 @@ class ContainerService:
             # now would find it mounted, and run in it once it is gone ("sh" not found)
             time.sleep(0.02)
             c = self.get(c.id)
+        from dockyard.engine.networks import network_mode, wants_network
+        mode = network_mode(c.config)
+        if mode.startswith("container:"):
+            # another container's namespace, first: a target not running changes nothing
+            from dockyard.engine import netjoin
+
+            netjoin.join(self, c)
+            c = self.get(c.id)
         self._mount_rootfs(c)
         self._prepare_volumes(c)
-        from dockyard.engine.networks import network_mode, wants_network
-        if wants_network(network_mode(c.config)):     # its namespace, veth, address, ports
+        if wants_network(mode):     # its namespace, veth, address, ports
             self.networks().connect(c.id, c.config, self.bundle(c.id))
         run_dir = os.path.join(self.run_dir, c.id)
         os.makedirs(run_dir, exist_ok=True)
@@ -783,7 +790,8 @@ class ContainerService:
         """Disconnect the stopped container from its network (its address, ports, namespace)."""
         row = self.db.execute("SELECT config FROM containers WHERE id = ?", (cid,)).fetchone()
         from dockyard.engine.networks import network_mode, wants_network
-        if row is None or wants_network(network_mode(json.loads(row[0]))):
+        mode = network_mode(json.loads(row[0])) if row is not None else ""
+        if row is None or wants_network(mode) or mode.startswith("container:"):
             self.networks().disconnect(cid)
 
     def _remove_cgroup_parent(self) -> None:

@@ -58,6 +58,13 @@ def create_container(svc: ContainerService, req: CreateRequest) -> Container:
     from dockyard.engine.specgen import generate_spec, merge_config, rootfs_user_lookup
 
     opts = req.opts
+    from dockyard.engine import netjoin
+
+    if netjoin.is_join(opts.network):
+        from dockyard.values import replace
+
+        opts = replace(opts, network=netjoin.resolve_mode(svc, opts.network))
+        req = replace(req, opts=opts)
     if req.restart and req.restart != "no" and req.auto_remove:
         raise InvalidArgument("Conflicting options: --restart and --rm")
     restart = ro.parse_restart(req.restart) if req.restart else None
@@ -96,7 +103,7 @@ def create_container(svc: ContainerService, req: CreateRequest) -> Container:
                              cgroups_path=os.path.join(svc.cgroup_parent, cid),
                              user_lookup=rootfs_user_lookup(rootfs), init_path=init_path,
                              binds=binds)
-        if wants_network(opts.network):
+        if wants_network(opts.network) or netjoin.is_join(opts.network):
             add_to_spec(spec, netns=netns_path(os.path.dirname(svc.run_dir), cid),
                         bundle=svc.bundle(cid))
         saved.update(_docker_config(req, merged, record, runtime=runtime,

@@ -5,10 +5,14 @@
   an image's shared size is what it has in common with other images.
 * A container's size (SizeRw) is what its writable layer holds (:func:`rootfs_ops.size_rw`);
   its virtual size (SizeRootFs) adds its image's.
+* A volume's size is what its ``_data`` directory holds; its reference count is how many
+  containers (running or not) mount it; it is active while that is not zero (docker's
+  UsageData).
 * Reclaimable is what removing the unused things would free: the layers no container's image
-  needs, the writable layers of containers that are not running.
+  needs, the writable layers of containers that are not running, the volumes no container
+  references.
 
-Volumes and the build cache do not exist yet: their lists are empty.
+The build cache does not exist yet: its list is empty.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from dockyard.values import value
 if TYPE_CHECKING:
     from dockyard.engine.containers import Container, ContainerService
     from dockyard.image.store import ImageRecord
+    from dockyard.volumes.local import Volume
 
 
 @value
@@ -47,11 +52,31 @@ class ContainerUsage:
 
 
 @value
+class VolumeUsage:
+    volume: Volume
+    size: int                # bytes below its _data
+    ref_count: int           # containers (running or not) that mount it
+
+
+@value
 class DiskUsage:
     layers_size: int                          # every image layer, once
     images_reclaimable: int                   # layers that no container's image uses
     images: tuple[ImageUsage, ...]
     containers: tuple[ContainerUsage, ...]
+    volumes: tuple[VolumeUsage, ...] = ()
+
+    @property
+    def volumes_active(self) -> int:
+        return sum(1 for v in self.volumes if v.ref_count)
+
+    @property
+    def volumes_size(self) -> int:
+        return sum(v.size for v in self.volumes)
+
+    @property
+    def volumes_reclaimable(self) -> int:
+        return sum(v.size for v in self.volumes if not v.ref_count)
 
     @property
     def images_active(self) -> int:
@@ -104,7 +129,24 @@ def disk_usage(svc: ContainerService) -> DiskUsage:
     total = sum(layer_size.values())
     return DiskUsage(layers_size=total,
                      images_reclaimable=total - sum(layer_size[cid] for cid in in_use),
-                     images=images, containers=tuple(usages))
+                     images=images, containers=tuple(usages), volumes=volume_usage(svc))
+
+
+def volume_usage(svc: ContainerService) -> tuple[VolumeUsage, ...]:
+    """Every volume with its size and reference count, in ``volume ls`` order."""
+    vs = svc.volumes()
+    vs._drop_stale_refs()
+    return tuple(VolumeUsage(volume=v, size=vs.store.size(v.name),
+                             ref_count=len(set(vs.users(v.name))))
+                 for v in vs.volumes())
+
+
+def volumes_json(du: DiskUsage) -> list[dict[str, Any]]:
+    """docker's Volumes of ``GET /system/df``: Volume objects with their UsageData."""
+    from dockyard.engine.volumes import volume_json
+
+    return [{**volume_json(u.volume), "UsageData": {"Size": u.size, "RefCount": u.ref_count}}
+            for u in du.volumes]
 
 
 def disk_usage_json(du: DiskUsage) -> dict[str, Any]:
@@ -140,7 +182,7 @@ def disk_usage_json(du: DiskUsage) -> dict[str, Any]:
             "Labels": dict(u.container.labels),
             "Mounts": [],
         } for u in du.containers],
-        "Volumes": [],
+        "Volumes": volumes_json(du),
         "BuildCache": [],
     }
 

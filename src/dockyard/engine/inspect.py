@@ -73,6 +73,16 @@ def inspect_container(svc: ContainerService, c: Container) -> dict[str, Any]:
     networked = wants_network(mode)
     network = svc.networks().settings(c.id, mode) if networked else {
         "Bridge": "", "SandboxID": "", "Ports": {}, "Networks": {}}
+    paths = {key: os.path.join(bundle, name) if networked else ""
+             for name, key in (("resolv.conf", "ResolvConfPath"), ("hostname", "HostnamePath"),
+                               ("hosts", "HostsPath"))}
+    if mode.startswith("container:"):
+        from dockyard.engine.netjoin import files_of
+
+        paths = files_of(svc, c)
+        network = {"Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": {},
+                   "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": "",
+                   "Networks": {}}
     return {
         "Id": c.id,
         "Created": _iso(c.created),
@@ -81,9 +91,7 @@ def inspect_container(svc: ContainerService, c: Container) -> dict[str, Any]:
         "State": {**container_state(c),
                   **({"Health": h} if (h := svc.health(c)) is not None else {})},
         "Image": c.image_id,
-        "ResolvConfPath": os.path.join(bundle, "resolv.conf") if networked else "",
-        "HostnamePath": os.path.join(bundle, "hostname") if networked else "",
-        "HostsPath": os.path.join(bundle, "hosts") if networked else "",
+        **paths,
         # as docker: only the json-file driver's file is shown
         "LogPath": svc.log_path(c.id) if _log_driver(c) == "json-file" else "",
         "Name": "/" + c.name,

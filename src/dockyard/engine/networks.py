@@ -15,16 +15,21 @@ the host's end.
 **Connecting** (:meth:`NetworkService.connect`, called by ContainerService.start), under the
 engine root's network lock (``<root>/network.lock``, taken before any database transaction):
 IPAM allocates an address (engine database, BEGIN IMMEDIATE); published ports are reserved;
-the network's bridge is created if it is not there (bridges exist while a container is
-connected to their network, so nothing of a network lingers on the host when its containers
-are gone); the namespace is created; a veth pair is created with its container end directly
-inside it (eth0, with MAC, address and default route); /etc/hosts, /etc/resolv.conf and
-/etc/hostname are written in the bundle; Dockyard's nftables table is rendered again from the
-database. A failure at any step undoes the previous ones.
+the network's bridge is created if it is not up; the namespace is created; a veth pair is
+created with its container end directly inside it (eth0, with MAC, address and default route);
+/etc/hosts, /etc/resolv.conf and /etc/hostname are written in the bundle; Dockyard's nftables
+table is brought up to date (a transaction only when a rule changes: published ports). A
+failure at any step undoes the previous ones.
 
 **Disconnecting** (:meth:`NetworkService.disconnect`: on exit, by the monitor's recorder, and on
-``rm``) needs no netlink: unpin the namespace, release the rows, render the nftables table again
-(deleted once empty) and delete bridges whose network has no container left.
+``rm``) needs no netlink: unpin the namespace, release the rows, bring the nftables table up to
+date (nothing to do without published ports).
+
+**What is kept.** As docker keeps docker0 and its chains, a network's bridge stays once made
+(until ``network rm``; the default bridge until :meth:`NetworkService.teardown`), and so do the
+nftables table and its base chains: a container start or exit does only its own work (its
+namespace, its veth pair, its rules). ``dockyard system teardown`` (tests: at the end of each
+engine root) removes what no container uses.
 
 Published ports from 127.0.0.1 work without a userland proxy: each bridge has
 ``route_localnet=1`` and the ``postrouting`` chain masquerades loopback sources leaving it.
@@ -185,16 +190,26 @@ class NetworkService:
         bip = str(self.config.settings.get("bip") or "")
         if not bip:
             return
-        subnet, gateway = self._default_subnet([])
         row = self.db.execute("SELECT id, subnet, gateway FROM networks WHERE name='bridge'"
                               ).fetchone()
-        if row is None or (str(row[1]), str(row[2])) == (subnet, gateway):
+        address, _, prefix = bip.partition("/")
+        if row is None or (str(row[2]) == address and
+                           str(row[1]).rpartition("/")[2] == (prefix or "32")):
+            return      # unchanged (the same gateway and prefix: the same subnet), no parsing
+        subnet, gateway = self._default_subnet([])
+        if (str(row[1]), str(row[2])) == (subnet, gateway):
             return
         with transaction(self.db) as db:
-            if not db.execute("SELECT 1 FROM endpoints WHERE network_id = ?",
-                              (row[0],)).fetchone():
-                db.execute("UPDATE networks SET subnet=?, gateway=?, last_ip=0 WHERE id=?",
-                           (subnet, gateway, row[0]))
+            if db.execute("SELECT 1 FROM endpoints WHERE network_id = ?",
+                          (row[0],)).fetchone():
+                return
+            db.execute("UPDATE networks SET subnet=?, gateway=?, last_ip=0 WHERE id=?",
+                       (subnet, gateway, row[0]))
+        from dockyard.linux import netdev
+
+        with self._lock():      # the kept bridge has the old address: made again on use
+            netdev.delete_bridge(self.default_bridge)
+            self._sync()
 
     # --- networks ----------------------------------------------------------------------------
 
@@ -271,6 +286,9 @@ class NetworkService:
                         f"error while removing network: network {net.name} id {net.id} has "
                         "active endpoints")
                 db.execute("DELETE FROM networks WHERE id = ?", (net.id,))
+            from dockyard.linux import netdev
+
+            netdev.delete_bridge(net.bridge)
             self._sync()
         return net
 
@@ -331,7 +349,9 @@ class NetworkService:
         if mode == "default":
             return "bridge"
         if mode.startswith("container:"):
-            raise InvalidArgument("network mode container:<name> is not supported yet")
+            from dockyard.engine.netjoin import check_format
+
+            return check_format(mode)
         if wants_network(mode):
             self.get(mode)
         return mode
@@ -495,12 +515,32 @@ class NetworkService:
         eps = ipam.endpoints_of(self.db, container_id)
         dns.unregister(self.run_root, container_id)     # its sockets hold the namespace
         paths = {ep.netns for ep in eps} | {netns_path(self.run_root, container_id)}
+        if eps and self._joined(netns_path(self.run_root, container_id)):
+            # a container that joined this one's namespace (--network container:) keeps it
+            # alive: the interfaces and addresses go now, as docker's do, not with it
+            from dockyard.linux import rtnl
+
+            for ep in eps:
+                rtnl.delete_link(ep.veth)
         for path in paths:
             netns.remove(path)
         if eps or self.db.execute("SELECT 1 FROM ports WHERE container_id = ?",
                                   (container_id,)).fetchone():
             ipam.release(self.db, container_id)
             self._sync()
+
+    def _joined(self, path: str) -> bool:
+        """Whether another container's pin holds the namespace pinned at ``path``."""
+        from dockyard.linux import netns
+
+        pins = os.path.dirname(path)
+        try:
+            names = os.listdir(pins)
+        except OSError:
+            return False
+        mine = os.path.basename(path)
+        return any(netns.same_namespace(path, os.path.join(pins, n)) for n in names
+                   if n != mine)
 
     def settings(self, container_id: str, mode: str) -> dict[str, Any]:
         """docker's NetworkSettings of a container: its endpoint while connected."""
@@ -543,35 +583,98 @@ class NetworkService:
     # --- the host's side ---------------------------------------------------------------------
 
     def _bridge_up(self, net: Network, prefix: int) -> None:
-        from dockyard.linux import netns, rtnl
+        """The network's bridge, made the first time and kept (docker's docker0)."""
+        from dockyard.linux import netdev, netns, rtnl
 
-        rtnl.ensure_bridge(net.bridge, net.gateway, prefix)
-        # published ports reached through 127.0.0.1 are routed to the bridge (no proxy)
-        netns.write_sysctl(f"net.ipv4.conf.{net.bridge}.route_localnet", "1")
+        if not netdev.is_up(net.bridge):
+            rtnl.ensure_bridge(net.bridge, net.gateway, prefix)
+            # published ports reached through 127.0.0.1 are routed to the bridge (no proxy)
+            netns.write_sysctl(f"net.ipv4.conf.{net.bridge}.route_localnet", "1")
         if self.ip_forward and not net.internal and \
                 netns.read_sysctl("net.ipv4.ip_forward") != "1":
             netns.write_sysctl("net.ipv4.ip_forward", "1")
 
     def _sync(self) -> None:
-        """Make the host match the database: the nftables table rendered again, bridges
-        without a connected container deleted."""
-        from dockyard.linux import netdev
+        """Make Dockyard's nftables table match the database and the bridges that are up: one
+        transaction that touches only the chains whose rules change, none when no rule changes
+        (see :mod:`dockyard.network.nft`). Bridges are not deleted here: they are kept while
+        their network exists (the default one until :meth:`teardown`), as docker keeps its
+        bridges."""
+        from dockyard.linux import netdev, nftables
         from dockyard.network import nft, ports
 
-        active = {str(r[0]) for r in self.db.execute("SELECT DISTINCT network_id FROM endpoints")}
-        bridges = []
-        for net in self.networks():
-            if not net.bridge:
-                continue
-            if net.id in active:
-                bridges.append(nft.BridgeRules(bridge=net.bridge, subnet=net.subnet,
-                                               internal=net.internal))
-            else:
-                netdev.delete_bridge(net.bridge)
+        bridges = [nft.BridgeRules(bridge=net.bridge, subnet=net.subnet, internal=net.internal)
+                   for net in self.networks() if net.bridge and netdev.exists(net.bridge)]
         rules = [nft.PortRule(host_ip=p.host_ip, host_port=p.host_port, proto=p.proto,
                               container_ip=p.container_ip, container_port=p.container_port)
                  for p in ports.published(self.db)]
-        nft.apply(nft.render(self.table, bridges, rules))
+        wanted = nft.chain_rules(bridges, rules)
+        applied = self._nft_applied()
+        if applied is not None and not nftables.table_exists("inet", self.table):
+            applied = None      # flushed behind our back (a firewall reload): made again
+        if applied is None and not any(wanted.values()):
+            return              # nothing needs the table: it is not made
+        script = nft.update_script(self.table, wanted, applied)
+        if not script:
+            return
+        # forgotten first: a crash between the two leaves "unknown", never a wrong record
+        self._forget_nft_applied()
+        nft.apply(script)
+        self._record_nft_applied(wanted)
+
+    def _nft_state_path(self) -> str:
+        return os.path.join(self.run_root, "nftables.json")
+
+    def _nft_applied(self) -> dict[str, list[str]] | None:
+        """The rules last put in each chain of the table, None when unknown."""
+        try:
+            with open(self._nft_state_path()) as f:
+                doc = json.load(f)
+        except (OSError, ValueError):
+            return None
+        if not isinstance(doc, dict) or doc.get("table") != self.table:
+            return None
+        chains = doc.get("chains")
+        return {str(k): [str(r) for r in v] for k, v in chains.items()} \
+            if isinstance(chains, dict) else None
+
+    def _record_nft_applied(self, chains: Mapping[str, Sequence[str]]) -> None:
+        path = self._nft_state_path()
+        os.makedirs(os.path.dirname(path), mode=0o711, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump({"table": self.table, "chains": {k: list(v) for k, v in chains.items()}},
+                      f)
+        os.replace(tmp, path)
+
+    def _forget_nft_applied(self) -> None:
+        try:
+            os.unlink(self._nft_state_path())
+        except FileNotFoundError:
+            pass
+
+    def teardown(self) -> list[str]:
+        """Remove the host side of every network no container is connected to: its bridge
+        (the default one too), and Dockyard's nftables table once nothing needs it. What a
+        later start needs is made again then. For an engine root about to go (tests, an
+        uninstall) and for ``dockyard system teardown``. Returns the bridges removed."""
+        from dockyard.linux import netdev, nftables
+        from dockyard.network import nft
+
+        removed = []
+        with self._lock():
+            active = {str(r[0]) for r in self.db.execute(
+                "SELECT DISTINCT network_id FROM endpoints")}
+            for net in self.networks():
+                if net.bridge and net.id not in active and netdev.exists(net.bridge):
+                    netdev.delete_bridge(net.bridge)
+                    removed.append(net.bridge)
+            if not active:
+                self._forget_nft_applied()
+                nftables.run(nft.delete_script(self.table))
+            else:
+                self._sync()
+        return removed
 
     @contextmanager
     def _lock(self) -> Iterator[None]:

@@ -83,7 +83,8 @@ class RunOptions:
 
     ``entrypoint``: None keeps the image's; ``("",)`` (``--entrypoint ""``) clears it.
     ``env``: ``--env-file`` lines then ``-e`` values, in order; a bare ``K`` unsets K.
-    ``network``: "default"/"bridge" (a private network namespace), "none" or "host".
+    ``network``: "default"/"bridge" (a private network namespace), "none", "host", a network's
+    name, or "container:<id>" (another container's namespace, joined at start: engine/netjoin).
     ``oom_kill_disable``: docker sends False, and drops it where cgroup v2 cannot honour it.
     """
 
@@ -790,8 +791,6 @@ def generate_spec(
         raise InvalidArgument(f"invalid container id {container_id!r} (want 64 hex digits)")
     if cgroupns not in ("host", "private"):
         raise InvalidArgument(f"invalid cgroup namespace mode: {cgroupns}")
-    if opts.network.startswith("container:"):   # any other name: a network of the engine
-        raise InvalidArgument(f"network mode {opts.network!r} is not supported yet")
     _check_resources(opts, host_cpus)
     merged = merge_config(image, opts, container_id=container_id, host_hostname=host_hostname)
     if merged.stop_signal:

@@ -46,6 +46,13 @@ def _created_at(ts: float) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
+def volume_json(vol: Volume) -> dict[str, Any]:
+    """docker's Volume object."""
+    return {"CreatedAt": _created_at(vol.created), "Driver": vol.driver,
+            "Labels": dict(vol.labels) or None, "Mountpoint": vol.mountpoint,
+            "Name": vol.name, "Options": dict(vol.options) or None, "Scope": "local"}
+
+
 class VolumeService:
     def __init__(self, config: EngineConfig, db: sqlite3.Connection) -> None:
         self.config = config
@@ -77,9 +84,7 @@ class VolumeService:
 
     def inspect(self, vol: Volume) -> dict[str, Any]:
         """docker's Volume object."""
-        return {"CreatedAt": _created_at(vol.created), "Driver": vol.driver,
-                "Labels": dict(vol.labels) or None, "Mountpoint": vol.mountpoint,
-                "Name": vol.name, "Options": dict(vol.options) or None, "Scope": "local"}
+        return volume_json(vol)
 
     def _drop_stale_refs(self) -> None:
         """References of containers whose rows are gone (a command killed between the two

@@ -36,6 +36,15 @@ def exists(ifname: str) -> bool:
     return os.path.exists(f"/sys/class/net/{ifname}")
 
 
+def is_up(ifname: str) -> bool:
+    """Whether the link ``ifname`` exists and is administratively up (sysfs: no socket)."""
+    try:
+        with open(f"/sys/class/net/{ifname}/flags") as f:
+            return bool(int(f.read().strip(), 16) & _IFF_UP)
+    except (OSError, ValueError):
+        return False
+
+
 def set_down(ifname: str) -> None:
     s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
     try:

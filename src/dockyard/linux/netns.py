@@ -59,6 +59,28 @@ def create(path: str) -> None:
         raise
 
 
+def pin(source: str, path: str) -> None:
+    """Pin the namespace that ``source`` names (another pin, or ``/proc/<pid>/ns/net``) at
+    ``path`` too: it lives while either holds it."""
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+    os.close(fd)
+    try:
+        k.mount(source, path, None, k.MS_BIND)
+    except BaseException:
+        os.unlink(path)
+        raise
+
+
+def same_namespace(a: str, b: str) -> bool:
+    """Whether the pins (or nsfs files) ``a`` and ``b`` hold one namespace."""
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
 def remove(path: str) -> None:
     """Unpin the namespace at ``path`` (it goes once no process is left in it) and remove the
     file; nothing to do if it is not there."""

@@ -58,7 +58,11 @@ def add_veth(host_name: str, netns_path: str, bridge: str, *, inside_name: str =
              mtu: int = 0) -> None:
     """A veth pair: ``host_name`` enslaved to ``bridge`` and up; its peer created directly in
     the namespace at ``netns_path`` as ``inside_name``, with ``mac``, ``address/prefixlen``,
-    up, and a default route through ``gateway``."""
+    up, and a default route through ``gateway``.
+
+    Two netlink conversations: on the host, one request makes the pair with the peer's name,
+    namespace, MAC and MTU and the host end's master and state; inside, the address, the
+    link's state and the route."""
     try:
         with _ipr() as ipr:
             br = _index(ipr, bridge)
@@ -66,14 +70,16 @@ def add_veth(host_name: str, netns_path: str, bridge: str, *, inside_name: str =
                 raise SyscallError("rtnetlink veth", errno.ENODEV, bridge)
             fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
             try:
-                ipr.link("add", ifname=host_name, kind="veth",
-                         peer={"ifname": inside_name, "net_ns_fd": fd})
+                peer: dict[str, Any] = {"ifname": inside_name, "net_ns_fd": fd}
+                extra: dict[str, Any] = {}
+                if mac:
+                    peer["address"] = mac
+                if mtu:
+                    peer["mtu"] = extra["mtu"] = mtu
+                ipr.link("add", ifname=host_name, kind="veth", peer=peer, master=br,
+                         state="up", **extra)
             finally:
                 os.close(fd)
-            idx = _index(ipr, host_name)
-            assert idx is not None
-            extra = {"mtu": mtu} if mtu else {}
-            ipr.link("set", index=idx, master=br, state="up", **extra)
     except SyscallError:
         raise
     except Exception as e:
@@ -83,11 +89,6 @@ def add_veth(host_name: str, netns_path: str, bridge: str, *, inside_name: str =
         with _ipr() as ipr:
             idx = _index(ipr, inside_name)
             assert idx is not None
-            settings: dict[str, Any] = {"address": mac} if mac else {}
-            if mtu:
-                settings["mtu"] = mtu
-            if settings:
-                ipr.link("set", index=idx, **settings)
             if address:
                 ipr.addr("add", index=idx, address=address, prefixlen=prefixlen)
             ipr.link("set", index=idx, state="up")
