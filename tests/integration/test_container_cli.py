@@ -134,7 +134,13 @@ def test_exec_pause_top_rename_prune(eng: Engine) -> None:
     assert "PID" in top[0] and any("sleep 60" in line for line in top[1:])
     eng.run("pause", "box")
     assert eng.run("exec", "box", "true", check=False).returncode != 0
+    state = json.loads(eng.run("inspect", "box").stdout)[0]["State"]
+    assert (state["Status"], state["Paused"], state["Running"]) == ("paused", True, True)
+    row = eng.run("ps", "--format", "{{.State}}|{{.Status}}").stdout.strip()
+    assert row.startswith("paused|Up ") and row.endswith("(Paused)"), row
     eng.run("unpause", "box")
+    state = json.loads(eng.run("inspect", "box").stdout)[0]["State"]
+    assert (state["Status"], state["Paused"]) == ("running", False)
     eng.run("exec", "box", "true")
     eng.run("rename", "box", "crate")
     assert eng.run("ps", "--format", "{{.Names}}").stdout.strip() == "crate"
@@ -144,6 +150,27 @@ def test_exec_pause_top_rename_prune(eng: Engine) -> None:
     assert "Deleted Containers:" in out and "Total reclaimed space:" in out
     assert eng.run("ps", "-a", "--format", "{{.Names}}").stdout.split() == ["crate"]
     eng.run("rm", "-f", "crate")
+
+
+def test_kill_of_a_paused_container_and_prune_filters(eng: Engine) -> None:
+    eng.run("run", "-d", "--network", "none", "--name", "frozen", "busybox", "sleep", "60")
+    eng.run("pause", "frozen")
+    eng.run("kill", "frozen")           # SIGKILL: docker thaws it so that it dies
+    assert eng.run("wait", "frozen", timeout=15).stdout.strip() == "137"
+    for name, label in (("a", "tier=web"), ("b", "tier=db"), ("c", "other=1")):
+        eng.run("run", "--network", "none", "--name", name, "--label", label, "busybox", "true")
+    out = eng.run("container", "prune", "-f", "--filter", "label=tier").stdout
+    names = eng.run("ps", "-a", "--format", "{{.Names}}").stdout.split()
+    assert sorted(names) == ["c", "frozen"], out
+    eng.run("container", "prune", "-f", "--filter", "label!=other")
+    assert sorted(eng.run("ps", "-a", "--format", "{{.Names}}").stdout.split()) == ["c"]
+    eng.run("container", "prune", "-f", "--filter", "until=1h")     # created just now: kept
+    assert eng.run("ps", "-a", "--format", "{{.Names}}").stdout.split() == ["c"]
+    bad = eng.run("container", "prune", "-f", "--filter", "colour=red", check=False)
+    assert bad.returncode != 0 and "invalid filter 'colour'" in bad.stderr
+    assert eng.run("ps", "-a", "--format", "{{.Names}}").stdout.split() == ["c"]
+    eng.run("container", "prune", "-f")
+    assert eng.run("ps", "-aq").stdout == ""
 
 
 def test_twenty_concurrent_runs(eng: Engine) -> None:

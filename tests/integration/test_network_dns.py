@@ -274,6 +274,25 @@ def test_udp_publish_and_publish_all(eng: Engine) -> None:
     while no_ports() == before:
         assert time.monotonic() < deadline, "the datagram never arrived"
         time.sleep(0.1)
+    eng.run("rm", "-f", "udp")
+    # and a process in the container receives it: Debian's perl (perl-base) listens on 53/udp
+    debian = tb_images.debian()
+    assert debian.docker_archive is not None
+    eng.run("load", "-i", str(debian.docker_archive))
+    listener = ("use IO::Socket::INET; $| = 1; my $s = IO::Socket::INET->new(LocalPort => 53, "
+                "Proto => 'udp') or die $!; print \"ready\\n\"; $s->recv(my $m, 100); "
+                "print \"got $m\"")
+    eng.run("run", "-d", "--name", "udpapp", "-p", f"127.0.0.1:{port}:53/udp",
+            f"{debian.name}:{debian.tag}",
+            "perl", "-e", listener)
+    deadline = time.monotonic() + 20
+    while "ready" not in eng.run("logs", "udpapp").stdout:
+        assert time.monotonic() < deadline, eng.run("logs", "udpapp").stderr
+        time.sleep(0.1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(b"datagram-from-host\n", ("127.0.0.1", port))
+    assert eng.run("wait", "udpapp", timeout=20).stdout.strip() == "0"
+    assert "got datagram-from-host" in eng.run("logs", "udpapp").stdout
     # -P: every EXPOSEd port of the image on a random host port
     eng.run("run", "-d", "--name", "base", "busybox", "true")
     eng.run("wait", "base")

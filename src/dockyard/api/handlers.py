@@ -242,8 +242,8 @@ def _summary(svc: ContainerService, c: Container,
         "Id": c.id, "Names": [f"/{c.name}"], "Image": c.image_name, "ImageID": c.image_id,
         "Command": " ".join(x for x in args if x), "Created": int(c.created),
         "Ports": (ports or {}).get(c.id, []), "Labels": dict(c.labels),
-        "State": state_word(c),
-        "Status": ps_status(c, svc.health(c) if c.running else None),
+        "State": state_word(c, paused := svc.is_paused(c)),
+        "Status": ps_status(c, svc.health(c) if c.running else None, paused=paused),
         "HostConfig": {"NetworkMode": host.get("NetworkMode", "default")},
         "NetworkSettings": {"Networks": {}}, "Mounts": [],
     }
@@ -450,8 +450,11 @@ def container_top(app: App, h: Handler, req: Request, id: str) -> None:
 
 
 def containers_prune(app: App, h: Handler, req: Request) -> None:
+    from dockyard.engine import prunefilter
+
+    spare = prunefilter.parse(req.filters())
     with app.services() as svc:
-        removed, freed = svc.prune()
+        removed, freed = svc.prune(spare)
     h.reply_json(200, {"ContainersDeleted": removed or None, "SpaceReclaimed": freed})
 
 

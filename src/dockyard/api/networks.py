@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from dockyard.engine.networks import Network, NetworkService
 
 _LIST_FILTERS = ("dangling", "driver", "id", "label", "name", "scope", "type")
-_PRUNE_FILTERS = ("label", "label!", "until")
 
 
 # --- filters ------------------------------------------------------------------------------------
@@ -49,8 +48,9 @@ def match(pattern: str, source: str) -> bool:
 
 
 def _label_matches(labels: Mapping[str, str], spec: str) -> bool:
-    key, eq, want = spec.partition("=")
-    return key in labels and (not eq or labels[key] == want)
+    from dockyard.engine.prunefilter import label_matches
+
+    return label_matches(labels, spec)
 
 
 def _truth(key: str, value: str) -> bool:
@@ -224,13 +224,9 @@ def network_delete(app: App, h: Handler, req: Request, id: str) -> None:
 
 
 def networks_prune(app: App, h: Handler, req: Request) -> None:
-    import time
+    from dockyard.engine import prunefilter
 
-    filters = req.filters()
-    _check_keys(filters, _PRUNE_FILTERS)
-    until = None
-    for v in filters.get("until", []):
-        until = _until(v, time.time())
+    spare = prunefilter.parse(req.filters())
     with app.services() as svc:
         nets = svc.networks()
         used = _used(svc, nets)
@@ -238,11 +234,7 @@ def networks_prune(app: App, h: Handler, req: Request) -> None:
         for net in nets.networks():
             if net.builtin or net.name in used or net.id in used:
                 continue
-            if until is not None and net.created >= until:
-                continue
-            if not all(_label_matches(net.labels, v) for v in filters.get("label", [])):
-                continue
-            if any(_label_matches(net.labels, v) for v in filters.get("label!", [])):
+            if spare.keeps(net.created, net.labels):
                 continue
             try:
                 nets.remove(net.id)
@@ -251,20 +243,6 @@ def networks_prune(app: App, h: Handler, req: Request) -> None:
             svc_event(svc, "destroy", net)
             removed.append(net.name)
     h.reply_json(200, {"NetworksDeleted": removed or None})
-
-
-def _until(text: str, now: float) -> float:
-    """A prune ``until``: a Unix time or a Go duration before now."""
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    from dockyard.engine.logread import parse_go_duration
-
-    try:
-        return now - parse_go_duration(text) / 1e9
-    except (InvalidArgument, ValueError):
-        raise InvalidArgument(f"invalid filter 'until={text}'") from None
 
 
 def _endpoint_body(doc: Any, *, links: bool = False) -> tuple[list[str], str]:

@@ -367,7 +367,7 @@ def cmd_ps(g: Globals, argv: list[str], command: str = "ps") -> int:
     if a.last >= 0:
         shown = shown[:a.last]
     shown = [c for c in shown if _ps_match(c, a.filter)]
-    rows = [_ps_row(c, a.no_trunc, svc.health) for c in shown]
+    rows = [_ps_row(c, a.no_trunc, svc) for c in shown]
     if a.quiet:
         sys.stdout.write("".join(f"{r['ID']}\n" for r in rows))
         return 0
@@ -389,13 +389,9 @@ def _ps_match(c: Container, filters: list[str]) -> bool:
     return all(filter_matches(c, *f.partition("=")[::2]) for f in filters)
 
 
-def _state_word(c: Container) -> str:
-    from dockyard.engine.containers import state_word
-
-    return state_word(c)
-
-
-def _ps_row(c: Container, no_trunc: bool, svc_health: Any = None) -> dict[str, Any]:
+def _ps_row(c: Container, no_trunc: bool, svc: ContainerService | None = None
+            ) -> dict[str, Any]:
+    """One ``ps`` row; ``svc`` (when given) adds health and paused to the status."""
     from dockyard.cli.units import human_duration
 
     now = time.time()
@@ -403,9 +399,12 @@ def _ps_row(c: Container, no_trunc: bool, svc_health: Any = None) -> dict[str, A
     cmd = " ".join(x for x in args if x)
     if not no_trunc and len(cmd) > 20:
         cmd = cmd[:19] + "…"
+    from dockyard.engine.containers import state_word
     from dockyard.engine.inspect import ps_status
 
-    status = ps_status(c, svc_health(c) if svc_health is not None and c.running else None, now)
+    paused = svc is not None and svc.is_paused(c)
+    health = svc.health(c) if svc is not None and c.running else None
+    status = ps_status(c, health, now, paused=paused)
     return {
         "ID": c.id if no_trunc else c.short_id,
         "Image": c.image_name,
@@ -416,7 +415,7 @@ def _ps_row(c: Container, no_trunc: bool, svc_health: Any = None) -> dict[str, A
         "Ports": "",
         "Names": c.name,
         "Labels": ",".join(f"{k}={v}" for k, v in sorted(c.labels.items())),
-        "State": _state_word(c),
+        "State": state_word(c, paused),
         "Size": "0B",       # without -s (or .Size in --format) sizes are not computed
         "Mounts": "",
         "Networks": "" if str(c.config.get("HostConfig", {}).get("NetworkMode", "")).startswith(
@@ -751,14 +750,16 @@ def cmd_prune(g: Globals, argv: list[str], command: str = "container prune") -> 
     p.add_argument("--filter", action="append", default=[], help="Provide filter values")
     a = p.parse_args(argv)
     from dockyard.cli.units import human_size
+    from dockyard.engine import prunefilter
 
+    spare = prunefilter.parse_cli(a.filter)
     if not a.force:
         sys.stdout.write("WARNING! This will remove all stopped containers.\n"
                          "Are you sure you want to continue? [y/N] ")
         sys.stdout.flush()
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             return 0
-    removed, freed = service(g).prune()
+    removed, freed = service(g).prune(spare)
     if removed:
         sys.stdout.write("Deleted Containers:\n" + "".join(f"{c}\n" for c in removed) + "\n")
     sys.stdout.write(f"Total reclaimed space: {human_size(freed)}\n")

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from dockyard.engine.config import EngineConfig
     from dockyard.engine.images import ImageService
     from dockyard.engine.networks import NetworkService
+    from dockyard.engine.prunefilter import PruneFilter
     from dockyard.engine.volumes import VolumeService
     from dockyard.monitor.supervisor import Launch
 
@@ -417,10 +418,16 @@ class ContainerService:
             with transaction(self.db) as db:
                 db.execute("UPDATE containers SET stopped_by_user = 1 WHERE id = ?", (c.id,))
         self.event(c, "kill", signal=sig)     # first: the die it causes comes after it
+        paused = sig == _signal.SIGKILL and self.is_paused(c)
         try:
             os.kill(c.pid, sig)
         except ProcessLookupError:
             pass
+        if paused:  # a frozen process dies only once thawed (docker's kill resumes it too)
+            import subprocess
+
+            subprocess.run([*self.runtime_argv(c), "resume", c.id], capture_output=True,
+                           check=False)
         return c
 
     def _wait_killed(self, cid: str) -> None:
@@ -552,6 +559,20 @@ class ContainerService:
 
             argv += [x for cap in CAPS for x in ("--cap", cap)]
         return [*argv, c.id, *args]
+
+    def is_paused(self, c: Container) -> bool:
+        """Whether the running container is frozen (``pause``): read from our runtime's state
+        in-process (ps and inspect ask for every container), or asked of another runtime."""
+        if not c.running:
+            return False
+        if c.config.get("Runtime"):
+            return self.paused(c)
+        from dockyard.runtime import state as rstate
+
+        try:
+            return rstate.is_frozen(rstate.load(self.runtime_root, c.id))
+        except DockyardError:
+            return False
 
     def paused(self, c: Container) -> bool:
         import subprocess
@@ -689,11 +710,14 @@ class ContainerService:
         self.event(renamed, "rename", oldName=f"/{c.name}")
         return renamed
 
-    def prune(self) -> tuple[list[str], int]:
-        """Remove every container that is not running; (their ids, bytes freed)."""
+    def prune(self, spare: PruneFilter | None = None) -> tuple[list[str], int]:
+        """Remove every container that is not running (and that ``spare``, docker's prune
+        filters, does not keep); (their ids, bytes freed)."""
         removed: list[str] = []
         freed = 0
         for c in self.containers():
+            if spare is not None and spare.keeps(c.created, c.labels):
+                continue
             if c.state in ("exited", "created"):
                 try:
                     freed += self.images.snapshots.usage(c.id).size
@@ -849,8 +873,10 @@ def _last_exit_code(db: sqlite3.Connection, cid: str, default: int) -> int:
     return default
 
 
-def state_word(c: Container) -> str:
-    """docker's State of a container in lists: created, running, exited, removing."""
+def state_word(c: Container, paused: bool = False) -> str:
+    """docker's State of a container in lists: created, running, paused, exited, removing."""
+    if paused and c.running:
+        return "paused"
     return {"creating": "created", "removing": "removing"}.get(c.state, c.state)
 
 

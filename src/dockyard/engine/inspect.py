@@ -18,12 +18,12 @@ def _iso(ts: float) -> str:
     return _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def container_state(c: Container) -> dict[str, Any]:
-    status = {"creating": "created"}.get(c.state, c.state)
+def container_state(c: Container, paused: bool = False) -> dict[str, Any]:
+    status = "paused" if paused and c.running else {"creating": "created"}.get(c.state, c.state)
     return {
         "Status": status,
         "Running": c.running,
-        "Paused": False,
+        "Paused": paused and c.running,
         "Restarting": False,
         "OOMKilled": False,
         "Dead": False,
@@ -35,8 +35,8 @@ def container_state(c: Container) -> dict[str, Any]:
     }
 
 
-def ps_status(c: Container, health: dict[str, Any] | None = None, now: float | None = None
-              ) -> str:
+def ps_status(c: Container, health: dict[str, Any] | None = None, now: float | None = None,
+              paused: bool = False) -> str:
     """docker's STATUS text of a container ("Up 2 minutes (healthy)", "Exited (0) 3 seconds
     ago", "Created"), as ``ps`` shows it and the API's container list sends it."""
     import time
@@ -46,6 +46,8 @@ def ps_status(c: Container, health: dict[str, Any] | None = None, now: float | N
     now = time.time() if now is None else now
     if c.running:
         status = f"Up {human_duration(now - c.started_at)}"
+        if paused:
+            return status + " (Paused)"
         word = (health or {}).get("Status")
         if word == "starting":
             status += " (health: starting)"
@@ -88,7 +90,7 @@ def inspect_container(svc: ContainerService, c: Container) -> dict[str, Any]:
         "Created": _iso(c.created),
         "Path": cfg.get("Path", ""),
         "Args": cfg.get("Args") or [],
-        "State": {**container_state(c),
+        "State": {**container_state(c, svc.is_paused(c)),
                   **({"Health": h} if (h := svc.health(c)) is not None else {})},
         "Image": c.image_id,
         **paths,
