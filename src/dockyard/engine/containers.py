@@ -292,6 +292,7 @@ class ContainerService:
         run_dir = os.path.join(self.run_dir, c.id)
         os.makedirs(run_dir, exist_ok=True)
         os.makedirs(self.runtime_root, exist_ok=True)
+        self._set_paused(c.id, False)   # a pause of an earlier run (killed while paused)
         try:
             os.unlink(os.path.join(run_dir, "stop-requested"))  # a new start, a new life
         except FileNotFoundError:
@@ -428,6 +429,7 @@ class ContainerService:
 
             subprocess.run([*self.runtime_argv(c), "resume", c.id], capture_output=True,
                            check=False)
+            self._set_paused(c.id, False)
         return c
 
     def _wait_killed(self, cid: str) -> None:
@@ -441,6 +443,7 @@ class ContainerService:
 
             subprocess.run([*self.runtime_argv(c), "resume", c.id], capture_output=True,
                            check=False)
+            self._set_paused(c.id, False)
         self.wait(cid, timeout=30)
 
     def stop(self, ref: str, timeout: float | None = None) -> Container:
@@ -561,18 +564,24 @@ class ContainerService:
         return [*argv, c.id, *args]
 
     def is_paused(self, c: Container) -> bool:
-        """Whether the running container is frozen (``pause``): read from our runtime's state
-        in-process (ps and inspect ask for every container), or asked of another runtime."""
-        if not c.running:
-            return False
-        if c.config.get("Runtime"):
-            return self.paused(c)
-        from dockyard.runtime import state as rstate
+        """Whether the running container was paused (and not resumed) through the engine, as
+        docker knows it: a flag file ``pause`` writes, so that ps and the API's list, which ask
+        for every container, pay a stat each (the runtime's state costs 50-100x that)."""
+        return c.running and os.path.exists(self._paused_flag(c.id))
 
-        try:
-            return rstate.is_frozen(rstate.load(self.runtime_root, c.id))
-        except DockyardError:
-            return False
+    def _paused_flag(self, cid: str) -> str:
+        return os.path.join(self.run_dir, cid, "paused")
+
+    def _set_paused(self, cid: str, paused: bool) -> None:
+        flag = self._paused_flag(cid)
+        if paused:
+            with open(flag, "w"):
+                pass
+        else:
+            try:
+                os.unlink(flag)
+            except FileNotFoundError:
+                pass
 
     def paused(self, c: Container) -> bool:
         import subprocess
@@ -597,6 +606,7 @@ class ContainerService:
                               text=True, check=False)
         if done.returncode != 0:
             raise FailedPrecondition(done.stderr.strip() or f"{verb} failed")
+        self._set_paused(c.id, not resume)
         self.event(c, "unpause" if resume else "pause")
         return c
 
