@@ -106,3 +106,26 @@ def test_docker_cli_pinned_to_old_api_versions(api_daemon: Daemon) -> None:
     assert too_new.returncode != 0
     assert "client version 1.99 is too new. Maximum supported API version is 1.44" in \
         too_new.stderr
+
+
+def test_head_of_a_stream_has_no_body_and_a_reset_is_quiet(api_daemon: Daemon) -> None:
+    import socket
+    import time
+
+    from testbed.rawhttp import RawClient, build_request
+
+    with RawClient(api_daemon.socket) as c:
+        r = c.request(build_request("HEAD", "/images/get?names=busybox"), head=True)
+        assert r.status == 200 and r.body == b""
+        r = c.request(build_request("GET", "/_ping"))   # the same connection, framed right
+        assert (r.status, r.body) == (200, b"OK")
+    # a client that goes away with the answers unread: the server's next read is a reset
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(api_daemon.socket)
+    s.sendall(build_request("GET", "/_ping") + build_request("GET", "/version"))
+    time.sleep(0.3)
+    s.close()
+    time.sleep(0.3)
+    assert "Traceback" not in api_daemon.log()
+    with RawClient(api_daemon.socket) as c:
+        assert c.request(build_request("GET", "/_ping")).status == 200

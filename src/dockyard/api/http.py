@@ -17,6 +17,7 @@ import select
 import socket
 import socketserver
 import ssl
+import sys
 import threading
 import time
 import urllib.parse
@@ -165,6 +166,7 @@ class Handler(BaseHTTPRequestHandler):
     sys_version = ""
     app: Any = None         # the endpoints' shared state (api/handlers.App), set per server
     sent = False            # whether this request's response head went out
+    head_only = False       # a HEAD of a streamed response: its producer is stopped at once
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.requestline, *args)
@@ -243,7 +245,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def stream(self, content_type: str = "application/json", status: int = 200) -> Chunks:
         self.head(status, {"Content-Type": content_type, "Transfer-Encoding": "chunked"})
-        return Chunks(self)
+        chunks = Chunks(self)
+        if self.command == "HEAD":  # the head GET would send, and no body: writes say "gone"
+            chunks.open = False
+            self.head_only = True
+        return chunks
 
     def hijack(self, content_type: str) -> socket.socket:
         """Take the connection over: 101 when the client asked to upgrade, else 200 and the
@@ -314,7 +320,7 @@ class Handler(BaseHTTPRequestHandler):
         return int(text, 16)
 
     def _dispatch(self) -> None:
-        self.sent = False
+        self.sent = self.head_only = False
         url = urllib.parse.urlsplit(self.path)
         path = urllib.parse.unquote(url.path)
         query = urllib.parse.parse_qs(url.query, keep_blank_values=True)
@@ -338,7 +344,8 @@ class Handler(BaseHTTPRequestHandler):
         except DockyardError as e:
             self._error(status_of(e), e.message)
         except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
+            # a HEAD's producer stopped by its closed body: the response is whole, keep-alive
+            self.close_connection = self.close_connection or not self.head_only
         except Exception as e:
             log.exception("%s %s", self.command, self.path)
             self._error(500, f"{type(e).__name__}: {e}")
@@ -375,9 +382,25 @@ def find_route(table: list[Route], method: str, path: str
     raise NotFound("page not found")
 
 
+def _handle_error(request: Any, client_address: Any) -> None:
+    """socketserver's handle_error, without a traceback for a client that hung up (a reset
+    keep-alive connection is routine); anything else is logged as the fault it is."""
+    exc = sys.exc_info()[1]
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError, TimeoutError)):
+        log.debug("client %s went away: %s", client_address, exc)
+        return
+    if isinstance(exc, ssl.SSLError):   # a client without a valid certificate, say
+        log.warning("TLS with %s failed: %s", client_address, exc)
+        return
+    log.error("error while serving %s", client_address, exc_info=exc)
+
+
 class UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     allow_reuse_address = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        _handle_error(request, client_address)
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, _ = self.socket.accept()
@@ -387,6 +410,9 @@ class UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 class TCPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     daemon_threads = True
     allow_reuse_address = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        _handle_error(request, client_address)
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, addr = self.socket.accept()
