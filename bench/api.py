@@ -54,7 +54,7 @@ from bench.containers import (
     environment,
     remove_and_check,
 )
-from bench.harness import HarnessError, HostInfo, default_out_dir
+from bench.harness import HarnessError, HostInfo, comma_choices, default_out_dir, is_root
 from testbed.rawhttp import ConnectionClosed, RawClient, build_request
 
 TOOLS = ("dockyard", "podman", "docker")
@@ -311,14 +311,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--shared-fs", action="store_true",
                         help="every store on /tmp's filesystem instead of a new ext4 per tool")
     args = parser.parse_args(argv)
-    wanted = [t.strip() for t in args.tools.split(",") if t.strip()]
-    phases = [p.strip() for p in args.phases.split(",") if p.strip()]
-    if sorted(set(wanted) - set(TOOLS)) or not wanted:
-        parser.error(f"--tools: choose from {', '.join(TOOLS)}")
-    if sorted(set(phases) - set(PHASES)) or not phases:
-        parser.error(f"--phases: choose from {', '.join(PHASES)}")
-    if os.geteuid() != 0:
-        print("bench: error: this benchmark needs root (containers, dockerd)", file=sys.stderr)
+    wanted = comma_choices(parser, "--tools", args.tools, TOOLS)
+    phases = comma_choices(parser, "--phases", args.phases, PHASES)
+    if not is_root("containers, dockerd"):
         return 2
     out: Path = args.out or default_out_dir("api")
     out.mkdir(parents=True, exist_ok=True)

@@ -57,7 +57,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.harness import Case, HarnessError, Report, run_cases
+from bench.harness import Case, HarnessError, Report, comma_choices, is_root, run_cases
 from bench.pull import mount_fresh_fs, unmount_fresh_fs
 from bench.spawn import SpawnError
 
@@ -725,14 +725,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-pycache", dest="pycache", action="store_false",
                         help="run dockyard without a bytecode cache of its own (see README)")
     args = parser.parse_args(argv)
-    wanted = [t.strip() for t in args.tools.split(",") if t.strip()]
-    phases = [p.strip() for p in args.phases.split(",") if p.strip()]
-    if sorted(set(wanted) - set(TOOLS)) or not wanted:
-        parser.error(f"--tools: choose from {', '.join(TOOLS)}")
-    if sorted(set(phases) - set(PHASES)) or not phases:
-        parser.error(f"--phases: choose from {', '.join(PHASES)}")
-    if os.geteuid() != 0:
-        print("bench: error: this benchmark needs root (containers, dockerd)", file=sys.stderr)
+    wanted = comma_choices(parser, "--tools", args.tools, TOOLS)
+    phases = comma_choices(parser, "--phases", args.phases, PHASES)
+    if not is_root("containers, dockerd"):
         return 2
     from bench.harness import default_out_dir
 

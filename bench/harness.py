@@ -266,6 +266,24 @@ def default_out_dir(name: str) -> Path:
     return RESULTS_DIR / f"{name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
 
 
+def comma_choices(parser: argparse.ArgumentParser, flag: str, text: str,
+                  allowed: Sequence[str]) -> list[str]:
+    """``--tools a,b``-style values, each one of ``allowed`` (at least one); a usage error
+    (exit 2) otherwise."""
+    chosen = [t.strip() for t in text.split(",") if t.strip()]
+    if not chosen or sorted(set(chosen) - set(allowed)):
+        parser.error(f"{flag}: choose from {', '.join(allowed)}")
+    return chosen
+
+
+def is_root(needs: str) -> bool:
+    """Whether we run as root; if not, says so on stderr (``needs``: what root is for)."""
+    if os.geteuid() == 0:
+        return True
+    print(f"bench: error: this benchmark needs root ({needs})", file=sys.stderr)
+    return False
+
+
 def run_cases(
     cases: Sequence[Case],
     runs: int,

@@ -64,7 +64,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.harness import HarnessError
+from bench.harness import HarnessError, comma_choices, is_root
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -591,14 +591,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tools", default=",".join(TOOLS))
     parser.add_argument("--out", type=Path, help="output dir (default bench/results/network-TIME)")
     args = parser.parse_args(argv)
-    wanted = [t.strip() for t in args.tools.split(",") if t.strip()]
-    phases = [p.strip() for p in args.phases.split(",") if p.strip()]
-    if sorted(set(wanted) - set(TOOLS)) or not wanted:
-        parser.error(f"--tools: choose from {', '.join(TOOLS)}")
-    if sorted(set(phases) - set(PHASES)) or not phases:
-        parser.error(f"--phases: choose from {', '.join(PHASES)}")
-    if os.geteuid() != 0:
-        print("bench: error: this benchmark needs root (bridges, dockerd)", file=sys.stderr)
+    wanted = comma_choices(parser, "--tools", args.tools, TOOLS)
+    phases = comma_choices(parser, "--phases", args.phases, PHASES)
+    if not is_root("bridges, dockerd"):
         return 2
     from bench.harness import default_out_dir
 
