@@ -54,7 +54,14 @@ from bench.containers import (
     environment,
     remove_and_check,
 )
-from bench.harness import HarnessError, HostInfo, comma_choices, default_out_dir, is_root
+from bench.harness import (
+    HarnessError,
+    HostInfo,
+    comma_choices,
+    default_out_dir,
+    is_root,
+    write_summary,
+)
 from testbed.rawhttp import ConnectionClosed, RawClient, build_request
 
 TOOLS = ("dockyard", "podman", "docker")
@@ -328,14 +335,10 @@ def main(argv: Sequence[str] | None = None) -> int:
              f"{args.lifecycles} lifecycles, {args.containers} containers running for list, "
              f"{args.rounds} round(s)", "", *table(results), "",
              *(f"- note: {n}" for n in notes), ""]
-    text = "\n".join(lines)
-    (out / "api.md").write_text(text)
-    (out / "api.json").write_text(json.dumps(
-        {"host": asdict(host), "args": {k: str(v) for k, v in vars(args).items()},
-         "results": [{**r.summary(), "latencies": r.latencies, "elapsed": r.elapsed}
-                     for r in results], "notes": notes}, indent=2) + "\n")
-    print(text)
-    print(f"wrote {os.path.relpath(out)}")
+    write_summary(out, "api", "\n".join(lines), {
+        "host": asdict(host), "args": {k: str(v) for k, v in vars(args).items()},
+        "results": [{**r.summary(), "latencies": r.latencies, "elapsed": r.elapsed}
+                    for r in results], "notes": notes})
     return 0
 
 

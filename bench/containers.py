@@ -57,7 +57,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.harness import Case, HarnessError, Report, comma_choices, is_root, run_cases
+from bench.harness import (
+    Case,
+    HarnessError,
+    Report,
+    comma_choices,
+    is_root,
+    run_cases,
+    write_summary,
+)
 from bench.pull import mount_fresh_fs, unmount_fresh_fs
 from bench.spawn import SpawnError
 
@@ -743,10 +751,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     text = "\n".join([f"### containers (issue 5): {', '.join(wanted)}", "", *lines])
-    (out / "containers.md").write_text(text)
-    (out / "containers.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(text)
-    print(f"wrote {os.path.relpath(out)}")
+    write_summary(out, "containers", text, summary)
     return 0
 
 

@@ -266,6 +266,15 @@ def default_out_dir(name: str) -> Path:
     return RESULTS_DIR / f"{name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
 
 
+def write_summary(out: Path, name: str, text: str, summary: object) -> None:
+    """``out/<name>.md`` (``text``) and ``out/<name>.json`` (``summary``), then ``text`` and
+    where it went on stdout: how each benchmark ends."""
+    (out / f"{name}.md").write_text(text)
+    (out / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(text)
+    print(f"wrote {os.path.relpath(out)}")
+
+
 def comma_choices(parser: argparse.ArgumentParser, flag: str, text: str,
                   allowed: Sequence[str]) -> list[str]:
     """``--tools a,b``-style values, each one of ``allowed`` (at least one); a usage error

@@ -64,7 +64,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.harness import HarnessError, comma_choices, is_root
+from bench.harness import HarnessError, comma_choices, is_root, write_summary
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -609,10 +609,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     text = "\n".join([f"### network (issue 6): {', '.join(wanted)}", "", *lines])
-    (out / "network.md").write_text(text)
-    (out / "network.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(text)
-    print(f"wrote {os.path.relpath(out)}")
+    write_summary(out, "network", text, summary)
     return 0
 
 
