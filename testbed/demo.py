@@ -51,6 +51,8 @@ def main() -> int:
         _run(DOCKYARD, "ps", "-a", "--filter", f"name={name}")
     finally:
         _run(DOCKYARD, "rm", "-f", name, check=False)
+        # the default bridge stays once made, as docker0 does; the demo leaves none behind
+        _run(DOCKYARD, "system", "teardown", check=False)
     _say("done")
     return 0
 
