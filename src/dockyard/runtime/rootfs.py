@@ -166,7 +166,7 @@ def _make_mountpoint(target: str, source_is_file: bool) -> None:
         os.makedirs(target, exist_ok=True)
 
 
-def _apply_mount(rootfs: str, s: MountStep) -> None:
+def _apply_mount(rootfs: str, s: MountStep, proc_cgroup: str | None = None) -> None:
     # strict: a destination that climbs out of the rootfs (by "..", or through a symlink the
     # image planted) is refused, not silently clamped
     target = secure_join(rootfs, s.destination, strict=True)
@@ -174,8 +174,8 @@ def _apply_mount(rootfs: str, s: MountStep) -> None:
         assert s.source is not None
         source = s.source
         if s.own_cgroup is not None:
-            with open("/proc/self/cgroup") as f:
-                source = own_cgroup_dir(s.own_cgroup, f.read())
+            assert proc_cgroup is not None
+            source = own_cgroup_dir(s.own_cgroup, proc_cgroup)
         src_is_file = not os.path.isdir(source)
         _make_mountpoint(target, src_is_file)
         k.mount(source, target, None, s.flags & (k.MS_BIND | k.MS_REC))
@@ -216,9 +216,13 @@ def _apply_symlink(rootfs: str, s: SymlinkStep) -> None:
 
 
 def apply(rootfs: str, steps: tuple[Step, ...]) -> None:
+    proc_cgroup: str | None = None      # /proc/self/cgroup, read once for every own_cgroup step
     for s in steps:
         if isinstance(s, MountStep):
-            _apply_mount(rootfs, s)
+            if s.own_cgroup is not None and proc_cgroup is None:
+                with open("/proc/self/cgroup") as f:
+                    proc_cgroup = f.read()
+            _apply_mount(rootfs, s, proc_cgroup)
         elif isinstance(s, DeviceStep):
             _apply_device(rootfs, s)
         else:

@@ -191,11 +191,13 @@ class V1Manager:
         if resources.hugepage_limits:
             self._set_hugetlb(resources)
         n = resources.network
-        if n is not None and (n.class_id is not None or n.priorities):
-            from dockyard.cgroups.v1 import net
         if n is not None and n.class_id is not None:
+            from dockyard.cgroups.v1 import net
+
             net.set_classid(fs, self._need("net_cls", "linux.resources.network.classID"), n)
         if n is not None and n.priorities:
+            from dockyard.cgroups.v1 import net
+
             net.set_priorities(fs, self._need("net_prio", "linux.resources.network.priorities"),
                                n)
         if resources.rdma:
