@@ -425,12 +425,16 @@ class ContainerService:
         except ProcessLookupError:
             pass
         if paused:  # a frozen process dies only once thawed (docker's kill resumes it too)
-            import subprocess
-
-            subprocess.run([*self.runtime_argv(c), "resume", c.id], capture_output=True,
-                           check=False)
-            self._set_paused(c.id, False)
+            self._thaw(c)
         return c
+
+    def _thaw(self, c: Container) -> None:
+        """Resume a paused container through its runtime (errors ignored: it may be gone)."""
+        import subprocess
+
+        subprocess.run([*self.runtime_argv(c), "resume", c.id], capture_output=True,
+                       check=False)
+        self._set_paused(c.id, False)
 
     def _wait_killed(self, cid: str) -> None:
         """After a SIGKILL: a paused container's frozen cgroup holds it until it thaws, so
@@ -439,11 +443,7 @@ class ContainerService:
             return
         c = self.get(cid)
         if c.running and self.paused(c):
-            import subprocess
-
-            subprocess.run([*self.runtime_argv(c), "resume", c.id], capture_output=True,
-                           check=False)
-            self._set_paused(c.id, False)
+            self._thaw(c)
         self.wait(cid, timeout=30)
 
     def stop(self, ref: str, timeout: float | None = None) -> Container:
