@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from dockyard.api.http import version_before
+from dockyard.engine.prunefilter import label_matches
 from dockyard.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -45,12 +46,6 @@ def match(pattern: str, source: str) -> bool:
         return re.search(pattern, source) is not None
     except re.error:
         return False
-
-
-def _label_matches(labels: Mapping[str, str], spec: str) -> bool:
-    from dockyard.engine.prunefilter import label_matches
-
-    return label_matches(labels, spec)
 
 
 def _truth(key: str, value: str) -> bool:
@@ -90,7 +85,7 @@ def list_matches(net: Network, filters: Mapping[str, list[str]], used: set[str])
         elif key == "scope":
             ok = "local" in values
         elif key == "label":
-            ok = all(_label_matches(net.labels, v) for v in values)
+            ok = all(label_matches(net.labels, v) for v in values)
         elif key == "type":
             for v in values:
                 if v not in ("custom", "builtin"):
