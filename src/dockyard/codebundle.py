@@ -15,13 +15,14 @@ Build it (``./dev setup`` does, after every install)::
     python -IS -m dockyard.codebundle        # writes dockyard/__pycache__/runtime.<tag>.bundle
 
 The runtime's launcher imports this module first; :func:`install` is a no-op without a bundle.
-This module imports only built-in modules (the bundle's loader must not cost what it saves).
+This module imports only built-in modules, and not even ``os`` (~1 ms: its ABCs) on the
+runtime's path: the bundle's loader must not cost what it saves.
 """
 
 from __future__ import annotations
 
 import marshal
-import os
+import posix
 import sys
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
@@ -40,8 +41,9 @@ FORMAT = 3
 _HEAD = 12  # MAGIC, then the index's length (8 bytes, little-endian)
 #: what the runtime imports: the bundle holds these and everything they import
 ROOTS = (
-    "dockyard.runtime.cli", "dockyard.runtime.run", "dockyard.runtime.create",
-    "dockyard.runtime.start", "dockyard.runtime.delete", "dockyard.runtime.kill",
+    "dockyard.runtime.fastpath", "dockyard.runtime.cli", "dockyard.runtime.run",
+    "dockyard.runtime.create", "dockyard.runtime.start", "dockyard.runtime.delete",
+    "dockyard.runtime.kill",
     "dockyard.runtime.state", "dockyard.runtime.exec", "dockyard.runtime.ps",
     "dockyard.runtime.pause", "dockyard.runtime.lsm", "dockyard.runtime.userns",
     "dockyard.runtime.hooks", "dockyard.runtime.console", "dockyard.runtime.seccomp",
@@ -55,8 +57,12 @@ def interpreter() -> str:
 
 
 def bundle_path() -> str:
-    return os.path.join(os.path.dirname(__file__), "__pycache__",
-                        f"runtime.{sys.implementation.cache_tag}.bundle")
+    return f"{_dirname(__file__)}/__pycache__/runtime.{sys.implementation.cache_tag}.bundle"
+
+
+def _dirname(path: str) -> str:
+    """``os.path.dirname`` of an absolute file path."""
+    return path.rpartition("/")[0] or "/"
 
 
 class BundleFinder:
@@ -74,7 +80,7 @@ class BundleFinder:
             return None
         origin, is_pkg, mtime_ns, size, _offset, _length = entry
         try:
-            st = os.stat(origin)
+            st = posix.stat(origin)
         except OSError:
             return None
         if st.st_mtime_ns != mtime_ns or st.st_size != size:
@@ -82,7 +88,7 @@ class BundleFinder:
         spec = ModuleSpec(name, self, origin=origin, is_package=is_pkg)  # type: ignore[arg-type]
         spec.has_location = True
         if is_pkg:
-            spec.submodule_search_locations = [os.path.dirname(origin)]
+            spec.submodule_search_locations = [_dirname(origin)]
         return spec
 
     def create_module(self, spec: ModuleSpec) -> None:
@@ -91,7 +97,7 @@ class BundleFinder:
     def exec_module(self, module: ModuleType) -> None:
         # the bundle is as trusted as a .pyc beside the source: written by the package's owner
         offset, length = self.entries[module.__name__][4:]
-        code = marshal.loads(os.pread(self.fd, length, self.base + offset))  # noqa: S302
+        code = marshal.loads(posix.pread(self.fd, length, self.base + offset))  # noqa: S302
         exec(code, module.__dict__)  # noqa: S102
 
 
@@ -99,20 +105,20 @@ def install(path: str | None = None) -> bool:
     """Put the bundle's finder first on ``sys.meta_path``; False when there is no usable
     bundle (none built, another interpreter's, unreadable)."""
     try:
-        fd = os.open(path or bundle_path(), os.O_RDONLY | os.O_CLOEXEC)
+        fd = posix.open(path or bundle_path(), posix.O_RDONLY | posix.O_CLOEXEC)
     except OSError:
         return False
     try:
-        head = os.pread(fd, _HEAD, 0)
+        head = posix.pread(fd, _HEAD, 0)
         if len(head) != _HEAD or head[:4] != MAGIC:
             raise ValueError("not a bundle")
         size = int.from_bytes(head[4:], "little")
-        doc = marshal.loads(os.pread(fd, size, _HEAD))  # noqa: S302 - see exec_module
+        doc = marshal.loads(posix.pread(fd, size, _HEAD))  # noqa: S302 - see exec_module
         if not isinstance(doc, tuple) or len(doc) != 3 or doc[0] != FORMAT \
                 or doc[1] != interpreter() or not isinstance(doc[2], dict):
             raise ValueError("another format or interpreter")
     except (OSError, ValueError, EOFError, TypeError):
-        os.close(fd)
+        posix.close(fd)
         return False
     sys.meta_path.insert(0, BundleFinder(fd, _HEAD + size, doc[2]))
     return True
@@ -142,6 +148,7 @@ def build(path: str | None = None, roots: Sequence[str] = ROOTS) -> int:
     """Import ``roots`` and write every pure-Python module that brought in (dockyard's and the
     standard library's) into the bundle; returns how many modules it holds."""
     import importlib
+    import os
 
     before = set(sys.modules)
     for name in roots:

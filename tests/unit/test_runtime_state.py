@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dockyard.errors import AlreadyExists, InvalidArgument, NotFound
-from dockyard.runtime import state
+from dockyard.runtime import fastpath, state
 from dockyard.runtime.cli import _table, main
 
 
@@ -39,7 +39,7 @@ def test_record_round_trip_and_status(tmp_path: Path) -> None:
     with pytest.raises(AlreadyExists):
         state.reserve(tmp_path, "c1")
     me = os.getpid()
-    start = state.process_start_time(me)
+    start = fastpath.process_start_time(me)
     assert start is not None
     rec = state.Record(
         id="c1",
@@ -54,7 +54,7 @@ def test_record_round_trip_and_status(tmp_path: Path) -> None:
     assert state.load(tmp_path, "c1") == rec
     assert state.list_ids(tmp_path) == ["c1"]
     assert state.status_of(tmp_path, rec) is state.Status.RUNNING
-    (tmp_path / "c1" / state.FIFO_NAME).touch()
+    (tmp_path / "c1" / fastpath.FIFO_NAME).touch()
     assert state.status_of(tmp_path, rec) is state.Status.CREATED
     stale = state.Record(
         **{

@@ -118,13 +118,9 @@ def _version() -> str:
 
 
 def _default_root() -> str:
-    """runc's rule: /run/<name> for root, $XDG_RUNTIME_DIR/<name> for everyone else."""
-    if "DOCKYARD_RUNC_ROOT" in os.environ:
-        return os.environ["DOCKYARD_RUNC_ROOT"]
-    if os.geteuid() != 0:
-        runtime_dir = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/dockyard-runc-{os.geteuid()}"
-        return os.path.join(runtime_dir, "dockyard-runc")
-    return "/run/dockyard-runc"
+    from dockyard.runtime.fastpath import default_root
+
+    return default_root()
 
 
 class _UsageError(DockyardError):

@@ -33,7 +33,7 @@ from dockyard import fastjson
 from dockyard.errors import DockyardError, InvalidArgument, NotFound, PermissionDenied
 from dockyard.linux import libc as k
 from dockyard.model.oci import Spec, parse_spec
-from dockyard.runtime import process, rootfs, state, userns
+from dockyard.runtime import fastpath, process, rootfs, state, userns
 from dockyard.runtime.mountopts import propagation_flags
 from dockyard.runtime.rootfs import Step
 from dockyard.values import replace, value
@@ -542,7 +542,7 @@ def create_container(root: StrPath, container_id: str, bundle: StrPath, *,
     cgroup: CgroupManager | None = None
     try:
         state.save_config(state_dir, raw_config)
-        fifo = os.path.join(state_dir, state.FIFO_NAME)
+        fifo = os.path.join(state_dir, fastpath.FIFO_NAME)
         os.mkfifo(fifo, 0o622)
         # past the umask: the init reopens it after dropping to the process user, who may be
         # "other" to it (a non-root user, or root in a user namespace), as runc does
@@ -583,7 +583,7 @@ def create_container(root: StrPath, container_id: str, bundle: StrPath, *,
         os.close(cfg.fifo_fd)
         init_pid = collect(parent_sock, mid, pids, on_hooks,
                            lambda: userns.write_maps(mid, spec.linux))
-        start_time = state.process_start_time(init_pid)
+        start_time = fastpath.process_start_time(init_pid)
         if start_time is None:
             raise DockyardError("container init exited before it was ready")
         rec = _record(init_pid, start_time)

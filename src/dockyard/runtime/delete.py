@@ -6,7 +6,7 @@ import os
 import select
 
 from dockyard.errors import FailedPrecondition, NotFound
-from dockyard.runtime import state
+from dockyard.runtime import fastpath, state
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def remove(root: StrPath, rec: state.Record, cgroup: CgroupManager | None = None
         raise FailedPrecondition(
             f"cannot delete container {container_id} that is not stopped: {status.value}",
             hint="stop it first, or use delete --force")
-    if not _remove_empty_cgroups(rec):
+    if not fastpath.remove_empty_cgroups(p for _, p in rec.cgroup_paths):
         mgr = mgr or state.cgroup_of(rec)
         if mgr is not None:
             mgr.destroy(kill=True)
@@ -80,17 +80,3 @@ def remove(root: StrPath, rec: state.Record, cgroup: CgroupManager | None = None
 
         hooks.run_all_warn(poststop, state.hook_state(rec, state.Status.STOPPED), "poststop")
 
-
-def _remove_empty_cgroups(rec: state.Record) -> bool:
-    """The common case, without the cgroup managers (their imports and a read of the mount
-    table cost more than the work): the container's cgroup directories are empty leaves, and
-    an rmdir each removes them. False when one is not (a process is left, or a child cgroup):
-    then the manager kills what is left and removes the tree."""
-    for path in {p for _, p in rec.cgroup_paths}:
-        try:
-            os.rmdir(path)
-        except FileNotFoundError:
-            continue
-        except OSError:
-            return False
-    return True

@@ -13,6 +13,8 @@ import os
 from dockyard import OCI_SPEC_VERSION, fastjson
 from dockyard.choices import Choice
 from dockyard.errors import AlreadyExists, InvalidArgument, NotFound
+from dockyard.runtime import fastpath
+from dockyard.runtime.fastpath import FIFO_NAME, process_start_time
 from dockyard.values import asdict, value
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
@@ -24,10 +26,6 @@ if TYPE_CHECKING:
 
     from dockyard.cgroups import CgroupManager
     from dockyard.model.oci import Spec
-
-#: runc's container id rule (^[\w+-.]+$, ASCII), checked without importing re
-_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
-FIFO_NAME = "exec.fifo"
 
 
 class Status(Choice):
@@ -81,8 +79,7 @@ class Record:
 
 
 def validate_id(container_id: str) -> str:
-    if (not container_id or not _ID_CHARS.issuperset(container_id)
-            or container_id in (".", "..")):
+    if not fastpath.valid_id(container_id):
         raise InvalidArgument(f"invalid container id format: {container_id!r}")
     return container_id
 
@@ -94,19 +91,6 @@ def _read(path: str) -> str:
 
 def container_dir(root: StrPath, container_id: str) -> str:
     return os.path.join(root, validate_id(container_id))
-
-
-def process_start_time(pid: int) -> int | None:
-    """Field 22 of /proc/<pid>/stat, or None when the process is gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    fields = raw[raw.rindex(b")") + 2:].split()
-    if fields[0] in (b"Z", b"X"):
-        return None
-    return int(fields[19])
 
 
 def reserve(root: StrPath, container_id: str) -> str:
@@ -121,25 +105,12 @@ def reserve(root: StrPath, container_id: str) -> str:
 
 
 def remove_dir(d: StrPath) -> None:
-    """Remove a container's state directory (flat: files and the fifo) without importing
-    shutil on the start path; what cannot be removed is left, as rmtree(ignore_errors)."""
-    try:
-        names = os.listdir(d)
-    except FileNotFoundError:
-        return
-    for name in names:
-        try:
-            os.unlink(os.path.join(d, name))
-        except IsADirectoryError:
-            import shutil
+    """Remove a container's state directory; what cannot be removed is left, as
+    rmtree(ignore_errors)."""
+    if not fastpath.remove_dir(os.fspath(d)):
+        import shutil
 
-            shutil.rmtree(os.path.join(d, name), ignore_errors=True)
-        except OSError:
-            continue
-    try:
-        os.rmdir(d)
-    except OSError:
-        pass
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def save(root: StrPath, rec: Record) -> None:
