@@ -27,13 +27,16 @@ init makes its other namespaces and mounts up to its first cgroup mount::
                                                        |   ...blocks until start...
     start: open(exec.fifo, O_RDONLY) and read one byte -->|-- execve(process.args)
 
-If ``finish_cgroup`` fails, the parent SIGKILLs and reaps the init, then removes the cgroup
-and the state directory; an init that finds the socket closed while it waits for
-{"cgroup": true} exits without a word (its parent gave up). If the init fails first, the
-parent's {"cgroup": true} may meet a closed socket: the init's {"error"} is read after it.
+(Unprivileged, the cgroup is complete before the clone, as :func:`make_cgroup` may go without
+one; {"cgroup": true} then follows the clone at once.) If ``finish_cgroup`` fails, the parent
+SIGKILLs and reaps the init, then removes the cgroup and the state directory; an init that
+finds the socket closed while it waits for {"cgroup": true} exits without a word (its parent
+gave up). If the init fails first, the parent's {"cgroup": true} may meet a closed socket:
+the init's {"error"} is read after it.
 
-Otherwise (or where clone3 fails: Linux < 5.3) the cgroup is complete before the first fork
-and a middle child makes the namespaces, then forks the init into them::
+Otherwise (or where clone3 fails: Linux < 5.3, or < 5.7 with a cgroup v2 directory) the cgroup
+is complete before the first fork and a middle child joins it, makes the namespaces, then
+forks the init into them::
 
     create (parent)               intermediate                    init (pid 1 of the new pid ns)
       |-- fork ------------------>|
@@ -124,7 +127,8 @@ class InitConfig:
     console: Console | None
     #: a new user namespace: the middle child makes it first, the parent writes its maps
     new_userns: bool = False
-    #: the container's cgroup, made by the parent; the middle child joins it before unshare
+    #: the container's cgroup, made by the parent; the middle child joins it before unshare,
+    #: a directly cloned init before its cgroup namespace
     cgroup: CgroupManager | None = None
     #: no middle child: the parent clones the init into its pid namespace; the init makes or
     #: joins the others, and joins its cgroups once the parent says they are complete
