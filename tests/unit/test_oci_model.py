@@ -135,3 +135,35 @@ def test_rootless_spec() -> None:
     sys_mount = next(m for m in spec.mounts if m.destination == "/sys")
     assert "rbind" in sys_mount.options
     assert all(m.destination != "/sys/fs/cgroup" for m in spec.mounts)
+
+
+@pytest.mark.parametrize(("edit", "direct"), [
+    ({}, True),
+    ({"network": "/proc/self/ns/net", "uts": "/proc/self/ns/uts"}, True),
+    ({"pid": "/proc/self/ns/pid"}, False),
+    ({"user": "/proc/self/ns/user"}, False),
+    ({"time": ""}, False),
+])
+def test_which_containers_need_a_middle_child(tmp_path: Path, edit: dict[str, str],
+                                              direct: bool) -> None:
+    """The parent clones the init itself unless the init's birth must wait for something:
+    a pid or user namespace joined by path, a time namespace's offsets (a new user namespace
+    needs one too, its id maps: covered by the integration suite)."""
+    import os
+
+    from dockyard.runtime.create import resolve
+
+    config = default_spec()
+    config["process"]["terminal"] = False
+    namespaces = {n["type"]: n for n in config["linux"]["namespaces"]}
+    for ns_type, path in edit.items():
+        namespaces.setdefault(ns_type, {"type": ns_type})
+        if path:
+            namespaces[ns_type]["path"] = path
+    config["linux"]["namespaces"] = list(namespaces.values())
+    (tmp_path / "rootfs").mkdir()
+    (tmp_path / "fifo").touch()
+    cfg = resolve(parse_spec(config), tmp_path, str(tmp_path / "fifo"), no_pivot=False,
+                  preserve_fds=0, cons=None)
+    os.close(cfg.fifo_fd)
+    assert cfg.direct is direct

@@ -160,3 +160,35 @@ def test_host_hierarchies_parses_mountinfo() -> None:
     )
     assert not is_pure_v2(hs)
     assert is_pure_v2(PURE_V2)
+
+
+def _applied(steps: tuple[rootfs.Step, ...], monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The order apply() runs the steps and calls ``before_cgroup`` in (no kernel)."""
+    seen: list[str] = []
+    monkeypatch.setattr(rootfs, "_apply_mount", lambda _r, s, _c=None: seen.append(s.destination))
+    monkeypatch.setattr(rootfs, "_apply_device", lambda _r, d: seen.append(d.path))
+    monkeypatch.setattr(rootfs, "_apply_symlink", lambda _r, s: seen.append(s.path))
+    rootfs.apply("/rootfs", steps, lambda: seen.append("JOIN"))
+    return seen
+
+
+@pytest.mark.parametrize("cgroupns", [True, False])
+def test_apply_joins_the_cgroup_right_before_the_first_cgroup_mount(
+        cgroupns: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # with a cgroup namespace: a fresh cgroup mount (rooted at the namespace); without: a bind
+    # of the container's own cgroup, found from /proc/self/cgroup. Either needs the init in it.
+    config = default_spec()
+    if not cgroupns:
+        config["linux"]["namespaces"] = [n for n in config["linux"]["namespaces"]
+                                         if n["type"] != "cgroup"]
+    seen = _applied(rootfs.plan(parse_spec(config), HYBRID), monkeypatch)
+    assert seen.count("JOIN") == 1
+    at = seen.index("JOIN")
+    assert seen[at - 2:at + 2] == ["/sys", "/sys/fs/cgroup", "JOIN", "/sys/fs/cgroup/memory"]
+
+
+def test_apply_without_cgroup_mounts_joins_at_the_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = default_spec()
+    config["mounts"] = [m for m in config["mounts"] if m["type"] != "cgroup"]
+    seen = _applied(rootfs.plan(parse_spec(config), HYBRID), monkeypatch)
+    assert seen[-1] == "JOIN" and seen.count("JOIN") == 1

@@ -82,6 +82,10 @@ class CgroupManager(Protocol):
     def clone_dir(self) -> str | None:
         """A cgroup v2 directory a child can be cloned into (CLONE_INTO_CGROUP), if any."""
 
+    def create_clone_dir(self) -> None:
+        """Create :attr:`clone_dir` alone (if there is one), so a child can be cloned into it
+        while :meth:`apply` makes the rest."""
+
     def add_self(self, *, cloned: bool = False) -> None:
         """Move the calling single-threaded process in, the cheap way; ``cloned``: it was
         born in :attr:`clone_dir` already."""

@@ -4,7 +4,39 @@ Everything is resolved before the first fork (:class:`InitConfig`); the children
 straight-line syscalls and report back over a SOCK_SEQPACKET pair, because the init's stderr
 already belongs to the container. No re-exec: the children are forks of this process.
 
-::
+Most containers (no new user or time namespace, no pid or user namespace joined by path) get
+no middle child, as in crun: the parent clones the init straight into its pid namespace and
+its cgroup v2 directory, then makes the rest of the cgroups and sets the limits while the
+init makes its other namespaces and mounts up to its first cgroup mount::
+
+    create (parent)                                   init (pid 1 of the new pid ns)
+      |-- mkdir the cgroup v2 dir (clone_dir)
+      |-- clone3(CLONE_NEWPID | CLONE_INTO_CGROUP) --->|
+      |-- finish_cgroup: v1 dirs, cpuset, limits       |-- setns(path) / unshare(net, mnt,
+      |                                                |   ipc, uts), lo up, mounts before
+      |                                                |   the first cgroup one (proc, dev,
+      |                                                |   sysfs, ...)
+      |-- {"cgroup": true} --------------------------->|-- join the cgroups (v1: tasks <- 0),
+      |                                                |   unshare(CLONE_NEWCGROUP)
+      |                                                |-- cgroup mounts, devices,
+      |                                                |   pivot_root, sysctl, masked/
+      |                                                |   readonly paths, hostname,
+      |                                                |   rlimits, user, capabilities
+      |<-- {"ready": true} or {"error": "..."} --------|
+      |-- write state.json, pid file; exit             |-- open(exec.fifo, O_WRONLY)
+                                                       |   ...blocks until start...
+    start: open(exec.fifo, O_RDONLY) and read one byte -->|-- execve(process.args)
+
+(Unprivileged, the cgroup is complete before the clone, as :func:`make_cgroup` may go without
+one; {"cgroup": true} then follows the clone at once.) If ``finish_cgroup`` fails, the parent
+SIGKILLs and reaps the init, then removes the cgroup and the state directory; an init that
+finds the socket closed while it waits for {"cgroup": true} exits without a word (its parent
+gave up). If the init fails first, the parent's {"cgroup": true} may meet a closed socket:
+the init's {"error"} is read after it.
+
+Otherwise (or where clone3 fails: Linux < 5.3, or < 5.7 with a cgroup v2 directory) the cgroup
+is complete before the first fork and a middle child joins it, makes the namespaces, then
+forks the init into them::
 
     create (parent)               intermediate                    init (pid 1 of the new pid ns)
       |-- fork ------------------>|
@@ -20,6 +52,11 @@ already belongs to the container. No re-exec: the children are forks of this pro
       |-- write state.json, pid file; exit                         |-- open(exec.fifo, O_WRONLY)
                                                                    |   ...blocks until start...
     start: open(exec.fifo, O_RDONLY) and read one byte ----------->|-- execve(process.args)
+
+A new user namespace adds a round before the middle child's unshare: {"userns": true} ->
+the parent writes the id maps -> {"maps": true}. With hooks, either init stops once before
+pivot_root: {"hooks": true} -> the parent runs prestart/createRuntime -> {"continue": true,
+"state": {...}}.
 """
 
 from __future__ import annotations
@@ -90,8 +127,12 @@ class InitConfig:
     console: Console | None
     #: a new user namespace: the middle child makes it first, the parent writes its maps
     new_userns: bool = False
-    #: the container's cgroup, made by the parent; the middle child joins it before unshare
+    #: the container's cgroup, made by the parent; the middle child joins it before unshare,
+    #: a directly cloned init before its cgroup namespace
     cgroup: CgroupManager | None = None
+    #: no middle child: the parent clones the init into its pid namespace; the init makes or
+    #: joins the others, and joins its cgroups once the parent says they are complete
+    direct: bool = False
     container_id: str = ""
     new_keyring: bool = True
 
@@ -159,6 +200,12 @@ def resolve(spec: Spec, bundle: StrPath, fifo: str, *, no_pivot: bool, preserve_
     if spec.hostname and spec.linux.namespace("uts") is None:
         raise InvalidArgument("unable to set hostname without a private UTS namespace")
     joins.sort(key=lambda j: JOIN_ORDER.index(j[0]))
+    # A middle child is needed when something must happen between making the namespaces and
+    # the init's birth: the id maps of a new user namespace, time offsets (before any process
+    # enters), or a setns into a pid namespace (it only applies to children) or user one
+    # (it grants the rights to join the rest, so it comes first).
+    direct = not new_userns and not clone_flags & k.CLONE_NEWTIME and not any(
+        t in ("pid", "user") for t, _ in joins)
     if spec.linux.time_offsets and not clone_flags & k.CLONE_NEWTIME:
         raise InvalidArgument("linux.timeOffsets need a new time namespace")
     from dockyard.runtime import lsm
@@ -173,7 +220,7 @@ def resolve(spec: Spec, bundle: StrPath, fifo: str, *, no_pivot: bool, preserve_
         fifo_fd=os.open(fifo, os.O_PATH | os.O_CLOEXEC), no_pivot=no_pivot,
         proc=process.prepare(spec.process, preserve_fds, spec.linux.seccomp, seccomp_cache),
         console=cons,
-        new_userns=new_userns)
+        new_userns=new_userns, direct=direct)
 
 
 def _preload_child_modules(spec: Spec, clone_flags: int) -> None:
@@ -282,8 +329,10 @@ def _console_socket(cfg: InitConfig) -> socket.socket | None:
     return console.connect(cfg.console.path)
 
 
-def _init(cfg: InitConfig, sock: _socket.socket) -> None:
-    """The container's init, before exec. Never returns."""
+def _init(cfg: InitConfig, sock: _socket.socket,
+          before_cgroup: Callable[[], None] | None = None) -> None:
+    """The container's init, before exec. ``before_cgroup``: see :func:`rootfs.apply`. Never
+    returns."""
     proc = cfg.proc.process
     try:
         k.prctl(k.PR_SET_DUMPABLE, 0)
@@ -293,7 +342,7 @@ def _init(cfg: InitConfig, sock: _socket.socket) -> None:
             set_up("lo")
         csock = _console_socket(cfg)  # a host path: connect before pivot_root
         rootfs.prepare_root(cfg.rootfs, cfg.propagation)
-        rootfs.apply(cfg.rootfs, cfg.steps)
+        rootfs.apply(cfg.rootfs, cfg.steps, before_cgroup)
         hook_doc = _init_hooks(cfg, sock)
         fifo_fd = cfg.fifo_fd
         if cfg.no_pivot:
@@ -379,6 +428,83 @@ def _init_hooks(cfg: InitConfig, sock: _socket.socket) -> dict[str, object]:
     return state_doc
 
 
+def _join_namespaces(joins: tuple[tuple[str, str], ...]) -> None:
+    for ns_type, path in joins:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            k.setns(fd, NS_FLAGS[ns_type])
+        finally:
+            os.close(fd)
+
+
+def _clone_init(cgroup: CgroupManager | None, clone_flags: int) -> tuple[int, bool] | None:
+    """Clone the init straight into its pid namespace (if it gets a new one) and the cgroup
+    v2 directory (if there is one). Returns (pid, cloned into the cgroup), or None when the
+    kernel cannot (no clone3 or CLONE_INTO_CGROUP): the caller takes the middle child's way."""
+    flags = clone_flags & k.CLONE_NEWPID
+    clone_dir = cgroup.clone_dir if cgroup is not None else None
+    try:
+        if clone_dir is None:
+            return k.clone(flags), False
+        fd = os.open(clone_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            return k.clone(flags, fd), True
+        finally:
+            os.close(fd)
+    except (OSError, DockyardError):
+        return None
+
+
+def _direct_init(cfg: InitConfig, sock: _socket.socket, cloned: bool) -> None:
+    """The init the parent cloned itself (pid 1 already, with a new pid namespace): it makes
+    or joins the other namespaces, then runs :func:`_init`, which joins the cgroups before its
+    first cgroup mount. Never returns."""
+    try:
+        k.prctl(k.PR_SET_DUMPABLE, 0)
+        _join_namespaces(cfg.joins)
+        # the cgroup namespace later, once the init is in its cgroups: it is rooted there
+        flags = cfg.clone_flags & ~(k.CLONE_NEWPID | k.CLONE_NEWCGROUP)
+        if flags:
+            k.unshare(flags)
+    except BaseException as exc:
+        report_and_exit(sock, exc, 127)
+    _init(cfg, sock, lambda: _enter_cgroup(cfg, sock, cloned))
+
+
+def _enter_cgroup(cfg: InitConfig, sock: _socket.socket, cloned: bool) -> None:
+    """In the init: wait until the parent has made every cgroup directory and set the limits,
+    join them, then make the cgroup namespace (rooted at the container's cgroup)."""
+    try:
+        raw = sock.recv(65536)
+    except OSError:
+        raw = b""
+    if not raw:  # the parent failed (and kills us) or died: there is nobody to report to
+        os._exit(1)
+    if not fastjson.loads(raw.decode()).get("cgroup"):
+        raise DockyardError(f"unexpected message while waiting for the cgroup: {raw!r}")
+    if cfg.cgroup is not None:
+        cfg.cgroup.add_self(cloned=cloned)
+    if cfg.clone_flags & k.CLONE_NEWCGROUP:
+        k.unshare(k.CLONE_NEWCGROUP)
+
+
+def _collect_direct(sock: _socket.socket, pids: list[int], unfinished: CgroupManager | None,
+                    spec: Spec, on_hooks: Callable[[int], dict[str, object]]) -> int:
+    """The parent's side with a directly cloned init (in ``pids``): the rest of the
+    ``unfinished`` cgroup while the init sets up, {"cgroup": true}, then the handshake;
+    closes ``sock``."""
+    try:
+        if unfinished is not None:
+            finish_cgroup(unfinished, spec)
+        try:
+            send(sock, {"cgroup": True})
+        except OSError:  # the init failed already: its {"error"} is waiting in the socket
+            pass
+        return handshake(sock, pids, on_hooks)
+    finally:
+        sock.close()
+
+
 def _fork_middle(cgroup: CgroupManager | None) -> tuple[int, bool]:
     """Fork the middle child, into the container's cgroup v2 directory where there is one
     (clone3 CLONE_INTO_CGROUP: no wait on the kernel's threadgroup lock). Returns
@@ -402,12 +528,7 @@ def _intermediate(cfg: InitConfig, sock: _socket.socket, cloned: bool = False) -
     """Join or create the namespaces, then fork the init into them. Never returns."""
     try:
         k.prctl(k.PR_SET_DUMPABLE, 0)
-        for ns_type, path in cfg.joins:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                k.setns(fd, NS_FLAGS[ns_type])
-            finally:
-                os.close(fd)
+        _join_namespaces(cfg.joins)
         if cfg.cgroup is not None:  # before the cgroup namespace: it is rooted here
             cfg.cgroup.add_self(cloned=cloned)
         if cfg.new_userns:
@@ -465,9 +586,12 @@ def container_resources(spec: Spec) -> Resources:
 
 
 def make_cgroup(spec: Spec, container_id: str, systemd: bool = False,
-                mountinfo: str | None = None) -> CgroupManager | None:
+                mountinfo: str | None = None, *, complete: bool = True
+                ) -> CgroupManager | None:
     """Create the container's cgroup and apply its limits (before any process joins).
 
+    ``complete=False`` (as root only): only the directory the init can be cloned into is
+    made; :func:`finish_cgroup` does the rest while the init sets itself up.
     Unprivileged (rootless), a cgroup that cannot be made is done without, as runc does, as
     long as the spec asks for no limits; device rules are not ours to enforce there."""
     import errno
@@ -479,6 +603,9 @@ def make_cgroup(spec: Spec, container_id: str, systemd: bool = False,
     mgr = cgroups.manager_for(spec.linux.cgroups_path, container_id, systemd=systemd,
                               hierarchies=cgroup_mounts(mountinfo))
     rootless = os.geteuid() != 0
+    if not complete and not rootless:
+        mgr.create_clone_dir()
+        return mgr
     resources = container_resources(spec)
     if rootless:
         resources = replace(resources, devices=())
@@ -499,6 +626,14 @@ def make_cgroup(spec: Spec, container_id: str, systemd: bool = False,
         mgr.destroy(kill=True)
         raise
     return mgr
+
+
+def finish_cgroup(mgr: CgroupManager, spec: Spec) -> None:
+    """What ``make_cgroup(complete=False)`` left: every directory (v1 cpuset and real-time
+    budget first), then the limits. The caller destroys the cgroup if this fails."""
+    resources = container_resources(spec)
+    mgr.apply(None, resources)
+    mgr.set(resources)
 
 
 def _hook_kinds(spec: Spec) -> tuple[str, ...]:
@@ -539,6 +674,7 @@ def create_container(root: StrPath, container_id: str, bundle: StrPath, *,
         cons = Console(path=console_socket, fd=console_fd)
     state_dir = state.reserve(root, container_id)
     pids: list[int] = []
+    own_child: int | None = None   # a directly cloned init: reaped here if create fails
     cgroup: CgroupManager | None = None
     try:
         state.save_config(state_dir, raw_config)
@@ -569,20 +705,38 @@ def create_container(root: StrPath, container_id: str, bundle: StrPath, *,
         cfg = resolve(spec, bundle, fifo, no_pivot=no_pivot, preserve_fds=preserve_fds,
                       mountinfo=mountinfo,
                       cons=cons, seccomp_cache=os.path.join(root, SECCOMP_CACHE))
-        cgroup = make_cgroup(spec, container_id, systemd_cgroup, mountinfo)
+        parallel = cfg.direct and os.geteuid() == 0  # the cgroup's limits while the init sets up
+        cgroup = make_cgroup(spec, container_id, systemd_cgroup, mountinfo,
+                             complete=not parallel)
         cfg = replace(cfg, cgroup=cgroup, container_id=container_id,
                       new_keyring=not no_new_keyring)
         parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
         sys.stdout.flush()
         sys.stderr.flush()
-        mid, cloned = _fork_middle(cgroup)
-        if mid == 0:
-            parent_sock.close()
-            _intermediate(cfg, child_sock, cloned)
-        child_sock.close()
-        os.close(cfg.fifo_fd)
-        init_pid = collect(parent_sock, mid, pids, on_hooks,
-                           lambda: userns.write_maps(mid, spec.linux))
+        cloned_init = _clone_init(cgroup, cfg.clone_flags) if cfg.direct else None
+        if cloned_init is not None:
+            pid, cloned = cloned_init
+            if pid == 0:
+                parent_sock.close()
+                _direct_init(cfg, child_sock, cloned)
+            own_child = pid
+            pids.append(pid)
+            child_sock.close()
+            os.close(cfg.fifo_fd)
+            init_pid = _collect_direct(parent_sock, pids, cgroup if parallel else None, spec,
+                                       on_hooks)
+        else:
+            if parallel and cgroup is not None:
+                finish_cgroup(cgroup, spec)
+            cfg = replace(cfg, direct=False)
+            mid, cloned = _fork_middle(cgroup)
+            if mid == 0:
+                parent_sock.close()
+                _intermediate(cfg, child_sock, cloned)
+            child_sock.close()
+            os.close(cfg.fifo_fd)
+            init_pid = collect(parent_sock, mid, pids, on_hooks,
+                               lambda: userns.write_maps(mid, spec.linux))
         start_time = fastpath.process_start_time(init_pid)
         if start_time is None:
             raise DockyardError("container init exited before it was ready")
@@ -596,6 +750,11 @@ def create_container(root: StrPath, container_id: str, bundle: StrPath, *,
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
+                pass
+        if own_child is not None:  # before the cgroup goes: it may still be in it
+            try:
+                os.waitpid(own_child, 0)
+            except ChildProcessError:
                 pass
         if cgroup is not None:
             try:

@@ -1,7 +1,8 @@
 """``run``: create + start, then (unless detached) wait for the init as its subreaper and delete.
 
-The run process makes itself a child subreaper before creating, so the init re-parents to it
-when the intermediate child exits; that is how it can wait for the container's exit status.
+The run process makes itself a child subreaper before creating, so the init is its child
+(cloned by it directly) or re-parents to it when the intermediate child exits; either way it
+can wait for the container's exit status.
 With ``process.terminal`` and no console socket, run keeps the pty master itself and copies
 bytes between it and its own stdio (runc's behaviour).
 """

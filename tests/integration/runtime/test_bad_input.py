@@ -124,3 +124,40 @@ def test_console_socket_without_terminal(runtime: Runtime, busybox: BuiltImage,
     assert rc != 0
     assert runtime.run("list", "-q").stdout.split() == []
     json.dumps(err)
+
+
+def _no_process_naming(cid: str) -> bool:
+    """No process left whose command line names the container (a create, or its init
+    still waiting for its parent)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if cid.encode() in cmdline.split(b"\0"):
+            return False
+    return True
+
+
+def test_limit_the_cgroup_manager_refuses(runtime: Runtime, busybox: BuiltImage,
+                                          tmp_path: Path) -> None:
+    """dockyard-runc sets the limits while the init it has just cloned sets itself up: a
+    limit refused then (here ``unified`` on a v1 host, or a knob v2 does not have) must take
+    the init, the cgroup and the state directory with it."""
+    bundle = _bundle(busybox, tmp_path, runtime, lambda c: c["linux"].setdefault(
+        "resources", {}).update(unified={"memory.no_such_knob": "1"}))
+    _check_refused(runtime, tmp_path, bundle, "bad-limit", "unified")
+    assert _no_process_naming("bad-limit")
+
+
+def test_init_fails_before_its_cgroup_is_complete(runtime: Runtime, busybox: BuiltImage,
+                                                  tmp_path: Path) -> None:
+    """The init fails (a bind mount without a source, before any cgroup mount) while
+    dockyard-runc is still making the cgroup: its error is the one reported."""
+    bundle = _bundle(busybox, tmp_path, runtime, lambda c: c["mounts"].insert(0, {
+        "destination": "/mnt/x", "type": "bind", "source": str(tmp_path / "no-such-source"),
+        "options": ["rbind"]}))
+    _check_refused(runtime, tmp_path, bundle, "bad-bind", "/mnt/x")
+    assert _no_process_naming("bad-bind")

@@ -90,3 +90,38 @@ def test_cgroup_view_on_pure_v2_host(busybox: BuiltImage, tmp_path: Path) -> Non
                          capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["/sys/fs/cgroup", "cgroup2"]
+
+
+@pytest.mark.parametrize("joined", [("network", "ipc", "uts"), ("pid", "network", "ipc", "uts")])
+def test_namespaces_joined_by_path(runtime: Runtime, busybox: BuiltImage, tmp_path: Path,
+                                   joined: tuple[str, ...]) -> None:
+    """A second container in the first one's namespaces (a pod). dockyard-runc's init joins
+    them itself; a pid namespace joined by path goes through its middle child."""
+    import json
+
+    first = make_bundle(busybox, tmp_path / "first", runtime.binary, ["sleep", "300"],
+                        edit=lambda c: c.update(hostname="first"))
+    rc, _, err = runtime.run_to_files(tmp_path, "create", "--bundle", str(first), "first")
+    assert rc == 0, err
+    runtime.run("start", "first", check=True)
+    pid = json.loads(runtime.run("state", "first", check=True).stdout)["pid"]
+
+    def join(config: dict[str, object]) -> None:
+        config.pop("hostname", None)
+        linux = config["linux"]
+        assert isinstance(linux, dict)
+        for ns in linux["namespaces"]:
+            if ns["type"] in joined:
+                ns["path"] = f"/proc/{pid}/ns/{'net' if ns['type'] == 'network' else ns['type']}"
+
+    probe = ("echo hostname=$(hostname); echo net=$(readlink /proc/self/ns/net); "
+             "echo sleepers=$(ps -o comm | grep -c sleep)")
+    second = make_bundle(busybox, tmp_path / "second", runtime.binary, ["sh", "-c", probe],
+                         edit=join)
+    rc, out, err = runtime.run_to_files(tmp_path, "run", "--bundle", str(second), "second")
+    assert rc == 0, err
+    seen = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    assert seen["hostname"] == "first"
+    assert seen["net"] == os.readlink(f"/proc/{pid}/ns/net")
+    assert seen["sleepers"] == ("1" if "pid" in joined else "0")
+    runtime.run("delete", "--force", "first", check=True)

@@ -133,6 +133,11 @@ class V1Manager:
         """The cgroup v2 directory a child can be cloned into (the unified one, if any)."""
         return self._paths.get(UNIFIED)
 
+    def create_clone_dir(self) -> None:
+        u = self._unified()
+        if u is not None:
+            v2mod.create(self.fs, self.mountpoints.get(UNIFIED, "/"), u)
+
     def add_self(self, *, cloned: bool = False) -> None:
         """Move the calling (single-threaded) process in: "0" into each v1 ``tasks`` file,
         which moves just this thread without the kernel's threadgroup write lock; the

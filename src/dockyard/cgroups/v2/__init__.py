@@ -130,6 +130,9 @@ class V2Manager:
         """The directory a child can be cloned into (CLONE_INTO_CGROUP)."""
         return self._path
 
+    def create_clone_dir(self) -> None:
+        create(self.fs, self.mountpoint, self._path)
+
     def add_self(self, *, cloned: bool = False) -> None:
         """Move the calling process in, unless it was cloned into the cgroup already."""
         if not cloned:
