@@ -47,6 +47,7 @@ def _my_start_time() -> int:
      ("delete", "/x", "c1", True)),
     (["delete", "--force", "c1"], ("delete", "/r", "c1", True)),
     (["--systemd-cgroup", "delete", "c1"], ("delete", "/r", "c1", False)),
+    (["state", "c1"], ("state", "/r", "c1", False)),
 ])
 def test_parses_the_plain_command_lines(argv: list[str], expected: tuple[str, str, str, bool],
                                         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -55,7 +56,7 @@ def test_parses_the_plain_command_lines(argv: list[str], expected: tuple[str, st
 
 
 @pytest.mark.parametrize("argv", [
-    [], ["start"], ["start", "a", "b"], ["kill", "c1"], ["state", "c1"], ["start", "-f", "c1"],
+    [], ["start"], ["start", "a", "b"], ["kill", "c1"], ["list"], ["start", "-f", "c1"],
     ["--root"], ["--log-format", "xml", "start", "c1"], ["start", "../c1"], ["start", "a/b"],
     ["--help"], ["start", "--help", "c1"], ["--roo", "/x", "start", "c1"], ["-v"],
 ])
@@ -139,3 +140,33 @@ def test_start_leaves_other_cases_to_the_full_cli(tmp_path: Path, case: str) -> 
     before = sorted(os.listdir(d))
     assert fastpath.main(["--root", str(root), "start", "c1"]) is None
     assert sorted(os.listdir(d)) == before
+
+
+@pytest.mark.parametrize("case", ["stopped", "running", "created", "annotated"])
+def test_state_prints_what_the_full_cli_prints(tmp_path: Path, case: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from dockyard.runtime import cli
+
+    root = tmp_path / "root"
+    pid, start = (_dead_pid(), 1) if case == "stopped" else (os.getpid(), _my_start_time())
+    d = _container(root, "c1", pid=pid, start_time=start, fifo=case == "created")
+    if case == "annotated":
+        doc = json.loads((d / "state.json").read_text())
+        doc["annotations"] = {"z": "1", "a": "2"}
+        (d / "state.json").write_text(json.dumps(doc))
+    argv = ["--root", str(root), "state", "c1"]
+    assert fastpath.main(argv) == 0
+    fast = capsys.readouterr().out
+    assert cli.main(argv) == 0
+    assert fast == capsys.readouterr().out
+    expected = {"stopped": "stopped", "running": "running", "created": "created",
+                "annotated": "running"}[case]
+    assert json.loads(fast)["status"] == expected
+    assert list(json.loads(fast).get("annotations", {})) == (["a", "z"] if case == "annotated"
+                                                              else [])
+
+
+def test_state_of_a_record_it_does_not_understand_goes_to_the_full_cli(tmp_path: Path) -> None:
+    d = _container(tmp_path / "root", "c1", pid=_dead_pid(), start_time=1)
+    (d / "state.json").write_text('{"id": "c1", "pid": "twelve"}')
+    assert fastpath.main(["--root", str(tmp_path / "root"), "state", "c1"]) is None

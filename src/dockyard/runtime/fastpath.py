@@ -1,21 +1,23 @@
-"""``start`` and ``delete`` in their common case, on built-in modules only.
+"""``start``, ``delete`` and ``state`` in their common case, on built-in modules only.
 
-An engine runs ``create``, ``start``, ``delete`` as three processes, and ``start`` and
-``delete`` do almost nothing: release a waiting init, remove a stopped container's state and
-empty cgroups. Their cost is the interpreter's start (~8 ms here) plus what they import, and
-``os`` (~1 ms, its ABCs), the CLI (~1 ms) and the state model (~1 ms) are most of the rest.
-This module does those two verbs on ``posix`` and ``_json`` alone, and only when the case is
-plain:
+An engine runs ``create``, ``start``, ``delete`` as three processes (and ``state`` between
+them), and ``start``, ``delete`` and ``state`` do almost nothing: release a waiting init,
+remove a stopped container's state and empty cgroups, print a record. Their cost is the
+interpreter's start (~8 ms here) plus what they import, and ``os`` (~1 ms, its ABCs), the CLI
+(~1 ms) and the state model (~1 ms) are most of the rest. This module does those verbs on
+``posix`` and ``_json`` alone, and only when the case is plain:
 
 - ``start ID``: the container is ``created`` and has no ``poststart`` hook;
 - ``delete [-f] ID``: the container is ``stopped`` and has no ``poststop`` hook;
+- ``state ID``: a container whose record this module understands;
 - global options ``--root``, ``--log``, ``--log-format``, ``--debug``, ``--systemd-cgroup``.
 
 Anything else (another verb, a missing or running container, an odd command line, any error)
 returns ``None`` from :func:`main` having changed nothing the full CLI would not redo, and
 :func:`entry` hands the command line to :mod:`dockyard.runtime.cli`, which does every case and
-reports every error. The pieces the full verbs share (:func:`process_start_time`,
-:func:`release_init`, :func:`remove_empty_cgroups`, :func:`remove_dir`) live here, once.
+reports every error. The pieces the full verbs share (:func:`live_status`,
+:func:`process_start_time`, :func:`release_init`, :func:`remove_empty_cgroups`,
+:func:`remove_dir`, :func:`oci_state`) live here, once.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ from __future__ import annotations
 import posix
 import sys
 
-from dockyard import fastjson
+from dockyard import OCI_SPEC_VERSION, fastjson
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
 
 FIFO_NAME = "exec.fifo"
 STATE_NAME = "state.json"
@@ -84,6 +86,59 @@ def process_start_time(pid: int) -> int | None:
     if fields[0] in (b"Z", b"X"):
         return None
     return int(fields[19])
+
+
+def _read_text(path: str) -> str:
+    fd = posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC)
+    try:
+        return posix.read(fd, 65536).decode()
+    finally:
+        posix.close(fd)
+
+
+def is_frozen(cgroup_paths: Mapping[str, str]) -> bool:
+    """Whether the container's freezer says frozen, read straight from its file (v1 freezer,
+    else the v2 directory's cgroup.events): no cgroup manager."""
+    try:
+        if "freezer" in cgroup_paths:
+            return _read_text(join(cgroup_paths["freezer"], "freezer.state")).strip() == "FROZEN"
+        if "" in cgroup_paths:
+            return "frozen 1" in _read_text(join(cgroup_paths[""], "cgroup.events")).splitlines()
+    except OSError:
+        return False
+    return False
+
+
+def live_status(d: str, pid: int, start_time: int, cgroup_paths: Mapping[str, str]) -> str:
+    """The container's status from its record and the kernel, never from the file alone:
+    ``stopped`` unless the recorded init is alive (the same process: its start time), then
+    ``created`` while the exec fifo exists, else ``paused`` or ``running``."""
+    if process_start_time(pid) != start_time:
+        return "stopped"
+    if posix.access(join(d, FIFO_NAME), posix.F_OK):
+        return "created"
+    if process_start_time(pid) is None:  # exited (a zombie) since the first look
+        return "stopped"
+    return "paused" if is_frozen(cgroup_paths) else "running"
+
+
+def oci_state(doc: Mapping[str, object], status: str) -> dict[str, object]:
+    """The state document as runc prints it (the OCI state plus rootfs, created, owner) from a
+    record and its status."""
+    out: dict[str, object] = {
+        "ociVersion": OCI_SPEC_VERSION,
+        "id": doc["id"],
+        "pid": doc["pid"] if status != "stopped" else 0,
+        "status": status,
+        "bundle": doc["bundle"],
+        "rootfs": doc["rootfs"],
+        "created": doc["created"],
+        "owner": doc.get("owner", ""),
+    }
+    annotations = doc.get("annotations")
+    if isinstance(annotations, dict) and annotations:
+        out["annotations"] = dict(sorted(annotations.items()))
+    return out
 
 
 def release_init(fifo: str, pid: int, start_time: int) -> bool:
@@ -153,8 +208,8 @@ def remove_dir(d: str) -> bool:
 
 
 def _parse(argv: list[str]) -> tuple[str, str, str, bool] | None:
-    """(verb, root, id, force) for ``start ID`` / ``delete [-f|--force] ID`` behind runc's
-    global options, or None for anything else."""
+    """(verb, root, id, force) for ``start ID``, ``delete [-f|--force] ID`` or ``state ID``
+    behind runc's global options, or None for anything else."""
     root = None
     verb = None
     force = False
@@ -182,7 +237,7 @@ def _parse(argv: list[str]) -> tuple[str, str, str, bool] | None:
             else:
                 return None
         elif verb is None:
-            if arg not in ("start", "delete"):
+            if arg not in _VERBS:
                 return None
             verb = arg
         else:
@@ -210,38 +265,55 @@ def _load(d: str) -> dict[str, object] | None:
     return doc if isinstance(doc, dict) else None
 
 
-def _alive(doc: dict[str, object]) -> bool | None:
-    """Whether the recorded init is still the same live process (None: a record we do not
-    understand)."""
-    pid, start_time = doc.get("pid"), doc.get("pid_start_time")
-    if type(pid) is not int or type(start_time) is not int:
+def _status(d: str, doc: dict[str, object]) -> str | None:
+    """:func:`live_status` of a loaded record; None for a record this module does not
+    understand (the full CLI then reads it with the state model, and says what is wrong)."""
+    pid, start_time, cgroups = doc.get("pid"), doc.get("pid_start_time"), doc.get("cgroup_paths")
+    if type(pid) is not int or type(start_time) is not int or not isinstance(cgroups, dict) \
+            or not all(isinstance(p, str) for p in cgroups.values()):
         return None
-    return process_start_time(pid) == start_time
+    hooks = doc.get("hooks", [])
+    if not isinstance(hooks, list) or not all(isinstance(h, str) for h in hooks):
+        return None
+    return live_status(d, pid, start_time, cgroups)
+
+
+def _has_hook(doc: dict[str, object], kind: str) -> bool:
+    hooks = doc.get("hooks", [])
+    return not isinstance(hooks, list) or kind in hooks
 
 
 def _start(d: str, doc: dict[str, object]) -> int | None:
-    hooks = doc.get("hooks", ())
-    if not isinstance(hooks, list | tuple) or "poststart" in hooks:
-        return None
-    fifo = join(d, FIFO_NAME)
-    if _alive(doc) is not True or not posix.access(fifo, posix.F_OK):
+    if _status(d, doc) != "created" or _has_hook(doc, "poststart"):
         return None
     pid, start_time = doc["pid"], doc["pid_start_time"]
     assert isinstance(pid, int) and isinstance(start_time, int)
-    return 0 if release_init(fifo, pid, start_time) else None
+    return 0 if release_init(join(d, FIFO_NAME), pid, start_time) else None
 
 
 def _delete(d: str, doc: dict[str, object]) -> int | None:
-    hooks, cgroups = doc.get("hooks", ()), doc.get("cgroup_paths", {})
-    if not isinstance(hooks, list | tuple) or "poststop" in hooks \
-            or not isinstance(cgroups, dict) \
-            or not all(isinstance(p, str) for p in cgroups.values()):
+    # created, running or paused: the full delete decides (and kills)
+    if _status(d, doc) != "stopped" or _has_hook(doc, "poststop"):
         return None
-    if _alive(doc) is not False:
-        return None  # created, running or paused: the full delete decides (and kills)
+    cgroups = doc["cgroup_paths"]
+    assert isinstance(cgroups, dict)
     if not remove_empty_cgroups(cgroups.values()):
         return None  # something is left in a cgroup: the managers' job
     return 0 if remove_dir(d) else None
+
+
+def _state(d: str, doc: dict[str, object]) -> int | None:
+    status = _status(d, doc)
+    if status is None or not all(isinstance(doc.get(key), str)
+                                 for key in ("bundle", "rootfs", "created")) \
+            or not isinstance(doc.get("owner", ""), str) \
+            or not isinstance(doc.get("annotations", {}), dict):
+        return None
+    sys.stdout.write(fastjson.dumps_indented(oci_state(doc, status), indent=2) + "\n")
+    return 0
+
+
+_VERBS = {"start": _start, "delete": _delete, "state": _state}
 
 
 def main(argv: list[str]) -> int | None:
@@ -256,7 +328,7 @@ def main(argv: list[str]) -> int | None:
     if doc is None or doc.get("id") != container_id:
         return None
     try:
-        return _start(d, doc) if verb == "start" else _delete(d, doc)
+        return _VERBS[verb](d, doc)
     except OSError:
         return None
 
@@ -269,4 +341,8 @@ def entry() -> None:
 
         full()  # leaves through os._exit
         return
+    try:
+        sys.stdout.flush()
+    except OSError:
+        status = 1
     posix._exit(status)

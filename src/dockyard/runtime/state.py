@@ -14,7 +14,6 @@ from dockyard import OCI_SPEC_VERSION, fastjson
 from dockyard.choices import Choice
 from dockyard.errors import AlreadyExists, InvalidArgument, NotFound
 from dockyard.runtime import fastpath
-from dockyard.runtime.fastpath import FIFO_NAME, process_start_time
 from dockyard.values import asdict, value
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
@@ -58,6 +57,7 @@ Status.CREATED = Status("CREATED", "created")
 Status.RUNNING = Status("RUNNING", "running")
 Status.PAUSED = Status("PAUSED", "paused")
 Status.STOPPED = Status("STOPPED", "stopped")
+_BY_VALUE = {s.value: s for s in Status.members()}
 
 
 @value
@@ -166,17 +166,9 @@ def list_ids(root: StrPath) -> list[str]:
 
 
 def status_of(root: StrPath, rec: Record) -> Status:
-    if process_start_time(rec.pid) != rec.pid_start_time:
-        return Status.STOPPED
-    if os.path.exists(os.path.join(container_dir(root, rec.id), FIFO_NAME)):
-        return Status.CREATED
-    try:
-        state = _proc_state(rec.pid)
-    except FileNotFoundError:
-        return Status.STOPPED
-    if state in ("Z", "X"):
-        return Status.STOPPED
-    return Status.PAUSED if is_frozen(rec) else Status.RUNNING
+    """The live status (:func:`fastpath.live_status`: the record and the kernel)."""
+    return _BY_VALUE[fastpath.live_status(container_dir(root, rec.id), rec.pid,
+                                          rec.pid_start_time, dict(rec.cgroup_paths))]
 
 
 def cgroup_of(rec: Record) -> CgroupManager | None:
@@ -186,26 +178,6 @@ def cgroup_of(rec: Record) -> CgroupManager | None:
     from dockyard.cgroups import manager_from_paths
 
     return manager_from_paths(dict(rec.cgroup_paths))
-
-
-def is_frozen(rec: Record) -> bool:
-    """Read the freezer straight from its file: ``state``/``list`` must not pay for importing
-    the cgroup managers."""
-    paths = dict(rec.cgroup_paths)
-    try:
-        if "freezer" in paths:
-            return _read(os.path.join(paths["freezer"], "freezer.state")).strip() == "FROZEN"
-        if "" in paths:
-            return "frozen 1" in _read(os.path.join(paths[""], "cgroup.events")).splitlines()
-    except OSError:
-        return False
-    return False
-
-
-def _proc_state(pid: int) -> str:
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        raw = f.read()
-    return raw[raw.rindex(b")") + 2:].split()[0].decode()
 
 
 def hook_state(rec: Record, status: Status) -> dict[str, object]:
@@ -219,20 +191,9 @@ def hook_state(rec: Record, status: Status) -> dict[str, object]:
 
 def to_oci_state(root: StrPath, rec: Record) -> dict[str, object]:
     """The state document as runc prints it (the OCI state plus rootfs, created, owner)."""
-    status = status_of(root, rec)
-    out: dict[str, object] = {
-        "ociVersion": OCI_SPEC_VERSION,
-        "id": rec.id,
-        "pid": rec.pid if status is not Status.STOPPED else 0,
-        "status": status.value,
-        "bundle": rec.bundle,
-        "rootfs": rec.rootfs,
-        "created": rec.created,
-        "owner": rec.owner,
-    }
-    if rec.annotations:
-        out["annotations"] = dict(rec.annotations)
-    return out
+    doc = {"id": rec.id, "pid": rec.pid, "bundle": rec.bundle, "rootfs": rec.rootfs,
+           "created": rec.created, "owner": rec.owner, "annotations": dict(rec.annotations)}
+    return fastpath.oci_state(doc, status_of(root, rec).value)
 
 
 def parse_signal(name: str) -> signal.Signals:
