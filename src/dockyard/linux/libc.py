@@ -115,6 +115,7 @@ _setns = _libc("setns", argtypes=(c_int, c_int))
 _sethostname = _libc("sethostname", argtypes=(c_char_p, c_size_t))
 _setdomainname = _libc("setdomainname", argtypes=(c_char_p, c_size_t))
 _prctl = _libc("prctl", argtypes=(c_int, c_ulong, c_ulong, c_ulong, c_ulong))
+_setrlimit = _libc("setrlimit")  # (int, const struct rlimit *): the defaults fit
 _syscall = _libc("syscall", restype=c_long)  # variadic: no argtypes
 
 
@@ -246,6 +247,32 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
     nr = _SYS_CAPSET[os.uname().machine]
     if _syscall(nr, _ctypes.byref(header), _ctypes.byref(data)) != 0:
         raise _fail("capset")
+
+
+# Resource limits (asm-generic/resource.h: x86_64's and aarch64's numbers), by the names OCI
+# uses. Not the resource module: an extension library to load (~0.15 ms) on every start, and its
+# setrlimit takes signed C longs, so OCI's RLIM_INFINITY (2**64-1) overflowed it.
+RLIMITS = {
+    "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4,
+    "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9,
+    "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13,
+    "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
+    "RLIMIT_OFILE": 7,  # BSD's name for NOFILE, which Python's resource module accepts too
+}
+RLIM_INFINITY = 2**64 - 1
+
+
+class _Rlimit(_ctypes.Structure):
+    _fields_ = (("cur", c_uint64), ("max", c_uint64))
+
+
+def setrlimit(resource: int, soft: int, hard: int) -> None:
+    """setrlimit(2) with the kernel's unsigned 64-bit values (-1 is taken as RLIM_INFINITY,
+    as the resource module takes it)."""
+    limit = _Rlimit(soft & RLIM_INFINITY, hard & RLIM_INFINITY)
+    if _setrlimit(resource, _ctypes.byref(limit)) != 0:
+        name = next((n for n, r in RLIMITS.items() if r == resource), str(resource))
+        raise _fail(f"setrlimit({name})")
 
 
 # statvfs f_flag bits (ST_*) and the mount flags they stand for: the first ones share values.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,3 +91,22 @@ def test_cgroup_view_on_pure_v2_host(busybox: BuiltImage, tmp_path: Path) -> Non
                          capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["/sys/fs/cgroup", "cgroup2"]
+
+
+def test_rlimits_unlimited_and_locks(runtime: Runtime, busybox: BuiltImage,
+                                     tmp_path: Path) -> None:
+    """OCI's RLIM_INFINITY is the kernel's unsigned 2**64-1 (what the engine writes for
+    ``--ulimit core=-1``), and RLIMIT_LOCKS is a limit runc knows as well."""
+    def edit(config: dict[str, Any]) -> None:
+        config["process"]["rlimits"] += [
+            {"type": "RLIMIT_CORE", "soft": 2**64 - 1, "hard": 2**64 - 1},
+            {"type": "RLIMIT_LOCKS", "soft": 100, "hard": 200}]
+
+    bundle = make_bundle(busybox, tmp_path / "b", runtime.binary,
+                         ["grep", "-E", "^Max (core file size|file locks)", "/proc/self/limits"],
+                         edit=edit)
+    rc, out, err = runtime.run_to_files(tmp_path, "run", "--bundle", str(bundle), "limits")
+    assert rc == 0, err
+    limits = {line[4:25].strip(): line[25:].split()[:2] for line in out.splitlines()}
+    assert limits == {"core file size": ["unlimited", "unlimited"],
+                      "file locks": ["100", "200"]}
