@@ -4,13 +4,14 @@ Every call raises :class:`~dockyard.errors.SyscallError` carrying the operation,
 errno. Nothing here decides anything: callers above ``linux/`` pass the policy in.
 
 Why not ``ctypes``: this module is on the path of every ``dockyard-runc create`` and ``run``,
-and ``import ctypes`` costs ~3 ms there (``ctypes/__init__.py`` imports ``struct``, ``types``
-and ``ctypes._endian`` and builds ~40 classes, CDLL, PyDLL and ``pythonapi``), while the C
-module ``_ctypes`` alone costs ~0.5 ms. The few C types and the two kinds of function pointer
-used here are declared below exactly as ``ctypes/__init__.py`` declares them. Modules used
-only with a seccomp profile, BPF devices, nftables or new mount API (``seccomp``, ``bpf``,
-``nftables``, ``fsmount``) keep full ``ctypes``: both share ``_ctypes`` and coexist.
-Only built-in modules are imported here (no ``struct``, ``ctypes``, ``types``).
+and ``import ctypes`` costs ~3.5 ms in a bare ``python3 -IS`` (~2 ms of a ``create`` served from
+the code bundle): ``ctypes/__init__.py`` imports ``struct``, ``types`` and ``ctypes._endian``
+and builds ~40 classes, CDLL, PyDLL and ``pythonapi``. The C module ``_ctypes`` alone costs
+~0.4 ms. The few C types and the two kinds of function pointer used here are declared below
+as ``ctypes/__init__.py`` declares them. Modules used only with a seccomp profile, BPF
+devices, nftables or the new mount API (``seccomp``, ``bpf``, ``nftables``, ``fsmount``) keep
+full ``ctypes``: both share ``_ctypes`` and coexist. Keep imports here to ``_ctypes`` and what
+every verb loads anyway (``os``, ``dockyard.errors``): no ``struct``, ``ctypes``, ``types``.
 """
 
 from __future__ import annotations
