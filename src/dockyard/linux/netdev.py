@@ -6,7 +6,7 @@ from __future__ import annotations
 import _socket  # not socket.py: ~4 ms of imports on the start path
 import fcntl
 import os
-import struct
+import sys
 
 from dockyard.errors import SyscallError
 
@@ -15,12 +15,22 @@ _SIOCSIFFLAGS = 0x8914
 _IFF_UP = 0x1
 
 
+# struct ifreq's head, as struct.pack("16sh") would make it (struct is not worth importing on
+# the start path for this): the name, NUL-padded to IFNAMSIZ, then ifr_flags, a native short.
+# The kernel reads a whole ifreq (40 bytes): fcntl.ioctl passes a copy in a 1 KiB buffer.
+def _ifreq(ifname: str, flags: int = 0) -> bytes:
+    return ifname.encode()[:16].ljust(16, b"\0") + flags.to_bytes(2, sys.byteorder, signed=True)
+
+
+def _ifr_flags(ifreq: bytes) -> int:
+    return int.from_bytes(ifreq[16:18], sys.byteorder, signed=True)
+
+
 def set_up(ifname: str) -> None:
     s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
     try:
-        req = struct.pack("16sh", ifname.encode(), 0)
-        flags = struct.unpack("16sh", fcntl.ioctl(s, _SIOCGIFFLAGS, req))[1]
-        fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack("16sh", ifname.encode(), flags | _IFF_UP))
+        flags = _ifr_flags(fcntl.ioctl(s, _SIOCGIFFLAGS, _ifreq(ifname)))
+        fcntl.ioctl(s, _SIOCSIFFLAGS, _ifreq(ifname, flags | _IFF_UP))
     except OSError as exc:
         raise SyscallError("ioctl(SIOCSIFFLAGS)", exc.errno or 0, ifname) from None
     finally:
@@ -48,9 +58,8 @@ def is_up(ifname: str) -> bool:
 def set_down(ifname: str) -> None:
     s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
     try:
-        req = struct.pack("16sh", ifname.encode(), 0)
-        flags = struct.unpack("16sh", fcntl.ioctl(s, _SIOCGIFFLAGS, req))[1]
-        fcntl.ioctl(s, _SIOCSIFFLAGS, struct.pack("16sh", ifname.encode(), flags & ~_IFF_UP))
+        flags = _ifr_flags(fcntl.ioctl(s, _SIOCGIFFLAGS, _ifreq(ifname)))
+        fcntl.ioctl(s, _SIOCSIFFLAGS, _ifreq(ifname, flags & ~_IFF_UP))
     except OSError as exc:
         raise SyscallError("ioctl(SIOCSIFFLAGS)", exc.errno or 0, ifname) from None
     finally:

@@ -7,9 +7,7 @@ child that is already inside the container's namespaces and root.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import resource
 
 from dockyard.errors import InvalidArgument, NotFound
 from dockyard.linux import libc as k
@@ -44,9 +42,9 @@ def prepare(proc: Process, preserve_fds: int = 0, seccomp: Seccomp | None = None
     rlimits = []
     for rl in proc.rlimits:
         name = rl.type.upper()
-        if not name.startswith("RLIMIT_") or not hasattr(resource, name):
+        if name not in k.RLIMITS:
             raise InvalidArgument(f"config.json: unknown rlimit type {rl.type!r}")
-        rlimits.append((int(getattr(resource, name)), rl.soft, rl.hard))
+        rlimits.append((k.RLIMITS[name], rl.soft, rl.hard))
     if preserve_fds < 0:
         raise InvalidArgument("--preserve-fds must not be negative")
     compiled = None
@@ -109,7 +107,7 @@ def apply_identity(p: Prepared) -> None:
         # without no_new_privs the kernel wants CAP_SYS_ADMIN: load before dropping it
         _load_seccomp(p.seccomp)
     for res, soft, hard in p.rlimits:
-        resource.setrlimit(res, (soft, hard))
+        k.setrlimit(res, soft, hard)
     if proc.user.umask is not None:
         os.umask(proc.user.umask)
     if p.caps is not None:
@@ -171,10 +169,6 @@ def sweep_fds(preserve_fds: int, keep: tuple[int, ...] = ()) -> None:
         if fd < 3 or fd in keep:
             continue
         try:
-            if fd < first_kept:
-                os.set_inheritable(fd, True)
-            else:
-                flags = fcntl.fcntl(fd, fcntl.F_GETFD)
-                fcntl.fcntl(fd, fcntl.F_SETFD, flags | fcntl.FD_CLOEXEC)
+            os.set_inheritable(fd, fd < first_kept)
         except OSError:
             pass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -125,3 +126,22 @@ def test_namespaces_joined_by_path(runtime: Runtime, busybox: BuiltImage, tmp_pa
     assert seen["net"] == os.readlink(f"/proc/{pid}/ns/net")
     assert seen["sleepers"] == ("1" if "pid" in joined else "0")
     runtime.run("delete", "--force", "first", check=True)
+
+
+def test_rlimits_unlimited_and_locks(runtime: Runtime, busybox: BuiltImage,
+                                     tmp_path: Path) -> None:
+    """OCI's RLIM_INFINITY is the kernel's unsigned 2**64-1 (what the engine writes for
+    ``--ulimit core=-1``), and RLIMIT_LOCKS is a limit runc knows as well."""
+    def edit(config: dict[str, Any]) -> None:
+        config["process"]["rlimits"] += [
+            {"type": "RLIMIT_CORE", "soft": 2**64 - 1, "hard": 2**64 - 1},
+            {"type": "RLIMIT_LOCKS", "soft": 100, "hard": 200}]
+
+    bundle = make_bundle(busybox, tmp_path / "b", runtime.binary,
+                         ["grep", "-E", "^Max (core file size|file locks)", "/proc/self/limits"],
+                         edit=edit)
+    rc, out, err = runtime.run_to_files(tmp_path, "run", "--bundle", str(bundle), "limits")
+    assert rc == 0, err
+    limits = {line[4:25].strip(): line[25:].split()[:2] for line in out.splitlines()}
+    assert limits == {"core file size": ["unlimited", "unlimited"],
+                      "file locks": ["100", "200"]}
