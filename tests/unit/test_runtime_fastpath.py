@@ -41,15 +41,15 @@ def _my_start_time() -> int:
 
 
 @pytest.mark.parametrize(("argv", "expected"), [
-    (["start", "c1"], ("start", "/r", "c1", False)),
-    (["--root", "/x", "start", "c1"], ("start", "/x", "c1", False)),
+    (["start", "c1"], ("start", "/r", "c1")),
+    (["--root", "/x", "start", "c1"], ("start", "/x", "c1")),
     (["--root=/x", "--log", "/l", "--log-format=json", "--debug", "delete", "-f", "c1"],
-     ("delete", "/x", "c1", True)),
-    (["delete", "--force", "c1"], ("delete", "/r", "c1", True)),
-    (["--systemd-cgroup", "delete", "c1"], ("delete", "/r", "c1", False)),
-    (["state", "c1"], ("state", "/r", "c1", False)),
+     ("delete", "/x", "c1")),
+    (["delete", "--force", "c1"], ("delete", "/r", "c1")),
+    (["--systemd-cgroup", "delete", "c1"], ("delete", "/r", "c1")),
+    (["state", "c1"], ("state", "/r", "c1")),
 ])
-def test_parses_the_plain_command_lines(argv: list[str], expected: tuple[str, str, str, bool],
+def test_parses_the_plain_command_lines(argv: list[str], expected: tuple[str, str, str],
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fastpath, "default_root", lambda: "/r")
     assert fastpath._parse(argv) == expected

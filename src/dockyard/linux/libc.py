@@ -351,26 +351,18 @@ _after_fork_child = _gil("PyOS_AfterFork_Child", None)
 _clone_syscall = _gil("syscall", c_long)
 
 
-def fork_into_cgroup(cgroup_fd: int) -> int:
-    """``os.fork()``, but the child starts life in the cgroup v2 directory ``cgroup_fd``.
-
-    Why: moving a process with a write to ``cgroup.procs`` takes the kernel's threadgroup
-    lock for writing, which waits for an RCU grace period (10-30 ms measured here); a child
-    cloned into the cgroup only takes it for reading. Wrapped in the interpreter's fork
-    bookkeeping exactly as ``os.fork`` is. glibc's cached thread id stays the parent's in
-    the child: nothing we run there uses it (getpid is a real syscall). Raises SyscallError
-    (ENOSYS before Linux 5.3, EINVAL before 5.7, ...): callers fall back to ``os.fork``.
-    """
-    return clone(0, cgroup_fd)
-
-
 def clone(flags: int, cgroup_fd: int | None = None) -> int:
     """``os.fork()`` through clone3(2): the child starts in the new namespaces ``flags`` asks
     for (CLONE_NEWPID: it is pid 1 of a new pid namespace, no middle process needed) and, with
-    ``cgroup_fd``, in that cgroup v2 directory (CLONE_INTO_CGROUP). The same bookkeeping and
-    the same caveat as :func:`fork_into_cgroup`: glibc's cached thread id stays the parent's
-    in the child (glibc >= 2.34 asks the kernel in raise/pthread_kill on itself, and the child
-    ends in execve or _exit). Raises SyscallError; callers fall back to another way."""
+    ``cgroup_fd``, in that cgroup v2 directory (CLONE_INTO_CGROUP).
+
+    Why a cgroup at birth: moving a process with a write to ``cgroup.procs`` takes the kernel's
+    threadgroup lock for writing, which waits for an RCU grace period (10-30 ms measured here);
+    a child cloned into the cgroup only takes it for reading. Wrapped in the interpreter's fork
+    bookkeeping exactly as ``os.fork`` is. glibc's cached thread id stays the parent's in the
+    child (glibc >= 2.34 asks the kernel in raise/pthread_kill on itself, getpid is a real
+    syscall, and the child ends in execve or _exit). Raises SyscallError (ENOSYS before Linux
+    5.3, EINVAL before 5.7, ...): callers fall back to another way."""
     if cgroup_fd is not None:
         flags |= CLONE_INTO_CGROUP
     args = _CloneArgs(flags=flags, exit_signal=_SIGCHLD, cgroup=cgroup_fd or 0)

@@ -15,6 +15,7 @@ import sys
 
 from dockyard import OCI_SPEC_VERSION, __version__
 from dockyard.errors import DockyardError
+from dockyard.runtime.fastpath import default_root
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~5 ms)
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ _FAST_VERBS: dict[str, tuple[dict[str, str], dict[str, str], dict[str, object],
 def _fast_args(argv: list[str]) -> Args | None:
     """runc's command line for the hot verbs, or None when argparse must decide."""
     out: dict[str, object] = {
-        "version": False, "root": _default_root(), "log": None, "log_format": "text",
+        "version": False, "root": default_root(), "log": None, "log_format": "text",
         "debug": False, "systemd_cgroup": False}
     values, flags = _GLOBAL_VALUES, _GLOBAL_FLAGS
     positional: list[str] = []
@@ -117,12 +118,6 @@ def _version() -> str:
     return f"{PROG} version {__version__}\nspec: {OCI_SPEC_VERSION}\npython: {py}"
 
 
-def _default_root() -> str:
-    from dockyard.runtime.fastpath import default_root
-
-    return default_root()
-
-
 class _UsageError(DockyardError):
     pass
 
@@ -139,7 +134,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = _Parser(prog=PROG, description="An OCI runtime (runc-compatible).")
     p.add_argument("-v", "--version", action="store_true", help="print the version")
-    p.add_argument("--root", default=_default_root(), help="where container state is kept")
+    p.add_argument("--root", default=default_root(), help="where container state is kept")
     p.add_argument("--log", default=None, help="write errors to this file instead of stderr")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument("--debug", action="store_true")

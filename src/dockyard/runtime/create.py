@@ -437,11 +437,11 @@ def _join_namespaces(joins: tuple[tuple[str, str], ...]) -> None:
             os.close(fd)
 
 
-def _clone_init(cgroup: CgroupManager | None, clone_flags: int) -> tuple[int, bool] | None:
-    """Clone the init straight into its pid namespace (if it gets a new one) and the cgroup
-    v2 directory (if there is one). Returns (pid, cloned into the cgroup), or None when the
-    kernel cannot (no clone3 or CLONE_INTO_CGROUP): the caller takes the middle child's way."""
-    flags = clone_flags & k.CLONE_NEWPID
+def _clone(cgroup: CgroupManager | None, flags: int) -> tuple[int, bool] | None:
+    """Clone a child with ``flags`` (e.g. CLONE_NEWPID) into the cgroup v2 directory, if there
+    is one (CLONE_INTO_CGROUP: no wait on the kernel's threadgroup lock). Returns (pid, cloned
+    into the cgroup), or None when the kernel cannot (no clone3 or CLONE_INTO_CGROUP): the
+    caller takes another way."""
     clone_dir = cgroup.clone_dir if cgroup is not None else None
     try:
         if clone_dir is None:
@@ -506,21 +506,13 @@ def _collect_direct(sock: _socket.socket, pids: list[int], unfinished: CgroupMan
 
 
 def _fork_middle(cgroup: CgroupManager | None) -> tuple[int, bool]:
-    """Fork the middle child, into the container's cgroup v2 directory where there is one
-    (clone3 CLONE_INTO_CGROUP: no wait on the kernel's threadgroup lock). Returns
-    (pid, cloned into the cgroup); falls back to a plain fork on older kernels."""
-    clone_dir = cgroup.clone_dir if cgroup is not None else None
-    if clone_dir is not None:
-        try:
-            fd = os.open(clone_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError:
-            return os.fork(), False
-        try:
-            return k.fork_into_cgroup(fd), True
-        except DockyardError:
-            pass
-        finally:
-            os.close(fd)
+    """Fork the middle child, cloned into the container's cgroup v2 directory where there is
+    one. Returns (pid, cloned into the cgroup); a plain fork otherwise, or where the kernel
+    cannot clone into it."""
+    if cgroup is not None and cgroup.clone_dir is not None:
+        cloned = _clone(cgroup, 0)
+        if cloned is not None:
+            return cloned
     return os.fork(), False
 
 
@@ -713,7 +705,7 @@ def create_container(root: StrPath, container_id: str, bundle: StrPath, *,
         parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
         sys.stdout.flush()
         sys.stderr.flush()
-        cloned_init = _clone_init(cgroup, cfg.clone_flags) if cfg.direct else None
+        cloned_init = _clone(cgroup, cfg.clone_flags & k.CLONE_NEWPID) if cfg.direct else None
         if cloned_init is not None:
             pid, cloned = cloned_init
             if pid == 0:

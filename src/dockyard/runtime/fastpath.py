@@ -88,12 +88,16 @@ def process_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
-def _read_text(path: str) -> str:
+def read_text(path: str) -> str:
+    """A whole file as UTF-8 text (``open(path).read()`` without ``io``'s layers)."""
     fd = posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC)
     try:
-        return posix.read(fd, 65536).decode()
+        chunks = []
+        while chunk := posix.read(fd, 65536):
+            chunks.append(chunk)
     finally:
         posix.close(fd)
+    return b"".join(chunks).decode()
 
 
 def is_frozen(cgroup_paths: Mapping[str, str]) -> bool:
@@ -101,9 +105,9 @@ def is_frozen(cgroup_paths: Mapping[str, str]) -> bool:
     else the v2 directory's cgroup.events): no cgroup manager."""
     try:
         if "freezer" in cgroup_paths:
-            return _read_text(join(cgroup_paths["freezer"], "freezer.state")).strip() == "FROZEN"
+            return read_text(join(cgroup_paths["freezer"], "freezer.state")).strip() == "FROZEN"
         if "" in cgroup_paths:
-            return "frozen 1" in _read_text(join(cgroup_paths[""], "cgroup.events")).splitlines()
+            return "frozen 1" in read_text(join(cgroup_paths[""], "cgroup.events")).splitlines()
     except OSError:
         return False
     return False
@@ -207,12 +211,12 @@ def remove_dir(d: str) -> bool:
     return whole
 
 
-def _parse(argv: list[str]) -> tuple[str, str, str, bool] | None:
-    """(verb, root, id, force) for ``start ID``, ``delete [-f|--force] ID`` or ``state ID``
-    behind runc's global options, or None for anything else."""
+def _parse(argv: list[str]) -> tuple[str, str, str] | None:
+    """(verb, root, id) for ``start ID``, ``delete [-f|--force] ID`` or ``state ID`` behind
+    runc's global options, or None for anything else. ``--force`` changes nothing here: the
+    fast path only deletes a stopped container, which needs no force."""
     root = None
     verb = None
-    force = False
     positional: list[str] = []
     i, n = 0, len(argv)
     while i < n:
@@ -230,11 +234,8 @@ def _parse(argv: list[str]) -> tuple[str, str, str, bool] | None:
                     root = inline
                 elif name == "--log-format" and inline not in ("text", "json"):
                     return None
-            elif verb is None and arg in _GLOBAL_FLAGS:
-                continue
-            elif verb == "delete" and arg in ("-f", "--force"):
-                force = True
-            else:
+            elif not ((verb is None and arg in _GLOBAL_FLAGS)
+                      or (verb == "delete" and arg in ("-f", "--force"))):
                 return None
         elif verb is None:
             if arg not in _VERBS:
@@ -244,23 +245,13 @@ def _parse(argv: list[str]) -> tuple[str, str, str, bool] | None:
             positional.append(arg)
     if verb is None or len(positional) != 1 or not valid_id(positional[0]):
         return None
-    return verb, default_root() if root is None else root, positional[0], force
+    return verb, default_root() if root is None else root, positional[0]
 
 
 def _load(d: str) -> dict[str, object] | None:
     try:
-        fd = posix.open(join(d, STATE_NAME), posix.O_RDONLY | posix.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        chunks = []
-        while chunk := posix.read(fd, 65536):
-            chunks.append(chunk)
-    finally:
-        posix.close(fd)
-    try:
-        doc = fastjson.loads(b"".join(chunks).decode())
-    except ValueError:
+        doc = fastjson.loads(read_text(join(d, STATE_NAME)))
+    except (OSError, ValueError):
         return None
     return doc if isinstance(doc, dict) else None
 
@@ -317,12 +308,12 @@ _VERBS = {"start": _start, "delete": _delete, "state": _state}
 
 
 def main(argv: list[str]) -> int | None:
-    """Do ``argv`` if it is a plain start or delete; None, having changed nothing the full
-    CLI would not redo, for everything else."""
+    """Do ``argv`` if it is a plain start, delete or state; None, having changed nothing the
+    full CLI would not redo, for everything else."""
     parsed = _parse(argv)
     if parsed is None:
         return None
-    verb, root, container_id, _force = parsed
+    verb, root, container_id = parsed
     d = join(root, container_id)
     doc = _load(d)
     if doc is None or doc.get("id") != container_id:

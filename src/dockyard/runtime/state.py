@@ -84,11 +84,6 @@ def validate_id(container_id: str) -> str:
     return container_id
 
 
-def _read(path: str) -> str:
-    with open(path) as f:
-        return f.read()
-
-
 def container_dir(root: StrPath, container_id: str) -> str:
     return os.path.join(root, validate_id(container_id))
 
@@ -115,7 +110,7 @@ def remove_dir(d: StrPath) -> None:
 
 def save(root: StrPath, rec: Record) -> None:
     d = container_dir(root, rec.id)
-    tmp = os.path.join(d, "state.json.tmp")
+    tmp = os.path.join(d, fastpath.STATE_NAME + ".tmp")
     data = asdict(rec)
     data["annotations"] = dict(rec.annotations)
     data["cgroup_paths"] = dict(rec.cgroup_paths)
@@ -123,13 +118,13 @@ def save(root: StrPath, rec: Record) -> None:
     # describes processes, which a crash that could lose the write kills anyway.
     with open(tmp, "w") as f:
         f.write(fastjson.dumps(data))
-    os.replace(tmp, os.path.join(d, "state.json"))
+    os.replace(tmp, os.path.join(d, fastpath.STATE_NAME))
 
 
 def load(root: StrPath, container_id: str) -> Record:
     d = container_dir(root, container_id)
     try:
-        data = fastjson.loads(_read(os.path.join(d, "state.json")))
+        data = fastjson.loads(fastpath.read_text(os.path.join(d, fastpath.STATE_NAME)))
     except FileNotFoundError:
         raise NotFound(f"container does not exist: {container_id}") from None
     data["annotations"] = tuple(sorted(data.get("annotations", {}).items()))
@@ -152,7 +147,7 @@ def load_config(root: StrPath, container_id: str) -> Spec:
     from dockyard.model.oci import parse_spec
 
     try:
-        raw = _read(os.path.join(container_dir(root, container_id), CONFIG_NAME))
+        raw = fastpath.read_text(os.path.join(container_dir(root, container_id), CONFIG_NAME))
     except FileNotFoundError:
         raise NotFound(f"container does not exist: {container_id}") from None
     return parse_spec(fastjson.loads(raw))
@@ -162,7 +157,7 @@ def list_ids(root: StrPath) -> list[str]:
     if not os.path.isdir(root):
         return []
     return sorted(name for name in os.listdir(root)
-                  if os.path.exists(os.path.join(root, name, "state.json")))
+                  if os.path.exists(os.path.join(root, name, fastpath.STATE_NAME)))
 
 
 def status_of(root: StrPath, rec: Record) -> Status:
