@@ -60,9 +60,11 @@ from typing import TYPE_CHECKING, Any
 from bench.harness import (
     Case,
     HarnessError,
+    Interrupted,
     Report,
     comma_choices,
     is_root,
+    raise_interrupted,
     run_cases,
     write_summary,
 )
@@ -71,7 +73,6 @@ from bench.spawn import SpawnError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
-    from types import FrameType
 
     from testbed.dockerd import Dockerd
     from testbed.podman import Podman
@@ -658,14 +659,6 @@ def idle_section(results: Sequence[IdleResult]) -> tuple[list[str], list[dict[st
 # ------------------------------------------------------------------------------- main
 
 
-class _Interrupted(Exception):
-    pass
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise _Interrupted(f"signal {signum}")
-
-
 def measure(args: argparse.Namespace, wanted: Sequence[str], phases: Sequence[str],
             out: Path) -> tuple[list[str], dict[str, Any]]:
     notes: list[str] = []
@@ -741,10 +734,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     out: Path = args.out or default_out_dir("containers")
     out.mkdir(parents=True, exist_ok=True)
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous = signal.signal(signal.SIGTERM, raise_interrupted)
     try:
         lines, summary = measure(args, wanted, phases, out)
-    except (HarnessError, SpawnError, _Interrupted, RuntimeError, OSError,
+    except (HarnessError, SpawnError, Interrupted, RuntimeError, OSError,
             subprocess.SubprocessError) as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2

@@ -45,6 +45,7 @@ from bench.spawn import Spawner, SpawnError, open_spawner
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from types import FrameType
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -52,6 +53,16 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 class HarnessError(Exception):
     """A benchmark that cannot give meaningful figures: bad arguments, no such tool, bad setup."""
+
+
+class Interrupted(Exception):
+    """SIGTERM during a benchmark, raised by :func:`raise_interrupted` so that the benchmark's
+    cleanup (its ``finally`` blocks: daemons, mounts, containers) runs before it exits."""
+
+
+def raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    """A SIGTERM handler (``signal.signal(signal.SIGTERM, raise_interrupted)``)."""
+    raise Interrupted(f"signal {signum}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,12 +62,16 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from bench.harness import HarnessError, comma_choices, is_root, write_summary
-
-if TYPE_CHECKING:
-    from types import FrameType
+from bench.harness import (
+    HarnessError,
+    Interrupted,
+    comma_choices,
+    is_root,
+    raise_interrupted,
+    write_summary,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKYARD = REPO / ".venv" / "bin" / "dockyard"
@@ -535,14 +539,6 @@ def report(res: Results, labels: Sequence[str], args: argparse.Namespace
 # ------------------------------------------------------------------------------- main
 
 
-class _Interrupted(Exception):
-    pass
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise _Interrupted(f"signal {signum}")
-
-
 def measure(args: argparse.Namespace, wanted: Sequence[str], phases: Sequence[str]
             ) -> tuple[list[str], dict[str, Any]]:
     notes: list[str] = []
@@ -599,10 +595,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     out: Path = args.out or default_out_dir("network")
     out.mkdir(parents=True, exist_ok=True)
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous = signal.signal(signal.SIGTERM, raise_interrupted)
     try:
         lines, summary = measure(args, wanted, phases)
-    except (HarnessError, _Interrupted, RuntimeError, OSError,
+    except (HarnessError, Interrupted, RuntimeError, OSError,
             subprocess.SubprocessError) as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2

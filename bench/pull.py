@@ -62,12 +62,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.harness import Case, HarnessError, Report, run_cases
+from bench.harness import Case, HarnessError, Interrupted, Report, raise_interrupted, run_cases
 from bench.spawn import SpawnError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
-    from types import FrameType
 
     from testbed.dockerd import Dockerd
     from testbed.images import BuiltImage
@@ -461,14 +460,6 @@ def to_json(report: Report, rows: Sequence[PullRow], size: ImageSize, reference:
 # ------------------------------------------------------------------------------- main
 
 
-class _Interrupted(Exception):
-    pass
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise _Interrupted(f"signal {signum}")
-
-
 @contextlib.contextmanager
 def _environment(work: Path, tools: Sequence[str], notes: list[str], *,
                  fresh_fs: bool) -> Iterator[tuple[list[Tool], ImageSize]]:
@@ -589,7 +580,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         " docker an emptied data-root (rmi + image prune), skopeo and dockyard a new directory",
         "docker's CPU and peak RSS columns are the CLI's only: dockerd does the pull",
     ]
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous = signal.signal(signal.SIGTERM, raise_interrupted)
     work = Path(tempfile.mkdtemp(prefix="dyp-", dir="/tmp"))  # short: dockerd's sockets
     try:
         notes.append("each tool's store is on " + (
@@ -617,7 +608,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for tool in measured
             }
     # RuntimeError: testbed's errors (image build, registry, podman, dockerd) all derive from it.
-    except (HarnessError, SpawnError, _Interrupted, RuntimeError, OSError) as exc:
+    except (HarnessError, SpawnError, Interrupted, RuntimeError, OSError) as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2
     finally:
