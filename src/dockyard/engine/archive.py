@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
+from dockyard.atomicfile import replace_file
 from dockyard.errors import InvalidArgument, NotFound
 from dockyard.image.compression import NONE, open_decompressed, sniff
 
@@ -206,21 +207,8 @@ def save_to_file(svc: ImageService, names: Sequence[str], path: str, *,
                  platform: Platform | None = None) -> None:
     """``save -o``: written beside ``path`` and renamed, so a failure leaves no half file."""
     images_to_save(svc, names, platform)   # a bad name fails before any file is made
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".dockyard-save-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            save(svc, names, f, platform=platform)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    replace_file(os.path.abspath(path), lambda f: save(svc, names, f, platform=platform),
+                 mode=0o644 & ~_umask())
 
 
 def _umask() -> int:

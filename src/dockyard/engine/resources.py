@@ -14,6 +14,7 @@ import os
 import re
 from typing import Any
 
+from dockyard.atomicfile import replace_file
 from dockyard.errors import InvalidArgument
 from dockyard.values import value
 
@@ -94,19 +95,9 @@ def update_bundle(bundle: str, limits: Limits) -> None:
     path = os.path.join(bundle, "config.json")
     with open(path) as f:
         spec = json.load(f)
-    tmp = path + ".update.tmp"
-    try:
-        with open(tmp, "w") as f:
-            json.dump(patch_spec(spec, limits), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+        mode = os.fstat(f.fileno()).st_mode & 0o7777
+    data = json.dumps(patch_spec(spec, limits)).encode()
+    replace_file(path, lambda f: f.write(data), mode=mode)
 
 
 __all__ = ["Limits", "check", "patch_spec", "update_bundle"]

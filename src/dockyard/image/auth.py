@@ -19,11 +19,11 @@ import logging
 import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dockyard.atomicfile import replace_file
 from dockyard.errors import InvalidArgument, NotFound, Unavailable
 
 log = logging.getLogger(__name__)
@@ -168,20 +168,7 @@ class AuthStore:
         target = Path(os.path.realpath(self.path))  # a symlinked config stays a symlink
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         data = (json.dumps(doc, indent="\t") + "\n").encode()
-        fd, tmp = tempfile.mkstemp(prefix=".config.json.", dir=target.parent)
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.rename(tmp, target)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        replace_file(str(target), lambda f: f.write(data), mode=0o600)
         dfd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
         try:
             os.fsync(dfd)
