@@ -34,8 +34,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -62,6 +60,7 @@ from bench.harness import (
     is_root,
     write_summary,
 )
+from testbed.procs import stop_child
 from testbed.rawhttp import ConnectionClosed, RawClient, build_request
 
 TOOLS = ("dockyard", "podman", "docker")
@@ -136,13 +135,7 @@ class Server:
         if proc is None:
             return
         self.proc = None
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=30)
+        stop_child(proc, 30)
 
     def _tail(self) -> str:
         try:

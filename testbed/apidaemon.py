@@ -8,11 +8,11 @@ SIGKILL) and its temp dir removed; a daemon still alive fails the teardown.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from testbed.engine import DOCKYARD, Engine
+from testbed.procs import stop_child
 
 DOCKER = "/usr/local/bin/docker"
 
@@ -78,14 +79,8 @@ class Daemon:
         proc = self.proc
         if proc is None or proc.pid <= 0:
             return
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=15)
-                raise AssertionError("dockyard serve ignored SIGTERM") from None
+        if not stop_child(proc, 15):
+            raise AssertionError("dockyard serve ignored SIGTERM")
         self.proc = None
 
     def log(self) -> str:
@@ -118,15 +113,20 @@ class Daemon:
         return resp.status, data
 
 
-@pytest.fixture(scope="module")
-def api_daemon() -> Iterator[Daemon]:
+@contextlib.contextmanager
+def running_daemon(prefix: str, config: dict[str, Any] | None = None) -> Iterator[Daemon]:
+    """A started daemon with the busybox image loaded, in a new work directory (``prefix``:
+    short, a unix socket's path has at most 107 bytes); ``config``: its daemon.json instead of
+    the default one. Afterwards its containers, custom networks and kept default bridge go,
+    then the daemon and the directory."""
     from testbed import images as tb_images
 
     image = tb_images.busybox()
     assert image.docker_archive is not None
-    # short: a unix socket's path has at most 107 bytes
-    workdir = Path(tempfile.mkdtemp(prefix="dy-api-"))
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
     d = Daemon(workdir)
+    if config is not None:
+        (workdir / "daemon.json").write_text(json.dumps(config))
     try:
         d.engine.run("load", "-i", str(image.docker_archive))
         d.start()
@@ -142,3 +142,9 @@ def api_daemon() -> Iterator[Daemon]:
         finally:
             d.stop()
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def api_daemon() -> Iterator[Daemon]:
+    with running_daemon("dy-api-") as d:
+        yield d

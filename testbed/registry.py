@@ -38,6 +38,8 @@ from pathlib import Path
 import httpx
 import yaml
 
+from testbed.procs import stop_child
+
 log = logging.getLogger(__name__)
 
 REGISTRY_BIN = "docker-registry"
@@ -155,14 +157,8 @@ def stop_registry(reg: Registry, *, timeout: float = 10.0) -> None:
     """SIGTERM the registry by PID, wait, SIGKILL after ``timeout``. Idempotent."""
     proc = _children.pop(reg.pid, None)
     if proc is not None:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                log.warning("registry pid %d ignored SIGTERM; killing", reg.pid)
-                proc.kill()
-                proc.wait()
+        if not stop_child(proc, timeout):
+            log.warning("registry pid %d ignored SIGTERM; killed", reg.pid)
         return
     # Not our child (another process started it): only signal it if the PID still names a
     # registry serving this workdir's config, so a recycled PID is never hit.

@@ -14,17 +14,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from testbed import images as tb_images
-from testbed.apidaemon import DOCKER, Daemon
+from testbed.apidaemon import DOCKER, Daemon, running_daemon
 from testbed.ptysession import PtySession
 from testbed.registry import Registry, push_oci_layout
 
@@ -38,27 +35,11 @@ ID64 = re.compile(r"^[0-9a-f]{64}$")
 @pytest.fixture(scope="module")
 def d() -> Iterator[Daemon]:
     """A daemon of its own, with a default bridge on a private subnet (for -p and port)."""
-    image = tb_images.busybox()
-    assert image.docker_archive is not None
-    workdir = Path(tempfile.mkdtemp(prefix="dy-cli-"))
-    daemon = Daemon(workdir)
     n = os.getpid() % 200
-    (workdir / "daemon.json").write_text(json.dumps({
-        "cgroup-parent": "", "bip": f"10.214.{n}.1/24", "ip-forward": False,
-        "default-address-pools": [{"base": f"10.215.{n}.0/24", "size": 26}]}))
-    try:
-        daemon.engine.run("load", "-i", str(image.docker_archive))
-        daemon.start()
+    with running_daemon("dy-cli-", {
+            "cgroup-parent": "", "bip": f"10.214.{n}.1/24", "ip-forward": False,
+            "default-address-pools": [{"base": f"10.215.{n}.0/24", "size": 26}]}) as daemon:
         yield daemon
-    finally:
-        try:
-            for cid in daemon.engine.run("ps", "-aq", "--no-trunc", check=False).stdout.split():
-                daemon.engine.run("rm", "-f", cid, check=False)
-            # a default bridge the engine keeps (where it does) goes with the engine root
-            daemon.engine.run("system", "teardown", check=False)
-        finally:
-            daemon.stop()
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def cli_env(d: Daemon) -> dict[str, str]:
